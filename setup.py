@@ -1,0 +1,25 @@
+"""Packaging for `inpainting`: DeepFill v1/v2 generative image inpainting in TensorFlow 2 / Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name="inpainting",
+    version="0.1.0",
+    description="DeepFill v1/v2 generative image inpainting in TensorFlow 2 / Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["inpainting", "inpainting.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tensorflow-datasets>=4.9,<4.10",
+        # tensorflow-datasets 4.9 imports it but does not declare it on Python >= 3.10.
+        "importlib_resources",
+        "numpy",
+        "opencv-python-headless",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest"],
+    },
+)
