@@ -1,0 +1,324 @@
+"""Contextual attention (Yu et al., CVPR 2018, section 4), in two formulations with one interface.
+
+Foreground features `f` are matched against 3x3 patches of background features `b` at half
+resolution; the softmax-weighted 4x4 raw background patches are pasted back (transposed
+convolution, stride 2) to reconstruct `f`. The behaviour, quirks included, is that of the
+original implementation (reference README, "Contextual attention"):
+
+* Only the background patches are L2-normalised (by `max(||w||, 1e-4)`), so scores are not cosine
+  similarities.
+* "Fuse": the score matrix `[Hf*Wf, Hb*Wb]` is summed along its diagonal (3 neighbours in row-major
+  flattened order, so neighbours wrap across row ends), re-ordered column-major, summed again and
+  ordered back.
+* A background patch is usable iff its whole 3x3 window in the half-resolution mask is 0 (zero
+  padding at borders counts as usable). Unusable patches get logit 0 before `softmax(10 * s)` and
+  weight 0 after it, so usable weights do not sum to 1.
+* Pasting replaces every position, the known region included, and divides by 4.
+
+`implementation="patches"` is the reference: `tf.image.extract_patches` and convolutions, as the
+original computes it, with the batch folded into channels and block-diagonal kernels instead of a
+per-example loop (memory grows with the batch squared; it is meant for checking).
+`implementation="matmul"` computes the same numbers with batched matrix multiplications,
+slices and `depth_to_space` only, so it runs as TFLite built-in ops and is faster.
+
+Unlike the original, which used the first mask for the whole batch, each example may have its
+own mask; a mask of batch size 1 is shared by all examples, which reproduces the original.
+"""
+
+import keras
+import tensorflow as tf
+
+from inpainting import flow as flow_lib
+from inpainting.layers import downsample_nearest
+
+IMPLEMENTATIONS = ("matmul", "patches")
+
+
+def _shape(x):
+    """Static dimensions where known, dynamic scalars elsewhere."""
+    static = x.shape.as_list()
+    dynamic = tf.shape(x)
+    return [dynamic[i] if s is None else s for i, s in enumerate(static)]
+
+
+def _im2col(x, size, stride, pad_before, pad_after):
+    """Patches of `x` [B, H, W, C] as channels [B, h, w, size*size*C], ordered (row, col, channel).
+
+    Equals `tf.image.extract_patches` with the given zero padding, using pad and strided slices only.
+    """
+    x = tf.pad(x, [[0, 0], [pad_before, pad_after], [pad_before, pad_after], [0, 0]])
+    _, height, width, _ = _shape(x)
+    out_h = (height - size) // stride + 1
+    out_w = (width - size) // stride + 1
+    columns = []
+    for dy in range(size):
+        for dx in range(size):
+            columns.append(x[:, dy:dy + (out_h - 1) * stride + 1:stride,
+                             dx:dx + (out_w - 1) * stride + 1:stride, :])
+    return tf.concat(columns, axis=-1)
+
+
+def _shift(x, step, axis):
+    """out[i] = x[i - step] along `axis` (1 or 2), zero where that index is outside."""
+    if step == 0:
+        return x
+    pads = [[0, 0]] * 4
+    pads[axis] = [step, 0] if step > 0 else [0, -step]
+    x = tf.pad(x, pads)
+    begin = [0, 0, 0, 0]
+    size = [-1, -1, -1, -1]
+    full = tf.shape(x)[axis]
+    if step > 0:
+        size[axis] = full - step
+    else:
+        begin[axis] = -step
+    return tf.slice(x, begin, size)
+
+
+def _col2im(patches, rate, channels):
+    """Overlap-adds raw patches: the transposed convolution (kernel 2*rate, stride rate, SAME).
+
+    Args:
+        patches: [B, h, w, (2*rate)**2 * channels], ordered (row, col, channel) within a patch.
+        rate: stride of the patches.
+        channels: channels per pixel.
+
+    Returns:
+        [B, h*rate, w*rate, channels]: output pixel `rate*i + k - rate//2` receives row `k` of the
+        patch at `i` (the same for columns), as `tf.nn.conv2d_transpose` with 'SAME' does.
+    """
+    size = 2 * rate
+    b, h, w, _ = _shape(patches)
+    patches = tf.reshape(patches, [b, h, w, size, size, channels])
+    phases = {}
+    for ky in range(size):
+        shift_y, phase_y = divmod(ky - rate // 2, rate)
+        for kx in range(size):
+            shift_x, phase_x = divmod(kx - rate // 2, rate)
+            term = _shift(_shift(patches[:, :, :, ky, kx, :], shift_y, 1), shift_x, 2)
+            key = (phase_y, phase_x)
+            phases[key] = term if key not in phases else phases[key] + term
+    stacked = tf.concat([phases[(py, px)] for py in range(rate) for px in range(rate)], axis=-1)
+    return tf.nn.depth_to_space(stacked, rate) if rate > 1 else stacked
+
+
+def _diagonal_sum(scores, k):
+    """out[p, q] = sum over t in [-(k//2), k//2] of scores[p + t, q + t], zero outside; [B, P, L]."""
+    d = k // 2
+    padded = tf.pad(scores, [[0, 0], [d, d], [d, d]])
+    b, p, l = _shape(scores)
+    total = None
+    for t in range(k):
+        term = tf.slice(padded, [0, t, t], [-1, p, l])
+        total = term if total is None else total + term
+    return total
+
+
+def _fuse(scores, height, width, k):
+    """The original's fuse step on `scores` [B, P, L] with P = L = height * width."""
+    b = _shape(scores)[0]
+    scores = _diagonal_sum(scores, k)
+    scores = tf.reshape(scores, [b, height, width, height, width])
+    scores = tf.reshape(tf.transpose(scores, [0, 2, 1, 4, 3]), [b, height * width, height * width])
+    scores = _diagonal_sum(scores, k)
+    scores = tf.reshape(scores, [b, width, height, width, height])
+    return tf.reshape(tf.transpose(scores, [0, 2, 1, 4, 3]), [b, height * width, height * width])
+
+
+def usable_patches(mask, ksize):
+    """1.0 where the `ksize` x `ksize` window (zero padded) of `mask` [B, h, w, 1] is all zero.
+
+    Returns:
+        float [B, h*w], row-major over positions.
+    """
+    window_max = tf.nn.max_pool2d(mask, ksize, 1, "SAME")  # max pooling ignores the padding
+    b = _shape(mask)[0]
+    return tf.reshape(tf.cast(tf.equal(window_max, 0.0), mask.dtype), [b, -1])
+
+
+def _relative_offsets(index, height, width):
+    """Argmax indices [B, h*w] -> (dy, dx) offsets [B, h, w, 2] relative to each position."""
+    b = _shape(index)[0]
+    index = tf.reshape(index, [b, height, width])
+    rows = tf.reshape(tf.range(height, dtype=tf.int32), [1, -1, 1])
+    cols = tf.reshape(tf.range(width, dtype=tf.int32), [1, 1, -1])
+    return tf.stack([index // width - rows, index % width - cols], axis=-1)
+
+
+def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True):
+    """Contextual attention with batched matrix multiplications. See the module docstring.
+
+    Args:
+        f: foreground features [B, H, W, C]; H and W multiples of `rate`.
+        b: background features, the same shape as `f`.
+        mask: [B or 1, H, W, 1], 1 = hole, or None (every patch usable).
+        ksize: matching patch size (odd).
+        rate: downscaling of the matching; raw patches are `2*rate` wide with stride `rate`.
+        fuse_k: size of the fuse kernel (odd).
+        softmax_scale: multiplies the scores before the softmax.
+        fuse: whether to apply the fuse step.
+
+    Returns:
+        (y [B, H, W, C], offsets int32 [B, H/rate, W/rate, 2]): the reconstruction and, per
+        position, the (dy, dx) from it to the background patch of largest weight.
+    """
+    batch, _, _, channels = _shape(f)
+    fd = downsample_nearest(f, rate)
+    bd = downsample_nearest(b, rate)
+    _, height, width, _ = _shape(fd)
+    pad = ksize // 2
+    queries = tf.reshape(_im2col(fd, ksize, 1, pad, pad), [batch, height * width, -1])
+    keys = tf.reshape(_im2col(bd, ksize, 1, pad, pad), [batch, height * width, -1])
+    norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
+    keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
+    scores = tf.matmul(queries, keys, transpose_b=True)  # [B, P, L]
+    if fuse:
+        scores = _fuse(scores, height, width, fuse_k)
+    if mask is None:
+        mask = tf.zeros([1, height * rate, width * rate, 1], f.dtype)
+    usable = usable_patches(downsample_nearest(tf.cast(mask, f.dtype), rate), ksize)[:, None, :]
+    weights = tf.nn.softmax(scores * usable * softmax_scale, axis=-1) * usable
+    offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
+    raw = _im2col(b, 2 * rate, rate, rate // 2, rate - rate // 2)  # [B, h, w, 4 r^2 C]
+    raw = tf.reshape(raw, [batch, height * width, -1])
+    pasted = tf.reshape(tf.matmul(weights, raw), [batch, height, width, -1])
+    return _col2im(pasted, rate, channels) / 4.0, offsets
+
+
+def _fold_batch(x):
+    """[B, H, W, C] -> [1, H, W, B*C] (batch-major channels)."""
+    b, h, w, c = _shape(x)
+    return tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, b * c])
+
+
+def _unfold_batch(x, batch):
+    """[1, H, W, B*C] -> [B, H, W, C]."""
+    _, h, w, bc = _shape(x)
+    return tf.transpose(tf.reshape(x, [h, w, batch, bc // batch]), [2, 0, 1, 3])
+
+
+def _block_diagonal(kernels):
+    """Per-example kernels [B, kh, kw, C, L] -> one block-diagonal kernel [kh, kw, B*C, B*L]."""
+    b, kh, kw, c, l = _shape(kernels)
+    eye = tf.eye(b, dtype=kernels.dtype)
+    return tf.reshape(tf.einsum("bhwcl,be->hwbcel", kernels, eye), [kh, kw, b * c, b * l])
+
+
+def attention_patches(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True):
+    """Reference contextual attention on `tf.image.extract_patches` and convolutions.
+
+    Same arguments and results as `attention_matmul`.
+    """
+    batch, full_h, full_w, channels = _shape(f)
+    size = 2 * rate
+    raw = tf.image.extract_patches(b, [1, size, size, 1], [1, rate, rate, 1], [1, 1, 1, 1], "SAME")
+    raw = tf.transpose(tf.reshape(raw, [batch, -1, size, size, channels]), [0, 2, 3, 4, 1])
+    fd = downsample_nearest(f, rate)
+    bd = downsample_nearest(b, rate)
+    _, height, width, _ = _shape(fd)
+    locations = height * width
+    keys = tf.image.extract_patches(bd, [1, ksize, ksize, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME")
+    keys = tf.transpose(tf.reshape(keys, [batch, -1, ksize, ksize, channels]), [0, 2, 3, 4, 1])
+    norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=[1, 2, 3], keepdims=True))
+    keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
+    scores = tf.nn.conv2d(_fold_batch(fd), _block_diagonal(keys), 1, "SAME")
+    scores = _unfold_batch(scores, batch)  # [B, h, w, L]
+    if fuse:
+        kernel = tf.reshape(tf.eye(fuse_k, dtype=scores.dtype), [fuse_k, fuse_k, 1, 1])
+        scores = tf.nn.conv2d(tf.reshape(scores, [batch, locations, locations, 1]), kernel, 1, "SAME")
+        scores = tf.transpose(tf.reshape(scores, [batch, height, width, height, width]), [0, 2, 1, 4, 3])
+        scores = tf.nn.conv2d(tf.reshape(scores, [batch, locations, locations, 1]), kernel, 1, "SAME")
+        scores = tf.transpose(tf.reshape(scores, [batch, width, height, width, height]), [0, 2, 1, 4, 3])
+    scores = tf.reshape(scores, [batch, height, width, locations])
+    if mask is None:
+        mask = tf.zeros([1, full_h, full_w, 1], f.dtype)
+    md = downsample_nearest(tf.cast(mask, f.dtype), rate)
+    windows = tf.image.extract_patches(md, [1, ksize, ksize, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME")
+    usable = tf.cast(tf.equal(tf.reduce_mean(windows, axis=-1), 0.0), f.dtype)
+    usable = tf.reshape(usable, [-1, 1, 1, locations])
+    weights = tf.nn.softmax(scores * usable * softmax_scale, axis=3) * usable
+    index = tf.reshape(tf.argmax(weights, axis=3, output_type=tf.int32), [batch, -1])
+    offsets = _relative_offsets(index, height, width)
+    y = tf.nn.conv2d_transpose(_fold_batch(weights), _block_diagonal(raw),
+                               [1, full_h, full_w, batch * channels], rate, "SAME")
+    return _unfold_batch(y, batch) / 4.0, offsets
+
+
+@keras.saving.register_keras_serializable(package="inpainting")
+class ContextualAttention(keras.layers.Layer):
+    """Contextual attention layer: reconstructs foreground features from background patches.
+
+    Args:
+        ksize: matching patch size (odd), 3 in DeepFill.
+        rate: matching runs at 1/rate resolution; raw patches are 2*rate wide, stride rate.
+        fuse_k: size of the fuse kernel (odd), 3 in DeepFill.
+        softmax_scale: multiplies the scores before the softmax, 10 in DeepFill.
+        fuse: whether to apply the fuse step.
+        implementation: "matmul" (fast, TFLite built-ins) or "patches" (the reference).
+        flow_upsample: how the colour-coded flow is enlarged to the features' size: "nearest"
+            (DeepFill v1) or "bilinear" (v2).
+        flow_dtype: float type of the flow colouring; "float64" reproduces the original exactly,
+            "float32" is needed where float64 kernels are missing (TFLite).
+
+    Call arguments:
+        inputs: `[f, b, mask]`: features [B, H, W, C] (H, W multiples of `rate`), background
+            features of the same shape, and a mask [B or 1, H, W, 1] (1 = hole) or None.
+
+    Returns:
+        A dict: `output` [B, H, W, C]; `offsets` int32 [B, H/rate, W/rate, 2], the (dy, dx) to the
+        patch of largest weight; `flow` float32 [B, H, W, 3] in [-1, 1], the offsets colour-coded.
+
+    Example:
+        >>> layer = ContextualAttention()
+        >>> out = layer([tf.random.normal([1, 32, 32, 8])] * 2 + [None])
+        >>> out["output"].shape, out["flow"].shape
+        (TensorShape([1, 32, 32, 8]), TensorShape([1, 32, 32, 3]))
+
+    Reference: Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018.
+    """
+
+    def __init__(self, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True,
+                 implementation="matmul", flow_upsample="nearest", flow_dtype="float64", **kwargs):
+        super().__init__(**kwargs)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+        if ksize % 2 == 0 or fuse_k % 2 == 0:
+            raise ValueError(f"ksize and fuse_k must be odd, got {ksize} and {fuse_k}")
+        if rate < 1:
+            raise ValueError(f"rate must be >= 1, got {rate}")
+        self.ksize = ksize
+        self.rate = rate
+        self.fuse_k = fuse_k
+        self.softmax_scale = softmax_scale
+        self.fuse = fuse
+        self.implementation = implementation
+        self.flow_upsample = flow_upsample
+        self.flow_dtype = flow_dtype
+
+    def call(self, inputs):
+        f, b, mask = inputs
+        if f.shape.is_fully_defined() and b.shape.is_fully_defined() and f.shape != b.shape:
+            raise ValueError(f"f and b must have the same shape, got {f.shape} and {b.shape}")
+        for dim in f.shape[1:3]:
+            if dim is not None and dim % self.rate:
+                raise ValueError(f"height and width must be multiples of rate={self.rate}, got {f.shape}")
+        attend = attention_matmul if self.implementation == "matmul" else attention_patches
+        y, offsets = attend(f, b, mask, self.ksize, self.rate, self.fuse_k, self.softmax_scale, self.fuse)
+        flow = flow_lib.flow_to_color(offsets, dtype=tf.as_dtype(self.flow_dtype))
+        flow = flow_lib.upsample_flow(flow, self.rate, self.flow_upsample)
+        return {"output": y, "offsets": offsets, "flow": flow}
+
+    def compute_output_shape(self, input_shape):
+        f_shape = input_shape[0]
+        b, h, w, _ = f_shape
+        small = lambda v: None if v is None else v // self.rate
+        return {"output": tuple(f_shape), "offsets": (b, small(h), small(w), 2), "flow": (b, h, w, 3)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(ksize=self.ksize, rate=self.rate, fuse_k=self.fuse_k,
+                      softmax_scale=self.softmax_scale, fuse=self.fuse,
+                      implementation=self.implementation, flow_upsample=self.flow_upsample,
+                      flow_dtype=self.flow_dtype)
+        return config
+

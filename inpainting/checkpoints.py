@@ -1,0 +1,95 @@
+"""Checkpoint directories of this project: `model_config.json` beside a TF2 checkpoint.
+
+Training writes them (with optimizers and step), `python -m inpainting.tf1` converts original
+checkpoints into them, and every tool reads them. The generator is stored under the checkpoint
+key `generator` and the critics under `critics`.
+"""
+
+import os
+
+import tensorflow as tf
+
+from inpainting import tf1
+from inpainting.config import CONFIG_FILE, ModelConfig
+from inpainting.tf1 import CheckpointError
+
+CHECKPOINT_NAME = "ckpt"
+
+
+def save(directory, generator, critics=None, overwrite=False, step=0):
+    """Writes `generator` (and `critics`) with their config into `directory`.
+
+    Args:
+        directory: the checkpoint directory (created if missing).
+        generator: a built `Generator`.
+        critics: built `Critics` or None.
+        overwrite: allow writing where a checkpoint already exists.
+        step: the number in the checkpoint's name (`ckpt-<step>`).
+
+    Returns:
+        The checkpoint prefix written.
+
+    Raises:
+        CheckpointError: `directory` already holds a checkpoint and `overwrite` is False.
+    """
+    directory = os.fspath(directory)
+    if not overwrite and (tf.train.latest_checkpoint(directory)
+                          or os.path.exists(os.path.join(directory, CONFIG_FILE))):
+        raise CheckpointError(f"{directory} already holds a checkpoint; choose another directory or "
+                              "pass --overwrite to replace it")
+    generator.config.save(directory)
+    objects = {"generator": generator}
+    if critics is not None:
+        objects["critics"] = critics
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(**objects), directory, max_to_keep=1,
+                                         checkpoint_name=CHECKPOINT_NAME)
+    return manager.save(checkpoint_number=step)
+
+
+def _our_checkpoint(path):
+    """(directory, prefix) if `path` is one of our checkpoint directories or prefixes, else None."""
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            raise CheckpointError(f"{path} has a {CONFIG_FILE} but no checkpoint yet")
+        return path, prefix
+    directory = os.path.dirname(path) or "."
+    if os.path.isfile(path + ".index") and os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+        return directory, path
+    return None
+
+
+def load_generator(path, attention="matmul", flow_dtype="float64"):
+    """Loads a generator from a checkpoint directory of this project or an original checkpoint.
+
+    Args:
+        path: a checkpoint directory (its latest checkpoint is used), a checkpoint prefix inside one
+            (`.../ckpt-5000`), or an original DeepFill TF1 checkpoint folder or prefix.
+        attention: contextual-attention implementation, "matmul" or "patches".
+        flow_dtype: "float64" or "float32" flow colouring.
+
+    Returns:
+        A built `Generator`.
+
+    Raises:
+        CheckpointError, ConfigError: nothing loadable at `path`.
+    """
+    from inpainting.generator import Generator
+
+    found = _our_checkpoint(path)
+    if found is None:
+        variables = tf1.read_variables(path)
+        return tf1.load_official_generator(path, tf1.detect_version(variables, path),
+                                           attention=attention, flow_dtype=flow_dtype)
+    directory, prefix = found
+    generator = Generator(ModelConfig.load(directory), attention=attention, flow_dtype=flow_dtype)
+    generator.build()
+    try:
+        status = tf.train.Checkpoint(generator=generator).restore(prefix).expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        raise CheckpointError(f"{prefix}: cannot restore the generator described by "
+                              f"{os.path.join(directory, CONFIG_FILE)} "
+                              f"({str(err).splitlines()[0]})") from None
+    return generator

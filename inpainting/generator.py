@@ -1,0 +1,161 @@
+"""The DeepFill v1 coarse-to-fine generator.
+
+Stage 1 (coarse) is an encoder / dilated-convolution / decoder network. Its output is pasted into
+the hole and refined by stage 2, whose two branches (dilated convolutions, and contextual attention)
+are merged by a decoder. Layer names are those of the original checkpoints (`conv1`,
+`xconv1`, `pmconv1`, `allconv11`, ...), so importing them is a table (`inpainting.tf1`).
+"""
+
+import keras
+import tensorflow as tf
+
+from inpainting.attention import ContextualAttention
+from inpainting.config import ModelConfig
+from inpainting.layers import Conv, UpConv, resize_nearest
+
+# (name, filters as a multiple of cnum, kernel, stride, dilation); "up" marks a x2 UpConv.
+# Filters of None mean 3 output channels with no activation.
+STAGE1 = (
+    ("conv1", 1, 5, 1, 1), ("conv2_downsample", 2, 3, 2, 1), ("conv3", 2, 3, 1, 1),
+    ("conv4_downsample", 4, 3, 2, 1), ("conv5", 4, 3, 1, 1), ("conv6", 4, 3, 1, 1),
+    ("conv7_atrous", 4, 3, 1, 2), ("conv8_atrous", 4, 3, 1, 4), ("conv9_atrous", 4, 3, 1, 8),
+    ("conv10_atrous", 4, 3, 1, 16), ("conv11", 4, 3, 1, 1), ("conv12", 4, 3, 1, 1),
+    ("conv13_upsample", 2, "up"), ("conv14", 2, 3, 1, 1), ("conv15_upsample", 1, "up"),
+    ("conv16", 0.5, 3, 1, 1), ("conv17", None, 3, 1, 1),
+)
+STAGE2_CONV = (
+    ("xconv1", 1, 5, 1, 1), ("xconv2_downsample", 1, 3, 2, 1), ("xconv3", 2, 3, 1, 1),
+    ("xconv4_downsample", 2, 3, 2, 1), ("xconv5", 4, 3, 1, 1), ("xconv6", 4, 3, 1, 1),
+    ("xconv7_atrous", 4, 3, 1, 2), ("xconv8_atrous", 4, 3, 1, 4), ("xconv9_atrous", 4, 3, 1, 8),
+    ("xconv10_atrous", 4, 3, 1, 16),
+)
+STAGE2_ATTENTION_IN = (
+    ("pmconv1", 1, 5, 1, 1), ("pmconv2_downsample", 1, 3, 2, 1), ("pmconv3", 2, 3, 1, 1),
+    ("pmconv4_downsample", 4, 3, 2, 1), ("pmconv5", 4, 3, 1, 1), ("pmconv6", 4, 3, 1, 1, "relu"),
+)
+STAGE2_ATTENTION_OUT = (("pmconv9", 4, 3, 1, 1), ("pmconv10", 4, 3, 1, 1))
+STAGE2_MERGE = (
+    ("allconv11", 4, 3, 1, 1), ("allconv12", 4, 3, 1, 1), ("allconv13_upsample", 2, "up"),
+    ("allconv14", 2, 3, 1, 1), ("allconv15_upsample", 1, "up"), ("allconv16", 0.5, 3, 1, 1),
+    ("allconv17", None, 3, 1, 1),
+)
+# The convolutions that see the RGB input and those that produce RGB output.
+INPUT_LAYERS = ("conv1", "xconv1", "pmconv1")
+OUTPUT_LAYERS = ("conv17", "allconv17")
+
+
+def _make_layers(spec, cnum, padding):
+    layers = []
+    for name, width, *rest in spec:
+        filters = 3 if width is None else int(width * cnum)
+        if rest == ["up"]:
+            layers.append(UpConv(filters, padding=padding, name=name))
+            continue
+        kernel, stride, dilation, *activation = rest
+        activation = None if width is None else (activation[0] if activation else "elu")
+        layers.append(Conv(filters, kernel, stride, dilation, padding, activation, name=name))
+    return layers
+
+
+def _run(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="inpainting")
+class Generator(keras.Model):
+    """DeepFill v1 generator: coarse network, paste, refinement with contextual attention.
+
+    Args:
+        config: a `ModelConfig` (or its dict), which fixes the architecture.
+        attention: contextual-attention implementation, "matmul" (default) or "patches".
+        flow_dtype: float type of the flow colouring, "float64" (exact) or "float32".
+
+    Call arguments:
+        inputs: `[image, mask]`: image RGB float32 [B, H, W, 3] in [-1, 1] (the hole is masked
+            out inside), mask float32 [B, H, W, 1] or [1, H, W, 1], 1 = hole. H and W must be
+            multiples of 8.
+
+    Returns:
+        A dict: `coarse` and `refined` [B, H, W, 3], the raw stage outputs in [-1, 1] (not pasted);
+        `flow` [B, H/4, W/4, 3] in [-1, 1], the colour-coded attention offsets; `offsets` int32
+        [B, H/8, W/8, 2], the (dy, dx) each position copied from.
+
+    Example:
+        >>> gen = Generator(ModelConfig(cnum=8))
+        >>> out = gen([tf.zeros([1, 64, 64, 3]), tf.zeros([1, 64, 64, 1])])
+        >>> out["refined"].shape, out["flow"].shape
+        (TensorShape([1, 64, 64, 3]), TensorShape([1, 16, 16, 3]))
+
+    Reference: Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018.
+    """
+
+    def __init__(self, config=None, attention="matmul", flow_dtype="float64", **kwargs):
+        kwargs.setdefault("name", "inpaint_net")
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = ModelConfig.from_dict(config)
+        self.config = config or ModelConfig()
+        self.attention_implementation = attention
+        self.flow_dtype = flow_dtype
+        cnum, padding = self.config.cnum, self.config.padding
+        self.stage1 = _make_layers(STAGE1, cnum, padding)
+        self.conv_branch = _make_layers(STAGE2_CONV, cnum, padding)
+        self.attention_in = _make_layers(STAGE2_ATTENTION_IN, cnum, padding)
+        self.contextual_attention = ContextualAttention(
+            implementation=attention, flow_upsample="nearest", flow_dtype=flow_dtype,
+            name="contextual_attention")
+        self.attention_out = _make_layers(STAGE2_ATTENTION_OUT, cnum, padding)
+        self.merge = _make_layers(STAGE2_MERGE, cnum, padding)
+
+    def build(self, input_shape=None):
+        # Building runs the network once on a small input; every layer infers its own shapes.
+        image = tf.zeros([1, 32, 32, 3])
+        self.call([image, tf.zeros([1, 32, 32, 1])])
+        self.built = True
+
+    def conv_layers(self):
+        """All convolutions by their original names."""
+        layers = (self.stage1 + self.conv_branch + self.attention_in + self.attention_out
+                  + self.merge)
+        return {layer.name: layer for layer in layers}
+
+    def call(self, inputs, training=False):
+        image, mask = inputs
+        image = tf.convert_to_tensor(image)
+        mask = tf.cast(mask, image.dtype)
+        _check_spatial(image, mask)
+        masked = image * (1.0 - mask)
+        ones = tf.ones_like(image[..., :1])
+        stage1 = _run(self.stage1, tf.concat([masked, ones, ones * mask], axis=-1))
+        coarse = tf.clip_by_value(stage1, -1.0, 1.0)
+
+        pasted = coarse * mask + masked * (1.0 - mask)
+        x = tf.concat([pasted, ones, ones * mask], axis=-1)
+        hallucinated = _run(self.conv_branch, x)
+        features = _run(self.attention_in, x)
+        small = tf.shape(features)[1:3]
+        attention = self.contextual_attention([features, features, resize_nearest(mask, small)])
+        attended = _run(self.attention_out, attention["output"])
+        refined = _run(self.merge, tf.concat([hallucinated, attended], axis=-1))
+        refined = tf.clip_by_value(refined, -1.0, 1.0)
+        return {"coarse": coarse, "refined": refined, "flow": attention["flow"],
+                "offsets": attention["offsets"]}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict(), attention=self.attention_implementation,
+                      flow_dtype=self.flow_dtype)
+        return config
+
+
+def _check_spatial(image, mask):
+    for i, (a, b) in enumerate(zip(image.shape[1:3], mask.shape[1:3])):
+        if a is not None and a % 8:
+            raise ValueError(f"image height and width must be multiples of 8, got {image.shape[1:3]} "
+                             "(pad the image, as inpainting.inference does)")
+        if a is not None and b is not None and a != b:
+            raise ValueError(f"mask size {mask.shape[1:3]} does not match image size {image.shape[1:3]}")
+    if image.shape[-1] is not None and image.shape[-1] != 3:
+        raise ValueError(f"image must have 3 channels (RGB), got shape {image.shape}")

@@ -1,0 +1,183 @@
+"""Convolution layers and nearest-neighbour resizing of the DeepFill networks.
+
+Resizing follows TF1's `resize_nearest_neighbor(align_corners=True)`, the rule the original
+networks were trained with: output index `i` reads input index
+`round_half_away_from_zero(float32(i) * float32(in - 1) / float32(out - 1))`. Doubling by that rule is
+plain pixel repetition; halving is *not* strided slicing (64 -> 32 picks rows 0, 2, ..., 30, 33, 35, ...).
+Both are written with ops that have gradients under XLA and are TFLite built-ins (tile +
+depth_to_space, gather).
+"""
+
+import keras
+import tensorflow as tf
+
+PADDINGS = ("same", "reflect", "symmetric")
+ACTIVATIONS = {
+    None: None,
+    "elu": tf.nn.elu,
+    "relu": tf.nn.relu,
+    "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=0.2),
+}
+
+
+def align_corners_indices(in_size, out_size):
+    """Source indices of TF1 nearest-neighbour resizing with `align_corners=True`.
+
+    Args:
+        in_size: input length, a scalar int32 tensor or Python int.
+        out_size: output length, a scalar int32 tensor or Python int.
+
+    Returns:
+        int32 tensor `[out_size]` of indices into the input.
+    """
+    in_size = tf.convert_to_tensor(in_size, tf.int32)
+    out_size = tf.convert_to_tensor(out_size, tf.int32)
+    scale = tf.where(
+        out_size > 1,
+        tf.cast(in_size - 1, tf.float32) / tf.cast(tf.maximum(out_size - 1, 1), tf.float32),
+        0.0)
+    src = tf.cast(tf.range(out_size), tf.float32) * scale
+    whole = tf.floor(src)
+    # roundf: half away from zero (all values are >= 0); tf.round would round half to even.
+    rounded = whole + tf.cast(src - whole >= 0.5, tf.float32)
+    return tf.minimum(tf.cast(rounded, tf.int32), in_size - 1)
+
+
+def resize_nearest(x, size):
+    """Nearest-neighbour resize of `x` [B, H, W, C] to `size` (height, width), align_corners=True rule."""
+    shape = tf.shape(x)
+    x = tf.gather(x, align_corners_indices(shape[1], size[0]), axis=1)
+    return tf.gather(x, align_corners_indices(shape[2], size[1]), axis=2)
+
+
+def downsample_nearest(x, factor=2):
+    """Shrinks `x` [B, H, W, C] to (H // factor, W // factor) by the align_corners rule."""
+    shape = tf.shape(x)
+    return resize_nearest(x, (shape[1] // factor, shape[2] // factor))
+
+
+def upsample_nearest(x, factor=2):
+    """Enlarges `x` [B, H, W, C] by an integer factor with pixel repetition (= align_corners nearest)."""
+    if factor == 1:
+        return x
+    return tf.nn.depth_to_space(tf.tile(x, [1, 1, 1, factor * factor]), factor)
+
+
+def pad_for_conv(x, kernel_size, dilation_rate, padding):
+    """Mirror-pads `x` so that a VALID convolution keeps the size; returns `x` unchanged for "same"."""
+    if padding == "same":
+        return x
+    p = dilation_rate * (kernel_size - 1) // 2
+    return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode=padding.upper())
+
+
+@keras.saving.register_keras_serializable(package="inpainting")
+class Conv(keras.layers.Layer):
+    """A 2D convolution with bias, a choice of padding, and an activation.
+
+    This is DeepFill's `gen_conv` (v1: convolution + ELU) and, with a 5x5 kernel, stride 2 and
+    leaky ReLU, its critic convolution. `padding="same"` is TF's SAME, which pads asymmetrically
+    (less on the top/left) for stride 2 on even sizes, exactly like the original. "reflect" and
+    "symmetric" mirror-pad `dilation_rate * (kernel_size - 1) / 2` pixels on every side and then
+    convolve VALID, as the v1 paper describes.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: square kernel size.
+        strides: stride (1 or 2 in DeepFill).
+        dilation_rate: dilation (atrous rate).
+        padding: "same", "reflect" or "symmetric".
+        activation: "elu", "relu", "leaky_relu" (slope 0.2) or None.
+
+    Example:
+        >>> conv = Conv(32, 5, name="conv1")
+        >>> conv(tf.zeros([1, 64, 64, 5])).shape
+        TensorShape([1, 64, 64, 32])
+
+    Reference: Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, dilation_rate=1, padding="same",
+                 activation="elu", **kwargs):
+        super().__init__(**kwargs)
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+        if strides > 1 and dilation_rate > 1:
+            raise ValueError("strides > 1 together with dilation_rate > 1 is not supported")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.dilation_rate = dilation_rate
+        self.padding = padding
+        self.activation = activation
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
+            initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, x):
+        x = pad_for_conv(x, self.kernel_size, self.dilation_rate, self.padding)
+        y = tf.nn.conv2d(
+            x, tf.cast(self.kernel, x.dtype), strides=self.strides,
+            padding="SAME" if self.padding == "same" else "VALID",
+            dilations=self.dilation_rate)
+        y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
+        activation = ACTIVATIONS[self.activation]
+        return y if activation is None else activation(y)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        s = self.strides
+        h = None if h is None else -(-h // s)
+        w = None if w is None else -(-w // s)
+        return (b, h, w, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      dilation_rate=self.dilation_rate, padding=self.padding,
+                      activation=self.activation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="inpainting")
+class UpConv(keras.layers.Layer):
+    """DeepFill's `gen_deconv`: x2 nearest-neighbour upsampling, then a 3x3 `Conv`.
+
+    Args:
+        filters: number of output channels.
+        padding: "same", "reflect" or "symmetric".
+        activation: activation of the convolution (ELU in v1).
+
+    Example:
+        >>> UpConv(64, name="conv13_upsample")(tf.zeros([1, 16, 16, 128])).shape
+        TensorShape([1, 32, 32, 64])
+    """
+
+    def __init__(self, filters, padding="same", activation="elu", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.padding = padding
+        self.activation = activation
+        self.conv = Conv(filters, 3, padding=padding, activation=activation, name=f"{self.name}_conv")
+
+    def build(self, input_shape):
+        b, h, w, c = input_shape
+        self.conv.build((b, None if h is None else 2 * h, None if w is None else 2 * w, c))
+
+    def call(self, x):
+        return self.conv(upsample_nearest(x, 2))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, padding=self.padding, activation=self.activation)
+        return config

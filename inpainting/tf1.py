@@ -1,0 +1,281 @@
+"""Import of the original DeepFill TF1 checkpoints (the released Places2, CelebA-HQ, ImageNet models).
+
+The original networks were trained on BGR images. The loaded models take and return RGB: the
+input channels of the first convolution of each stage (and of each critic) and the output
+channels of the last convolution of each stage are permuted, so outputs equal the original's
+with the colour channels reversed.
+
+Command line, converting into a checkpoint directory of this project:
+
+    python -m inpainting.tf1 --checkpoint=release_places2_256 --version=v1 --output=places2_v1
+"""
+
+import os
+import re
+import sys
+
+import numpy as np
+
+from inpainting.config import VERSIONS, ModelConfig
+
+GENERATOR_SCOPE = "inpaint_net"
+CRITIC_SCOPE = "discriminator"
+# Google Drive renames the `checkpoint` state file when a folder is downloaded.
+STATE_FILES = ("checkpoint", "checkpoint.txt")
+
+
+class CheckpointError(ValueError):
+    """An original checkpoint that cannot be found or does not hold the expected network."""
+
+
+def _prefix_from_state_file(directory):
+    for name in STATE_FILES:
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            match = re.search(r'^model_checkpoint_path:\s*"(.*)"', f.read(), re.MULTILINE)
+        if match:
+            # The recorded path may be absolute on the authors' machine: only its name counts.
+            prefix = os.path.join(directory, os.path.basename(match.group(1)))
+            if os.path.isfile(prefix + ".index"):
+                return prefix
+    return None
+
+
+def resolve_prefix(path):
+    """The checkpoint prefix (`.../snap-0`) for a checkpoint folder or prefix.
+
+    Raises:
+        CheckpointError: nothing loadable at `path`.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path + ".index"):
+        return path
+    if path.endswith(".index") and os.path.isfile(path):
+        return path[:-len(".index")]
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: no such checkpoint folder or prefix (expected a folder with "
+                              "checkpoint, *.index and *.data-* files)")
+    prefix = _prefix_from_state_file(path)
+    if prefix:
+        return prefix
+    indexes = sorted(n[:-len(".index")] for n in os.listdir(path) if n.endswith(".index"))
+    if len(indexes) == 1:
+        return os.path.join(path, indexes[0])
+    if not indexes:
+        raise CheckpointError(f"{path}: no *.index file; this folder holds no TF checkpoint")
+    raise CheckpointError(f"{path}: several checkpoints ({', '.join(indexes)}) and no `checkpoint` "
+                          "file naming one; pass the prefix of one, e.g. " + os.path.join(path, indexes[-1]))
+
+
+def read_variables(path):
+    """All variables of a TF1 checkpoint as {name: numpy array}, optimizer slots excluded."""
+    import tensorflow as tf
+
+    prefix = resolve_prefix(path)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except Exception as err:  # the reader raises several error types for corrupt files
+        raise CheckpointError(f"{prefix}: cannot read the checkpoint ({str(err).splitlines()[0]})") from None
+    names = reader.get_variable_to_shape_map()
+    return {name: reader.get_tensor(name) for name in names
+            if name.startswith((GENERATOR_SCOPE + "/", CRITIC_SCOPE + "/"))
+            and "/Adam" not in name}
+
+
+def detect_version(variables, path="checkpoint"):
+    """"v1" or "v2" from the generator's shapes; raises CheckpointError if there is no generator."""
+    conv1 = variables.get(f"{GENERATOR_SCOPE}/conv1/kernel")
+    xconv1 = variables.get(f"{GENERATOR_SCOPE}/xconv1/kernel")
+    if conv1 is None or xconv1 is None:
+        raise CheckpointError(f"{path} holds no DeepFill generator (no {GENERATOR_SCOPE}/conv1/kernel "
+                              f"and {GENERATOR_SCOPE}/xconv1/kernel)")
+    # v2's stage 2 takes the 3-channel pasted image; v1's takes 5 channels.
+    return "v2" if xconv1.shape[2] == 3 else "v1"
+
+
+def _check_version(variables, version, path):
+    found = detect_version(variables, path)
+    if found == version and version in VERSIONS:
+        return
+    what = (f"{path} is a DeepFill {found} checkpoint (inpaint_net/xconv1/kernel has shape "
+            f"{list(variables[f'{GENERATOR_SCOPE}/xconv1/kernel'].shape)})")
+    if found in VERSIONS:
+        raise CheckpointError(f"{what}, not {version}; pass --version={found}")
+    raise CheckpointError(f"{what}; this release of inpainting loads only {', '.join(VERSIONS)}")
+
+
+def _generator_key(name, part):
+    if name.endswith("_upsample"):
+        return f"{GENERATOR_SCOPE}/{name}/{name}_conv/{part}"
+    return f"{GENERATOR_SCOPE}/{name}/{part}"
+
+
+def _take(variables, key, shape, path):
+    if key not in variables:
+        raise CheckpointError(f"{path} has no variable {key}")
+    value = variables[key]
+    if tuple(value.shape) != tuple(shape):
+        raise CheckpointError(f"{path}: {key} has shape {list(value.shape)}, expected {list(shape)} "
+                              "for this network")
+    return value
+
+
+def _assign(layer, kernel, bias):
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
+
+
+def _square_size(features, channels, key, path):
+    side = int(round((features / channels) ** 0.5))
+    if side * side * channels != features:
+        raise CheckpointError(f"{path}: {key} does not fit a square critic input")
+    return 16 * side
+
+
+def generator_config(variables, padding="same"):
+    """The `ModelConfig` of the generator stored in `variables`."""
+    cnum = int(variables[f"{GENERATOR_SCOPE}/conv1/kernel"].shape[-1])
+    local_fc = variables.get(f"{CRITIC_SCOPE}/dout_local_fc/kernel")
+    global_fc = variables.get(f"{CRITIC_SCOPE}/dout_global_fc/kernel")
+    sizes = {}
+    if local_fc is not None and global_fc is not None:
+        local = _square_size(local_fc.shape[0], 512, "dout_local_fc/kernel", "checkpoint")
+        whole = _square_size(global_fc.shape[0], 256, "dout_global_fc/kernel", "checkpoint")
+        sizes = {"local_size": (local, local), "image_size": (whole, whole)}
+    return ModelConfig(version="v1", cnum=cnum, padding=padding, **sizes)
+
+
+def assign_generator(generator, variables, path="checkpoint"):
+    """Copies the original weights into a built `Generator`, converting BGR to RGB."""
+    from inpainting.generator import INPUT_LAYERS, OUTPUT_LAYERS
+
+    for name, layer in generator.conv_layers().items():
+        conv = layer.conv if hasattr(layer, "conv") else layer
+        kernel = _take(variables, _generator_key(name, "kernel"), conv.kernel.shape, path)
+        bias = _take(variables, _generator_key(name, "bias"), conv.bias.shape, path)
+        if name in INPUT_LAYERS:
+            kernel = kernel[:, :, [2, 1, 0] + list(range(3, kernel.shape[2]))]
+        if name in OUTPUT_LAYERS:
+            kernel, bias = kernel[..., ::-1], bias[::-1]
+        _assign(conv, kernel, bias)
+
+
+def assign_critics(critics, variables, path="checkpoint"):
+    """Copies the original critic weights into built `Critics`, converting BGR to RGB."""
+    for critic, branch in ((critics.local, "local"), (critics.global_, "global")):
+        for i, conv in enumerate(critic.convs):
+            scope = f"{CRITIC_SCOPE}/discriminator_{branch}/conv{i + 1}"
+            kernel = _take(variables, f"{scope}/kernel", conv.kernel.shape, path)
+            if i == 0:
+                kernel = kernel[:, :, ::-1, :]
+            _assign(conv, kernel, _take(variables, f"{scope}/bias", conv.bias.shape, path))
+        head = f"{CRITIC_SCOPE}/dout_{branch}_fc"
+        critic.head.kernel.assign(_take(variables, f"{head}/kernel", critic.head.kernel.shape, path))
+        critic.head.bias.assign(_take(variables, f"{head}/bias", critic.head.bias.shape, path))
+
+
+def load_official_generator(path, version="v1", padding="same", attention="matmul",
+                            flow_dtype="float64"):
+    """Builds a `Generator` with the weights of an original DeepFill checkpoint.
+
+    Args:
+        path: an original TF1 checkpoint folder (with `checkpoint` or `checkpoint.txt`, `*.index`,
+            `*.data-*`, optionally `*.meta` and optimizer slots) or a checkpoint prefix.
+        version: "v1".
+        padding: padding of the rebuilt network; "same" is what the released models used.
+        attention: contextual-attention implementation, "matmul" or "patches".
+        flow_dtype: "float64" or "float32" flow colouring.
+
+    Returns:
+        A built `Generator` taking and returning RGB.
+
+    Raises:
+        CheckpointError: the checkpoint is missing, unreadable, of another version or shape.
+    """
+    from inpainting.generator import Generator
+
+    variables = read_variables(path)
+    _check_version(variables, version, path)
+    generator = Generator(generator_config(variables, padding), attention=attention,
+                          flow_dtype=flow_dtype)
+    generator.build()
+    assign_generator(generator, variables, path)
+    return generator
+
+
+def load_official_critics(path, version="v1"):
+    """Builds the v1 `Critics` with the weights of an original DeepFill checkpoint.
+
+    Args:
+        path: an original TF1 checkpoint folder or prefix (see `load_official_generator`).
+        version: "v1".
+
+    Returns:
+        Built `Critics` taking RGB.
+
+    Raises:
+        CheckpointError: the checkpoint is missing, unreadable, of another version, or has no critics.
+    """
+    from inpainting.critics import Critics
+
+    variables = read_variables(path)
+    _check_version(variables, version, path)
+    if f"{CRITIC_SCOPE}/dout_local_fc/kernel" not in variables:
+        raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel)")
+    critics = Critics(generator_config(variables))
+    critics.build()
+    assign_critics(critics, variables, path)
+    return critics
+
+
+def convert(path, output, version="v1", overwrite=False):
+    """Converts an original checkpoint into a checkpoint directory of this project.
+
+    Args:
+        path: original checkpoint folder or prefix.
+        output: directory to write (`model_config.json` and a TF2 checkpoint).
+        version: "v1".
+        overwrite: replace a checkpoint already in `output`.
+
+    Returns:
+        The path of the written checkpoint.
+    """
+    from inpainting import checkpoints
+
+    generator = load_official_generator(path, version)
+    variables = read_variables(path)
+    critics = None
+    if f"{CRITIC_SCOPE}/dout_local_fc/kernel" in variables:
+        critics = load_official_critics(path, version)
+    return checkpoints.save(output, generator, critics, overwrite=overwrite)
+
+
+def main(argv):
+    from absl import flags
+
+    from inpainting import cli
+
+    del argv
+    FLAGS = flags.FLAGS
+    with cli.user_errors():
+        written = convert(FLAGS.checkpoint, FLAGS.output, FLAGS.version, FLAGS.overwrite)
+        print(f"wrote {written} (model config in {FLAGS.output}/model_config.json)")
+
+
+def define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("checkpoint", None, "Original DeepFill TF1 checkpoint folder or prefix.",
+                        required=True)
+    flags.DEFINE_enum("version", "v1", list(VERSIONS), "DeepFill version of the checkpoint.")
+    flags.DEFINE_string("output", None, "Checkpoint directory to write.", required=True)
+    flags.DEFINE_bool("overwrite", False, "Replace a checkpoint that already exists in --output.")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
+    app.run(main)
