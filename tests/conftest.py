@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -41,3 +43,41 @@ def official_checkpoint(tmp_path_factory):
         return extracted[version]
 
     return get
+
+
+def run_module(module, *args, cwd=None):
+    """Runs `python -m module args...` in a fresh process; returns the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+def assert_user_error(result, *fragments):
+    """A CLI run that failed with one `error: ...` line naming `fragments`, and no traceback."""
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint directory holding a randomly initialised cnum=4 v1 generator and its critics."""
+    import tensorflow as tf
+
+    from inpainting import checkpoints
+    from inpainting.config import ModelConfig
+    from inpainting.critics import Critics
+    from inpainting.generator import Generator
+
+    tf.keras.utils.set_random_seed(1)
+    config = ModelConfig(cnum=4, image_size=(64, 64), local_size=(32, 32))
+    generator = Generator(config)
+    generator.build()
+    critics = Critics(config)
+    critics.build()
+    directory = tmp_path_factory.mktemp("tiny") / "model"
+    checkpoints.save(directory, generator, critics)
+    return directory

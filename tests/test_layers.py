@@ -1,0 +1,102 @@
+"""Tests of inpainting.layers: align-corners resizing, padded convolutions, the upsampling conv."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from inpainting import layers
+
+
+@pytest.mark.parametrize("in_size,out_size", [
+    (64, 32), (256, 64), (85, 42), (33, 16), (7, 3), (5, 1), (1, 1), (16, 32), (13, 26), (30, 7),
+])
+def test_resize_nearest_matches_tf1_align_corners(in_size, out_size):
+    x = tf.reshape(tf.range(in_size * 3, dtype=tf.float32), [1, in_size, 3, 1])
+    x = tf.tile(x, [1, 1, 1, 2])
+    expected = tf.compat.v1.image.resize_nearest_neighbor(x, [out_size, 3], align_corners=True)
+    np.testing.assert_array_equal(layers.resize_nearest(x, (out_size, 3)), expected)
+
+
+def test_halving_is_not_strided_slicing():
+    # The quirk the original networks were trained with (reference README, fact 2).
+    rows = layers.align_corners_indices(64, 32).numpy()
+    assert list(rows[14:18]) == [28, 30, 33, 35]
+    rows = layers.align_corners_indices(256, 64).numpy()
+    assert list(rows[9:13]) == [36, 40, 45, 49] and rows[-1] == 255
+
+
+def test_upsample_is_repetition_and_matches_align_corners():
+    x = tf.random.normal([2, 5, 7, 3])
+    up = layers.upsample_nearest(x, 2)
+    np.testing.assert_array_equal(up, np.repeat(np.repeat(x.numpy(), 2, axis=1), 2, axis=2))
+    expected = tf.compat.v1.image.resize_nearest_neighbor(x, [10, 14], align_corners=True)
+    np.testing.assert_array_equal(up, expected)
+
+
+@pytest.mark.parametrize("padding", ["reflect", "symmetric"])
+@pytest.mark.parametrize("kernel,stride,dilation", [(3, 1, 1), (5, 1, 1), (3, 2, 1), (3, 1, 2), (3, 1, 4)])
+def test_mirror_padded_conv_equals_pad_plus_valid(padding, kernel, stride, dilation):
+    conv = layers.Conv(6, kernel, stride, dilation, padding, activation=None)
+    x = tf.random.normal([2, 18, 22, 4])
+    y = conv(x)
+    p = dilation * (kernel - 1) // 2
+    padded = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode=padding.upper())
+    expected = tf.nn.conv2d(padded, conv.kernel, stride, "VALID", dilations=dilation) + conv.bias
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    assert y.shape == (2, 18 // stride, 22 // stride, 6)
+
+
+def test_same_padding_stride2_is_asymmetric_like_tf():
+    # 3x3 stride 2 on even sizes pads 0 on top/left and 1 on bottom/right.
+    conv = layers.Conv(3, 3, 2, activation=None)
+    x = tf.random.normal([1, 8, 10, 2])
+    y = conv(x)
+    expected = tf.nn.conv2d(tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]), conv.kernel, 2, "VALID")
+    np.testing.assert_allclose(y, expected + conv.bias, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation,fn", [
+    ("elu", tf.nn.elu), ("relu", tf.nn.relu), ("leaky_relu", lambda v: tf.maximum(v, 0.2 * v)),
+])
+def test_conv_activations(activation, fn):
+    conv = layers.Conv(4, 3, activation=activation)
+    x = tf.random.normal([1, 6, 6, 2])
+    y = conv(x)
+    linear = tf.nn.conv2d(x, conv.kernel, 1, "SAME") + conv.bias
+    np.testing.assert_allclose(y, fn(linear), atol=1e-6)
+
+
+def test_conv_config_round_trip_and_output_shape():
+    conv = layers.Conv(8, 3, 2, 1, "symmetric", "relu", name="conv2_downsample")
+    clone = layers.Conv.from_config(conv.get_config())
+    assert clone.get_config() == conv.get_config()
+    assert conv.compute_output_shape((None, 17, 20, 3)) == (None, 9, 10, 8)
+    assert conv(tf.zeros([1, 17, 20, 3])).shape == (1, 9, 10, 8)
+
+
+def test_upconv_shape_names_and_config():
+    up = layers.UpConv(5, padding="reflect", name="conv13_upsample")
+    y = up(tf.random.normal([2, 4, 6, 3]))
+    assert y.shape == (2, 8, 12, 5) == up.compute_output_shape((2, 4, 6, 3))
+    assert up.conv.name == "conv13_upsample_conv"
+    assert layers.UpConv.from_config(up.get_config()).get_config() == up.get_config()
+    expected = up.conv(layers.upsample_nearest(tf.zeros([2, 4, 6, 3])))
+    np.testing.assert_allclose(up(tf.zeros([2, 4, 6, 3])), expected)
+
+
+def test_conv_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="padding must be one of"):
+        layers.Conv(4, 3, padding="REFELECT")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        layers.Conv(4, 3, activation="gelu")
+
+
+def test_conv_checkpoint_round_trip(tmp_path):
+    conv = layers.Conv(4, 3)
+    x = tf.random.normal([1, 8, 8, 2])
+    y = conv(x)
+    path = tf.train.Checkpoint(layer=conv).write(str(tmp_path / "ckpt"))
+    other = layers.Conv(4, 3)
+    other.build(x.shape)
+    tf.train.Checkpoint(layer=other).read(path).assert_consumed()
+    np.testing.assert_array_equal(other(x), y)
