@@ -145,6 +145,12 @@ def _relative_offsets(index, height, width):
     return tf.stack([index // width - rows, index % width - cols], axis=-1)
 
 
+def _inputs(f, b, mask):
+    f = tf.convert_to_tensor(f)
+    b = tf.convert_to_tensor(b, f.dtype)
+    return f, b, None if mask is None else tf.cast(mask, f.dtype)
+
+
 def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True):
     """Contextual attention with batched matrix multiplications. See the module docstring.
 
@@ -162,6 +168,7 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
         (y [B, H, W, C], offsets int32 [B, H/rate, W/rate, 2]): the reconstruction and, per
         position, the (dy, dx) from it to the background patch of largest weight.
     """
+    f, b, mask = _inputs(f, b, mask)
     batch, _, _, channels = _shape(f)
     fd = downsample_nearest(f, rate)
     bd = downsample_nearest(b, rate)
@@ -176,7 +183,7 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
         scores = _fuse(scores, height, width, fuse_k)
     if mask is None:
         mask = tf.zeros([1, height * rate, width * rate, 1], f.dtype)
-    usable = usable_patches(downsample_nearest(tf.cast(mask, f.dtype), rate), ksize)[:, None, :]
+    usable = usable_patches(downsample_nearest(mask, rate), ksize)[:, None, :]
     weights = tf.nn.softmax(scores * usable * softmax_scale, axis=-1) * usable
     offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
     raw = _im2col(b, 2 * rate, rate, rate // 2, rate - rate // 2)  # [B, h, w, 4 r^2 C]
@@ -209,6 +216,7 @@ def attention_patches(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
 
     Same arguments and results as `attention_matmul`.
     """
+    f, b, mask = _inputs(f, b, mask)
     batch, full_h, full_w, channels = _shape(f)
     size = 2 * rate
     raw = tf.image.extract_patches(b, [1, size, size, 1], [1, rate, rate, 1], [1, 1, 1, 1], "SAME")
@@ -232,7 +240,7 @@ def attention_patches(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
     scores = tf.reshape(scores, [batch, height, width, locations])
     if mask is None:
         mask = tf.zeros([1, full_h, full_w, 1], f.dtype)
-    md = downsample_nearest(tf.cast(mask, f.dtype), rate)
+    md = downsample_nearest(mask, rate)
     windows = tf.image.extract_patches(md, [1, ksize, ksize, 1], [1, 1, 1, 1], [1, 1, 1, 1], "SAME")
     usable = tf.cast(tf.equal(tf.reduce_mean(windows, axis=-1), 0.0), f.dtype)
     usable = tf.reshape(usable, [-1, 1, 1, locations])

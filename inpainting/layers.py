@@ -63,12 +63,32 @@ def upsample_nearest(x, factor=2):
     return tf.nn.depth_to_space(tf.tile(x, [1, 1, 1, factor * factor]), factor)
 
 
+def mirror_indices(size, pad, mode):
+    """Source indices of mirror padding by `pad` on both sides of an axis of length `size`.
+
+    Equals `tf.pad(mode="REFLECT" | "SYMMETRIC")` where that op is defined (pad < size, or
+    pad <= size for symmetric) and keeps folding back and forth beyond it, as `numpy.pad` does,
+    so small feature maps work with large dilations.
+    """
+    size = tf.convert_to_tensor(size, tf.int32)
+    index = tf.range(-pad, size + pad, dtype=tf.int32)
+    if mode == "symmetric":
+        period = 2 * size
+        index = tf.math.floormod(index, period)
+        return tf.where(index < size, index, period - 1 - index)
+    period = tf.maximum(2 * size - 2, 1)  # a length-1 axis repeats its only value
+    index = tf.math.floormod(index, period)
+    return tf.minimum(tf.where(index < size, index, period - index), size - 1)
+
+
 def pad_for_conv(x, kernel_size, dilation_rate, padding):
     """Mirror-pads `x` so that a VALID convolution keeps the size; returns `x` unchanged for "same"."""
     if padding == "same":
         return x
     p = dilation_rate * (kernel_size - 1) // 2
-    return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode=padding.upper())
+    shape = tf.shape(x)
+    x = tf.gather(x, mirror_indices(shape[1], p, padding), axis=1)
+    return tf.gather(x, mirror_indices(shape[2], p, padding), axis=2)
 
 
 @keras.saving.register_keras_serializable(package="inpainting")

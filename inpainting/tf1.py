@@ -275,6 +275,7 @@ def define_flags():
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up notices off the console
     from absl import app
 
     define_flags()

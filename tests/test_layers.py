@@ -100,3 +100,14 @@ def test_conv_checkpoint_round_trip(tmp_path):
     other.build(x.shape)
     tf.train.Checkpoint(layer=other).read(path).assert_consumed()
     np.testing.assert_array_equal(other(x), y)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+@pytest.mark.parametrize("size,pad", [(1, 3), (2, 5), (3, 16), (8, 16), (16, 16), (17, 16), (5, 1)])
+def test_mirror_padding_any_size_equals_numpy(mode, size, pad):
+    x = tf.reshape(tf.range(size * size, dtype=tf.float32), [1, size, size, 1])
+    got = layers.pad_for_conv(x, 3, pad, mode)[0, :, :, 0].numpy()
+    np.testing.assert_array_equal(got, np.pad(x.numpy()[0, :, :, 0], pad, mode=mode))
+    if pad < size:  # where tf.pad's MirrorPad is defined, it is the same
+        expected = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode=mode.upper())
+        np.testing.assert_array_equal(got, expected[0, :, :, 0])
