@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from inpainting import tf1
 from inpainting.config import CONFIG_FILE, ModelConfig
-from inpainting.tf1 import CheckpointError
+from inpainting.errors import CheckpointError
 
 CHECKPOINT_NAME = "ckpt"
 

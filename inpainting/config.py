@@ -8,13 +8,11 @@ import dataclasses
 import json
 import os
 
+from inpainting.errors import ConfigError
+
 CONFIG_FILE = "model_config.json"
 VERSIONS = ("v1",)
 PADDINGS = ("same", "reflect", "symmetric")
-
-
-class ConfigError(ValueError):
-    """A model configuration that is invalid or cannot be read; the message is one line."""
 
 
 @dataclasses.dataclass(frozen=True)

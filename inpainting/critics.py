@@ -37,9 +37,14 @@ class Critic(keras.layers.Layer):
         self.input_size = tuple(input_size)
         self.cnum = cnum
         self.head_name = head_name
-        self.convs = [Conv(w * cnum, 5, 2, activation="leaky_relu", name=f"conv{i + 1}")
-                      for i, w in enumerate(self.widths)]
+        # Attributes, not a list: tf.train.Checkpoint does not follow Keras 3's tracked lists.
+        for i, w in enumerate(self.widths):
+            setattr(self, f"conv{i + 1}", Conv(w * cnum, 5, 2, activation="leaky_relu", name=f"conv{i + 1}"))
         self.head = keras.layers.Dense(1, name=head_name)
+
+    @property
+    def convs(self):
+        return [getattr(self, f"conv{i + 1}") for i in range(len(self.widths))]
 
     def build(self, input_shape):
         h, w = self.input_size

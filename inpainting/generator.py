@@ -44,23 +44,24 @@ INPUT_LAYERS = ("conv1", "xconv1", "pmconv1")
 OUTPUT_LAYERS = ("conv17", "allconv17")
 
 
-def _make_layers(spec, cnum, padding):
-    layers = []
+def _make_layers(model, spec, cnum, padding):
+    """Creates the layers of `spec` as attributes of `model` and returns their names in order.
+
+    Each layer is its own attribute (not an element of a list) because `tf.train.Checkpoint`
+    does not follow Keras 3's tracked lists; it also makes checkpoint keys read `.../conv1/...`.
+    """
+    names = []
     for name, width, *rest in spec:
         filters = 3 if width is None else int(width * cnum)
         if rest == ["up"]:
-            layers.append(UpConv(filters, padding=padding, name=name))
-            continue
-        kernel, stride, dilation, *activation = rest
-        activation = None if width is None else (activation[0] if activation else "elu")
-        layers.append(Conv(filters, kernel, stride, dilation, padding, activation, name=name))
-    return layers
-
-
-def _run(layers, x):
-    for layer in layers:
-        x = layer(x)
-    return x
+            layer = UpConv(filters, padding=padding, name=name)
+        else:
+            kernel, stride, dilation, *activation = rest
+            activation = None if width is None else (activation[0] if activation else "elu")
+            layer = Conv(filters, kernel, stride, dilation, padding, activation, name=name)
+        setattr(model, name, layer)
+        names.append(name)
+    return tuple(names)
 
 
 @keras.saving.register_keras_serializable(package="inpainting")
@@ -100,14 +101,12 @@ class Generator(keras.Model):
         self.attention_implementation = attention
         self.flow_dtype = flow_dtype
         cnum, padding = self.config.cnum, self.config.padding
-        self.stage1 = _make_layers(STAGE1, cnum, padding)
-        self.conv_branch = _make_layers(STAGE2_CONV, cnum, padding)
-        self.attention_in = _make_layers(STAGE2_ATTENTION_IN, cnum, padding)
+        self._stages = {key: _make_layers(self, spec, cnum, padding) for key, spec in (
+            ("stage1", STAGE1), ("conv_branch", STAGE2_CONV), ("attention_in", STAGE2_ATTENTION_IN),
+            ("attention_out", STAGE2_ATTENTION_OUT), ("merge", STAGE2_MERGE))}
         self.contextual_attention = ContextualAttention(
             implementation=attention, flow_upsample="nearest", flow_dtype=flow_dtype,
             name="contextual_attention")
-        self.attention_out = _make_layers(STAGE2_ATTENTION_OUT, cnum, padding)
-        self.merge = _make_layers(STAGE2_MERGE, cnum, padding)
 
     def build(self, input_shape=None):
         # Building runs the network once on a small input; every layer infers its own shapes.
@@ -116,10 +115,14 @@ class Generator(keras.Model):
         self.built = True
 
     def conv_layers(self):
-        """All convolutions by their original names."""
-        layers = (self.stage1 + self.conv_branch + self.attention_in + self.attention_out
-                  + self.merge)
-        return {layer.name: layer for layer in layers}
+        """All convolutions by their original names, in network order."""
+        return {name: getattr(self, name) for names in self._stages.values() for name in names}
+
+    def run_stage(self, stage, x):
+        """Applies the layers of one part ("stage1", "conv_branch", ...) in order."""
+        for name in self._stages[stage]:
+            x = getattr(self, name)(x)
+        return x
 
     def call(self, inputs, training=False):
         image, mask = inputs
@@ -128,17 +131,17 @@ class Generator(keras.Model):
         _check_spatial(image, mask)
         masked = image * (1.0 - mask)
         ones = tf.ones_like(image[..., :1])
-        stage1 = _run(self.stage1, tf.concat([masked, ones, ones * mask], axis=-1))
+        stage1 = self.run_stage("stage1", tf.concat([masked, ones, ones * mask], axis=-1))
         coarse = tf.clip_by_value(stage1, -1.0, 1.0)
 
         pasted = coarse * mask + masked * (1.0 - mask)
         x = tf.concat([pasted, ones, ones * mask], axis=-1)
-        hallucinated = _run(self.conv_branch, x)
-        features = _run(self.attention_in, x)
+        hallucinated = self.run_stage("conv_branch", x)
+        features = self.run_stage("attention_in", x)
         small = tf.shape(features)[1:3]
         attention = self.contextual_attention([features, features, resize_nearest(mask, small)])
-        attended = _run(self.attention_out, attention["output"])
-        refined = _run(self.merge, tf.concat([hallucinated, attended], axis=-1))
+        attended = self.run_stage("attention_out", attention["output"])
+        refined = self.run_stage("merge", tf.concat([hallucinated, attended], axis=-1))
         refined = tf.clip_by_value(refined, -1.0, 1.0)
         return {"coarse": coarse, "refined": refined, "flow": attention["flow"],
                 "offsets": attention["offsets"]}

@@ -35,6 +35,8 @@ import secrets
 import cv2
 import numpy as np
 
+from inpainting.errors import ImageError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 EXTENSIONS_16BIT = (".png", ".tif", ".tiff")
 MAX_PIXELS = 100_000_000
@@ -45,10 +47,6 @@ MASK_HELP = ("mask: an image of the same size as the input; white pixels (gray a
 _LUMA_RGB = np.array([0.299, 0.587, 0.114])
 _PEAK = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 _SUPPORTED = ", ".join(ext[1:] for ext in IMAGE_EXTENSIONS)
-
-
-class ImageError(ValueError):
-    """A problem with an input or output file, worded for the user on a single line."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -17,15 +17,12 @@ import sys
 import numpy as np
 
 from inpainting.config import VERSIONS, ModelConfig
+from inpainting.errors import CheckpointError
 
 GENERATOR_SCOPE = "inpaint_net"
 CRITIC_SCOPE = "discriminator"
 # Google Drive renames the `checkpoint` state file when a folder is downloaded.
 STATE_FILES = ("checkpoint", "checkpoint.txt")
-
-
-class CheckpointError(ValueError):
-    """An original checkpoint that cannot be found or does not hold the expected network."""
 
 
 def _prefix_from_state_file(directory):
