@@ -1,0 +1,109 @@
+"""Inpainting of whole images of any size with a loaded generator.
+
+The network needs height and width that are multiples of 8: images are mirror-padded at the bottom
+and right, inpainted, and cropped back, so no pixel of the user's image is cropped away. The
+padding is known content (mask 0) and the result outside the hole is the input itself.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from inpainting import imageio
+
+GRID = 8
+# Peak bytes of contextual attention per score-matrix element: the scores, their fused and
+# transposed copies, the softmax and its input, all float32.
+ATTENTION_BYTES_PER_SCORE = 4 * 6
+
+
+def attention_memory_bytes(height, width):
+    """Rough peak memory of the unchunked contextual attention for an image of this size."""
+    positions = -(-height // GRID) * -(-width // GRID)
+    return positions * positions * ATTENTION_BYTES_PER_SCORE
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class Inpainter:
+    """Runs a generator on single images of any size; one traced graph serves every size.
+
+    Args:
+        generator: a built `Generator`.
+
+    Example:
+        >>> inpainter = Inpainter(checkpoints.load_generator("places2_v1"))
+        >>> result = inpainter(rgb_uint8, mask)  # [H, W, 3] uint8 and [H, W] {0, 1}
+        >>> result["filled"].shape, result["flow"].shape
+        ((H, W, 3), (H, W, 3))
+    """
+
+    def __init__(self, generator):
+        self.generator = generator
+        self._run = tf.function(
+            self._forward,
+            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32),
+                             tf.TensorSpec([1, None, None, 1], tf.float32)])
+
+    def _forward(self, image, mask):
+        out = self.generator([image, mask], training=False)
+        return out["refined"], out["flow"]
+
+    def check_size(self, height, width, path="image"):
+        """Refuses images whose attention would not fit in this machine's memory."""
+        need = attention_memory_bytes(height, width)
+        have = _physical_memory()
+        if have is not None and need > 0.8 * have:
+            raise imageio.ImageError(
+                f"{path}: {width}x{height} is too large to inpaint in one piece on this machine "
+                f"(contextual attention needs about {need / 2**30:.0f} GiB, the machine has "
+                f"{have / 2**30:.0f} GiB); downscale it or inpaint a crop around the hole")
+
+    def __call__(self, rgb, mask):
+        """Inpaints one image.
+
+        Args:
+            rgb: uint8 [H, W, 3] RGB.
+            mask: float32 [H, W] in {0, 1}, 1 = hole.
+
+        Returns:
+            A dict: `filled` float32 [H, W, 3] RGB in 0..255, the network's output everywhere
+            (paste it into the hole, e.g. with `imageio.compose`), and `flow` uint8 [H, W, 3], the
+            colour-coded attention offsets enlarged x4 to the image's size.
+        """
+        height, width = mask.shape
+        self.check_size(height, width)
+        image, _ = imageio.pad_to_multiple(rgb, GRID)
+        holes, _ = imageio.pad_to_multiple(mask.astype(np.float32), GRID, mode="constant")
+        image = image.astype(np.float32) / 127.5 - 1.0
+        refined, flow = self._run(tf.constant(image[None]), tf.constant(holes[None, :, :, None]))
+        filled = (refined.numpy()[0] + 1.0) * 127.5
+        flow = np.rint((flow.numpy()[0] + 1.0) * 127.5).astype(np.uint8)
+        flow = np.repeat(np.repeat(flow, 4, axis=0), 4, axis=1)
+        return {"filled": imageio.crop_to(filled, (height, width)),
+                "flow": imageio.crop_to(flow, (height, width))}
+
+
+def inpaint_image(inpainter, image, mask, output_path, flow_path=None, overwrite=False):
+    """Inpaints a loaded image and writes the result (and optionally the flow).
+
+    Pixels outside the hole are bit-identical to the input; gray, 16-bit and alpha are preserved.
+
+    Args:
+        inpainter: an `Inpainter`.
+        image: an `imageio.LoadedImage`.
+        mask: float32 [H, W] in {0, 1}, 1 = hole, from `imageio.read_mask`.
+        output_path: where to write the result; the format follows the extension.
+        flow_path: optional path for the colour-coded attention flow (PNG).
+        overwrite: replace existing files.
+    """
+    result = inpainter(image.rgb, mask)
+    imageio.write_image(output_path, imageio.compose(image, result["filled"], mask), overwrite)
+    if flow_path:
+        imageio.write_image(flow_path, result["flow"][..., ::-1], overwrite)

@@ -1,0 +1,122 @@
+"""Inpaint one image or a folder of images with a trained or imported DeepFill model.
+
+    python -m inpainting.inpaint --checkpoint=DIR --image=IN --mask=MASK --output=OUT [--flow=FLOW]
+    python -m inpainting.inpaint --checkpoint=DIR --image_dir=DIR (--mask_dir=DIR | --mask=MASK) \
+        --output_dir=DIR [--flow_dir=DIR]
+
+Images of any size work: they are padded to the network's grid of 8 and cropped back. Gray,
+colour and colour+alpha images, 8 or 16 bits, are read; the output keeps the input's layout and
+bit depth, and its pixels outside the hole are identical to the input's (write PNG or TIFF to
+keep that exact: JPEG and WebP re-compress). Existing files are never replaced without
+--overwrite. In folder mode each image's mask is the file in --mask_dir with the same relative
+path and name (any image extension), and outputs are written as PNG with the same relative path.
+"""
+
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from inpainting import imageio
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("checkpoint", None,
+                        "Checkpoint directory of this project (from training or inpainting.tf1), a "
+                        "checkpoint prefix inside one, or an original DeepFill TF1 checkpoint folder.")
+    flags.DEFINE_string("image", None, "Image to inpaint (png, jpg, webp, bmp, tif).")
+    flags.DEFINE_string("mask", None, "Mask of --image, or one mask for every image of --image_dir. "
+                        + imageio.MASK_HELP[0].upper() + imageio.MASK_HELP[1:] + ".")
+    flags.DEFINE_string("output", None, "Where to write the inpainted --image; the format follows "
+                        "the extension.")
+    flags.DEFINE_string("flow", None, "Optional: where to write the colour-coded attention flow of "
+                        "--image (PNG, same size as the image; hue = direction, saturation = "
+                        "distance each region was copied from).")
+    flags.DEFINE_string("image_dir", None, "Folder of images to inpaint (searched recursively).")
+    flags.DEFINE_string("mask_dir", None, "Folder of masks for --image_dir, matched by relative path "
+                        "and file name without extension.")
+    flags.DEFINE_string("output_dir", None, "Folder for the inpainted images of --image_dir (PNG).")
+    flags.DEFINE_string("flow_dir", None, "Optional folder for the attention flow PNGs of --image_dir.")
+    flags.DEFINE_bool("overwrite", False, "Replace output files that already exist.")
+    flags.DEFINE_enum("attention", "matmul", ["matmul", "patches"],
+                      "Contextual-attention implementation: matmul (fast) or patches (reference).")
+
+
+def _jobs():
+    """[(image, mask, output, flow)] from the flags; raises UsageError for inconsistent flags."""
+    single = FLAGS.image is not None
+    folder = FLAGS.image_dir is not None
+    if single == folder:
+        raise app.UsageError("give either --image (with --mask and --output) or --image_dir (with "
+                             "--mask_dir or --mask, and --output_dir)")
+    if single:
+        for name in ("mask", "output"):
+            if getattr(FLAGS, name) is None:
+                raise app.UsageError(f"--image needs --{name}")
+        for name in ("mask_dir", "output_dir", "flow_dir"):
+            if getattr(FLAGS, name) is not None:
+                raise app.UsageError(f"--{name} goes with --image_dir, not --image")
+        return [(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow)]
+    if FLAGS.output_dir is None:
+        raise app.UsageError("--image_dir needs --output_dir")
+    if (FLAGS.mask_dir is None) == (FLAGS.mask is None):
+        raise app.UsageError("--image_dir needs exactly one of --mask_dir or --mask")
+    for name in ("output", "flow"):
+        if getattr(FLAGS, name) is not None:
+            raise app.UsageError(f"--{name} goes with --image, not --image_dir (use --{name}_dir)")
+    jobs = []
+    for rel in imageio.list_images(FLAGS.image_dir):
+        stem = os.path.splitext(rel)[0] + ".png"
+        mask = FLAGS.mask or imageio.find_mask_for(rel, FLAGS.mask_dir)
+        flow = os.path.join(FLAGS.flow_dir, stem) if FLAGS.flow_dir else None
+        jobs.append((os.path.join(FLAGS.image_dir, rel), mask, os.path.join(FLAGS.output_dir, stem), flow))
+    if not jobs:
+        raise imageio.ImageError(f"{FLAGS.image_dir}: no images found "
+                                 f"({', '.join(imageio.IMAGE_EXTENSIONS)})")
+    return jobs
+
+
+def _check_outputs(jobs):
+    """Fails before any work if an output would replace an input or, without --overwrite, a file."""
+    inputs = {os.path.realpath(p) for job in jobs for p in job[:2]}
+    for job in jobs:
+        for path in filter(None, job[2:]):
+            if os.path.realpath(path) in inputs:
+                raise imageio.ImageError(f"{path}: output would replace an input file; choose another path")
+            if os.path.exists(path) and not FLAGS.overwrite:
+                raise imageio.ImageError(f"{path}: exists; pass --overwrite to replace it")
+
+
+def main(argv):
+    from inpainting import cli
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.checkpoint is None:
+        raise app.UsageError("--checkpoint is required")
+    with cli.user_errors():
+        jobs = _jobs()
+        _check_outputs(jobs)
+        inpainter = None
+        for i, (image_path, mask_path, output, flow) in enumerate(jobs, 1):
+            start = time.perf_counter()
+            image = imageio.read_image(image_path)
+            mask = imageio.read_mask(mask_path, size=image.size)
+            if inpainter is None:  # inputs are checked before TensorFlow and the model load
+                from inpainting import checkpoints, inference
+
+                generator = checkpoints.load_generator(FLAGS.checkpoint, FLAGS.attention)
+                inpainter = inference.Inpainter(generator)
+            inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite)
+            note = "  (the mask has no hole: output equals input)" if not mask.any() else ""
+            print(f"[{i}/{len(jobs)}] {output}  hole {100 * mask.mean():.1f}%  "
+                  f"{time.perf_counter() - start:.2f}s{note}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up notices off the console
+    define_flags()
+    app.run(main)

@@ -1,0 +1,166 @@
+"""Tests of whole-image inference (any size, pixels outside the hole untouched) and the inpaint CLI."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import assert_user_error, load_reference, run_module
+from inpainting import checkpoints
+from inpainting.errors import ImageError
+from inpainting.inference import Inpainter
+
+
+@pytest.fixture(scope="module")
+def tiny_inpainter(tiny_checkpoint):
+    return Inpainter(checkpoints.load_generator(tiny_checkpoint))
+
+
+def _hole(height, width, top, left, h, w):
+    mask = np.zeros((height, width), np.float32)
+    mask[top:top + h, left:left + w] = 1
+    return mask
+
+
+def test_any_size_is_padded_and_cropped_back(tiny_inpainter):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    mask = _hole(37, 53, 10, 12, 9, 20)
+    result = tiny_inpainter(rgb, mask)
+    assert result["filled"].shape == (37, 53, 3) and result["flow"].shape == (37, 53, 3)
+    # Same as running the generator on the mirror-padded 40x56 image and cropping.
+    padded = np.pad(rgb, ((0, 3), (0, 3), (0, 0)), mode="symmetric").astype(np.float32) / 127.5 - 1
+    holes = np.pad(mask, ((0, 3), (0, 3)))[None, :, :, None]
+    refined = tiny_inpainter.generator([padded[None], holes])["refined"].numpy()[0]
+    np.testing.assert_allclose(result["filled"], ((refined + 1) * 127.5)[:37, :53], atol=1e-3)
+    assert tiny_inpainter._run.experimental_get_tracing_count() == 1
+    tiny_inpainter(rgb[:20, :9], mask[:20, :9])  # another size, same graph
+    assert tiny_inpainter._run.experimental_get_tracing_count() == 1
+
+
+def test_tiny_image(tiny_inpainter):
+    result = tiny_inpainter(np.full((1, 1, 3), 200, np.uint8), np.ones((1, 1), np.float32))
+    assert result["filled"].shape == (1, 1, 3)
+
+
+def test_huge_image_is_refused_before_running(tiny_inpainter):
+    with pytest.raises(ImageError, match="too large to inpaint in one piece"):
+        tiny_inpainter.check_size(40000, 40000)
+
+
+@pytest.mark.slow
+def test_reference_photo_through_inpainter(official_checkpoint):
+    # The full pipeline on the reference photo: uint8 in, the original network's refined output
+    # pasted into the hole out.
+    ref = load_reference("v1", "g_256x256_b1.npz")
+    inpainter = Inpainter(checkpoints.load_generator(official_checkpoint("v1")))
+    rgb = ref["image_u8_bgr"][0][..., ::-1]
+    result = inpainter(rgb, ref["mask"][0, :, :, 0])
+    expected = (ref["x_stage2"][0][..., ::-1] + 1) * 127.5
+    assert np.abs(result["filled"] - expected).max() <= 1e-4 * 127.5 * 2
+
+
+def _write(path, array):
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+@pytest.mark.slow
+def test_cli_folder_of_mixed_images(tmp_path, tiny_checkpoint):
+    rng = np.random.default_rng(1)
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    (images / "sub").mkdir(parents=True)
+    masks_sub = masks / "sub"
+    masks_sub.mkdir(parents=True)
+    cases = {
+        "odd.jpg": rng.integers(0, 256, size=(301, 457, 3), dtype=np.uint8),
+        "gray.png": rng.integers(0, 256, size=(64, 80), dtype=np.uint8),
+        "sub/rgba.png": rng.integers(0, 256, size=(48, 40, 4), dtype=np.uint8),
+        "deep.png": rng.integers(0, 65536, size=(56, 72, 3), dtype=np.uint16),
+    }
+    holes = {}
+    for name, pixels in cases.items():
+        _write(images / name, pixels)
+        height, width = pixels.shape[:2]
+        holes[name] = _hole(height, width, height // 3, width // 4, height // 3, width // 2)
+        _write(masks / (os.path.splitext(name)[0] + ".png"), (holes[name] * 255).astype(np.uint8))
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", f"--image_dir={images}",
+                        f"--mask_dir={masks}", f"--output_dir={tmp_path / 'out'}",
+                        f"--flow_dir={tmp_path / 'flow'}")
+    assert result.returncode == 0, result.stderr
+    for name, original in cases.items():
+        stem = os.path.splitext(name)[0] + ".png"
+        source = cv2.imread(str(images / name), cv2.IMREAD_UNCHANGED)  # jpg: the decoded pixels
+        out = cv2.imread(str(tmp_path / "out" / stem), cv2.IMREAD_UNCHANGED)
+        assert out.shape == source.shape and out.dtype == source.dtype, name
+        keep = holes[name] == 0
+        np.testing.assert_array_equal(out[keep], source[keep], err_msg=name)
+        assert np.any(out[~keep] != source[~keep]), name
+        flow = cv2.imread(str(tmp_path / "flow" / stem))
+        assert flow.shape[:2] == source.shape[:2], name
+    assert "[4/4]" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_single_image_matches_library(tmp_path, official_checkpoint):
+    ref = load_reference("v1", "g_256x384_b1.npz")
+    bgr = ref["image_u8_bgr"][0]
+    mask = ref["mask"][0, :, :, 0]
+    _write(tmp_path / "photo.png", bgr)
+    _write(tmp_path / "mask.png", (mask * 255).astype(np.uint8))
+    result = run_module("inpainting.inpaint", f"--checkpoint={official_checkpoint('v1')}",
+                        f"--image={tmp_path / 'photo.png'}", f"--mask={tmp_path / 'mask.png'}",
+                        f"--output={tmp_path / 'out.png'}", f"--flow={tmp_path / 'flow.png'}")
+    assert result.returncode == 0, result.stderr
+    out = cv2.imread(str(tmp_path / "out.png"))
+    expected = np.clip(np.rint((ref["x_stage2"][0] + 1) * 127.5), 0, 255)
+    hole = mask > 0
+    assert np.abs(out[hole].astype(float) - expected[hole]).max() <= 1
+    np.testing.assert_array_equal(out[~hole], bgr[~hole])
+    flow = cv2.imread(str(tmp_path / "flow.png"))[..., ::-1]
+    expected_flow = np.rint((ref["offset_flow"][0] + 1) * 127.5).astype(np.uint8)
+    np.testing.assert_array_equal(flow[::4, ::4], expected_flow)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    _write(tmp_path / "img.png", np.full((30, 41, 3), 128, np.uint8))
+    _write(tmp_path / "mask.png", (_hole(30, 41, 5, 5, 10, 10) * 255).astype(np.uint8))
+    _write(tmp_path / "small_mask.png", np.zeros((30, 40), np.uint8))
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return tmp_path
+
+
+@pytest.mark.parametrize("image,mask,fragments", [
+    ("img.png", "small_mask.png", ["small_mask.png", "40x30", "41x30"]),
+    ("missing.png", "mask.png", ["missing.png", "no such file"]),
+    ("corrupt.png", "mask.png", ["corrupt.png", "cannot decode"]),
+])
+def test_cli_input_errors(files, tiny_checkpoint, image, mask, fragments):
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", f"--image={files / image}",
+                        f"--mask={files / mask}", f"--output={files / 'out.png'}")
+    assert_user_error(result, *fragments)
+    assert not (files / "out.png").exists()
+
+
+def test_cli_never_replaces_existing_output(files, tiny_checkpoint):
+    (files / "out.png").write_bytes(b"precious")
+    args = [f"--checkpoint={tiny_checkpoint}", f"--image={files / 'img.png'}", f"--mask={files / 'mask.png'}"]
+    assert_user_error(run_module("inpainting.inpaint", *args, f"--output={files / 'out.png'}"),
+                      "exists", "--overwrite")
+    assert (files / "out.png").read_bytes() == b"precious"
+    assert_user_error(run_module("inpainting.inpaint", *args, f"--output={files / 'img.png'}", "--overwrite"),
+                      "replace an input")
+
+
+def test_cli_bad_checkpoint(files):
+    result = run_module("inpainting.inpaint", f"--checkpoint={files / 'nothing'}", f"--image={files / 'img.png'}",
+                        f"--mask={files / 'mask.png'}", f"--output={files / 'out.png'}")
+    assert_user_error(result, "nothing", "no such checkpoint")
+
+
+def test_cli_flag_misuse(files, tiny_checkpoint):
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", f"--image={files / 'img.png'}")
+    assert result.returncode != 0 and "--image needs --mask" in result.stderr
+    assert "Traceback" not in result.stderr
