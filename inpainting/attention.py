@@ -75,11 +75,25 @@ def _shift(x, step, axis):
     return tf.slice(x, begin, size)
 
 
+def _raw_patches(b, rate):
+    """The (2*rate)-wide, stride-`rate` background patches of `b` [B, H, W, C] (H, W multiples of rate).
+
+    Returns [B, H/rate, W/rate, 4 * rate**2 * C]: each patch as 2x2 blocks of rate x rate pixels,
+    ordered (block row, block col, row in block, col in block, channel). Zero padding of
+    `rate // 2` before and `rate - rate // 2` after, as `extract_patches` with 'SAME' pads.
+    """
+    _, height, width, _ = _shape(b)
+    h, w = height // rate, width // rate
+    padded = tf.pad(b, [[0, 0], [rate // 2, rate - rate // 2], [rate // 2, rate - rate // 2], [0, 0]])
+    blocks = tf.nn.space_to_depth(padded, rate) if rate > 1 else padded  # [B, h+1, w+1, r*r*C]
+    return tf.concat([blocks[:, by:by + h, bx:bx + w, :] for by in (0, 1) for bx in (0, 1)], axis=-1)
+
+
 def _col2im(patches, rate, channels):
     """Overlap-adds raw patches: the transposed convolution (kernel 2*rate, stride rate, SAME).
 
     Args:
-        patches: [B, h, w, (2*rate)**2 * channels], ordered (row, col, channel) within a patch.
+        patches: [B, h, w, 4 * rate**2 * channels] in the layout of `_raw_patches`.
         rate: stride of the patches.
         channels: channels per pixel.
 
@@ -87,17 +101,18 @@ def _col2im(patches, rate, channels):
         [B, h*rate, w*rate, channels]: output pixel `rate*i + k - rate//2` receives row `k` of the
         patch at `i` (the same for columns), as `tf.nn.conv2d_transpose` with 'SAME' does.
     """
-    size = 2 * rate
     b, h, w, _ = _shape(patches)
-    patches = tf.reshape(patches, [b, h, w, size, size, channels])
+    patches = tf.reshape(patches, [b, h, w, 2, 2, rate, rate, channels])
     phases = {}
-    for ky in range(size):
-        shift_y, phase_y = divmod(ky - rate // 2, rate)
-        for kx in range(size):
-            shift_x, phase_x = divmod(kx - rate // 2, rate)
-            term = _shift(_shift(patches[:, :, :, ky, kx, :], shift_y, 1), shift_x, 2)
-            key = (phase_y, phase_x)
-            phases[key] = term if key not in phases else phases[key] + term
+    for by in (0, 1):
+        for sy in range(rate):
+            shift_y, phase_y = divmod(by * rate + sy - rate // 2, rate)
+            for bx in (0, 1):
+                for sx in range(rate):
+                    shift_x, phase_x = divmod(bx * rate + sx - rate // 2, rate)
+                    term = _shift(_shift(patches[:, :, :, by, bx, sy, sx, :], shift_y, 1), shift_x, 2)
+                    key = (phase_y, phase_x)
+                    phases[key] = term if key not in phases else phases[key] + term
     stacked = tf.concat([phases[(py, px)] for py in range(rate) for px in range(rate)], axis=-1)
     return tf.nn.depth_to_space(stacked, rate) if rate > 1 else stacked
 
@@ -183,13 +198,47 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
         scores = _fuse(scores, height, width, fuse_k)
     if mask is None:
         mask = tf.zeros([1, height * rate, width * rate, 1], f.dtype)
-    usable = usable_patches(downsample_nearest(mask, rate), ksize)[:, None, :]
-    weights = tf.nn.softmax(scores * usable * softmax_scale, axis=-1) * usable
-    offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
-    raw = _im2col(b, 2 * rate, rate, rate // 2, rate - rate // 2)  # [B, h, w, 4 r^2 C]
-    raw = tf.reshape(raw, [batch, height * width, -1])
+    usable = usable_patches(downsample_nearest(mask, rate), ksize)
+    weights, columns = _softmax_usable(scores, tf.broadcast_to(usable, [batch, height * width]),
+                                       softmax_scale)
+    best = tf.argmax(weights, axis=-1, output_type=tf.int32)
+    # A row whose weights are all 0 has argmax 0 over all columns, as in the original.
+    index = tf.where(tf.reduce_max(weights, axis=-1) > 0, tf.gather(columns, best, batch_dims=1), 0)
+    offsets = _relative_offsets(index, height, width)
+    raw = tf.reshape(_raw_patches(b, rate), [batch, height * width, -1])
+    raw = tf.gather(raw, columns, axis=1, batch_dims=1)
     pasted = tf.reshape(tf.matmul(weights, raw), [batch, height, width, -1])
     return _col2im(pasted, rate, channels) / 4.0, offsets
+
+
+def _softmax_usable(scores, usable, scale):
+    """The original's masked softmax, computed on the usable columns only.
+
+    The original sets the logits of unusable patches to 0, takes `softmax(scale * logits)` over
+    all columns and then zeroes the unusable weights. Their weights are exactly 0, and each adds
+    `exp(0 - max)` to the denominator, so only the usable columns need to be kept.
+
+    Args:
+        scores: [B, P, L] fused scores.
+        usable: [B, L], 1.0 for usable background patches.
+        scale: the softmax scale.
+
+    Returns:
+        (weights [B, P, K], columns int32 [B, K]): the weights of the K kept columns and their
+        indices into L, in increasing order. K is the largest number of usable columns in the
+        batch (at least 1); examples with fewer keep some unusable columns, with weight 0.
+    """
+    total = tf.shape(usable)[1]
+    keep = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(usable > 0, tf.int32), axis=1)), 1)
+    columns = tf.argsort(usable, axis=1, direction="DESCENDING", stable=True)[:, :keep]
+    valid = tf.gather(usable, columns, batch_dims=1)[:, None, :]
+    logits = tf.gather(scores, columns, axis=2, batch_dims=1) * (valid * scale)
+    largest = tf.reduce_max(logits, axis=-1, keepdims=True)
+    rest = tf.cast(total - keep, logits.dtype)  # unusable columns left out, each with logit 0
+    largest = tf.where(rest > 0, tf.maximum(largest, 0.0), largest)
+    exp = tf.exp(logits - largest)
+    denominator = tf.reduce_sum(exp, axis=-1, keepdims=True) + rest * tf.exp(-largest)
+    return exp / denominator * valid, columns
 
 
 def _fold_batch(x):
