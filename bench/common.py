@@ -1,0 +1,83 @@
+"""Shared pieces of the benchmark scripts: quiet-machine timing and the machine's matmul speed.
+
+Timing follows the method of the reference timings (shared/reference/deepfill/timing.txt): wall clock
+around the computation only, warm-up runs excluded, and before each run a wait (up to a limit)
+until other processes use less than 0.15 of a core; the CPU other processes used during each run
+is recorded so that a "quiet median" over undisturbed runs can be reported.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+QUIET_CORES = 0.15
+
+
+def _busy_and_own():
+    """(all processes' busy CPU seconds, this process's CPU seconds)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    times = os.times()
+    return (sum(fields[:8]) - idle) / ticks, times.user + times.system
+
+
+def others_cpu(seconds=0.5):
+    """Cores used by other processes over a short window."""
+    busy0, own0 = _busy_and_own()
+    time.sleep(seconds)
+    busy1, own1 = _busy_and_own()
+    return max(0.0, (busy1 - busy0) - (own1 - own0)) / seconds
+
+
+def wait_for_quiet(limit=120.0):
+    """Waits until other processes use < QUIET_CORES, at most `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and others_cpu() >= QUIET_CORES:
+        pass
+
+
+def time_runs(fn, runs, warmup, wait=True):
+    """Times `fn()` `runs` times after `warmup` calls.
+
+    Returns:
+        A dict: median, min, quiet median (over runs during which others used < 0.15 core, or
+        null), the runs' seconds and the cores other processes used during each.
+    """
+    for _ in range(warmup):
+        fn()
+    seconds, others = [], []
+    for _ in range(runs):
+        if wait:
+            wait_for_quiet()
+        busy0, own0 = _busy_and_own()
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        busy1, own1 = _busy_and_own()
+        seconds.append(elapsed)
+        others.append(max(0.0, (busy1 - busy0) - (own1 - own0)) / elapsed)
+    quiet = [s for s, o in zip(seconds, others) if o < QUIET_CORES]
+    return {"median": float(np.median(seconds)), "min": float(min(seconds)),
+            "quiet_median": float(np.median(quiet)) if quiet else None,
+            "quiet_runs": len(quiet), "runs": len(seconds),
+            "others_cores_max": round(max(others), 3)}
+
+
+def matmul_gflops(n=2048, runs=10):
+    """float32 matrix-multiply speed of this machine, measured with TensorFlow."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([n, n], seed=[1, 2])
+    b = tf.random.stateless_normal([n, n], seed=[3, 4])
+    matmul = tf.function(lambda x, y: tf.matmul(x, y))
+    timing = time_runs(lambda: matmul(a, b).numpy(), runs, warmup=2)
+    return 2 * n ** 3 / timing["median"] / 1e9, timing
+
+
+def emit(record):
+    """Prints one JSON line."""
+    print(json.dumps(record, sort_keys=True), flush=True)

@@ -1,0 +1,93 @@
+"""Forward-pass speed of the v1 generator at batch 1, as JSON lines.
+
+    .venv/bin/python bench/infer.py [--sizes=256x256,512x680] [--implementations=matmul,patches]
+
+One line per (implementation, size) with seconds per image, the FLOPs of the network as the
+original computes it and the effective GFLOP/s, and one line with this machine's float32
+matmul GFLOP/s measured in the same run. `patches` is the reference formulation of contextual
+attention, the same operations as the original code (extract_patches, convolution, fuse by
+convolution, transposed convolution), so its time is the original's computation on this machine;
+`original_seconds` is the original code's time from the reference `timing.txt`, measured on
+another machine of this class. Weights are random (timing does not depend on their values). The
+hole is a centred rectangle covering 13.4% of the image, like the reference 256x256 case.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+ORIGINAL_SECONDS = {(256, 256): 0.145, (512, 680): 1.62}  # reference timing.txt, v1 forward
+
+
+STAGE_INPUT_SCALE = {"stage1": 1, "conv_branch": 1, "attention_in": 1, "attention_out": 4, "merge": 4}
+
+
+def generator_gflop(generator, height, width):
+    """FLOPs (multiply and add counted apart) of the generator as the original computes it."""
+    total = 0
+    for stage, names in generator._stages.items():
+        scale = STAGE_INPUT_SCALE[stage]
+        for name in names:
+            layer = getattr(generator, name)
+            conv = getattr(layer, "conv", layer)
+            scale = scale // 2 if conv is not layer else scale * conv.strides
+            kh, kw, cin, cout = conv.kernel.shape
+            total += 2 * kh * kw * cin * cout * (height // scale) * (width // scale)
+    positions = (height // 8) * (width // 8)
+    channels = 4 * generator.config.cnum
+    # Matching (3x3 patches) and pasting (4x4 patches) against every background patch.
+    total += 2 * positions * positions * (9 + 16) * channels
+    return total / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="256x256,512x680", help="HxW list, comma-separated")
+    parser.add_argument("--implementations", default="matmul,patches",
+                        help="contextual-attention implementations to time")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per size (halved above 256x256)")
+    parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
+    args = parser.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+
+    from inpainting.config import ModelConfig
+    from inpainting.generator import Generator
+
+    gflops, matmul_timing = common.matmul_gflops()
+    common.emit({"bench": "matmul_float32", "n": 2048, "gflops": round(gflops, 1), **matmul_timing})
+    for implementation in args.implementations.split(","):
+        tf.keras.utils.set_random_seed(0)
+        generator = Generator(ModelConfig(), attention=implementation)
+        generator.build()
+        forward = tf.function(lambda image, mask: generator([image, mask])["refined"])
+        for size in args.sizes.split(","):
+            height, width = (int(v) for v in size.lower().split("x"))
+            image = tf.random.stateless_uniform([1, height, width, 3], seed=[0, 1], minval=-1, maxval=1)
+            mask = np.zeros([1, height, width, 1], np.float32)
+            h, w = round(height * 101 / 256), round(width * 87 / 256)
+            mask[:, (height - h) // 2:(height + h) // 2, (width - w) // 2:(width + w) // 2] = 1
+            mask = tf.constant(mask)
+            runs = args.runs if height * width <= 256 * 256 else max(3, args.runs // 2)
+            timing = common.time_runs(lambda: forward(image, mask).numpy(), runs, warmup=3,
+                                      wait=not args.no_wait)
+            flop = generator_gflop(generator, height, width)
+            original = ORIGINAL_SECONDS.get((height, width))
+            common.emit({
+                "bench": "infer", "model": "v1", "implementation": implementation, "batch": 1,
+                "height": height, "width": width, "hole_fraction": round(float(np.mean(mask)), 4),
+                "seconds": round(timing["median"], 4), "gflop": round(flop, 2),
+                "effective_gflops": round(flop / timing["median"], 1),
+                "original_seconds": original,
+                "speedup_vs_original": round(original / timing["median"], 3) if original else None,
+                **{f"timing_{k}": v for k, v in timing.items()},
+            })
+
+
+if __name__ == "__main__":
+    main()
