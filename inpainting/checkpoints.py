@@ -80,8 +80,8 @@ def load_generator(path, attention="matmul", flow_dtype="float64"):
     found = _our_checkpoint(path)
     if found is None:
         variables = tf1.read_variables(path)
-        return tf1.load_official_generator(path, tf1.detect_version(variables, path),
-                                           attention=attention, flow_dtype=flow_dtype)
+        tf1.check_version(variables, tf1.detect_version(variables, path), path)
+        return tf1.build_generator(variables, path, attention=attention, flow_dtype=flow_dtype)
     directory, prefix = found
     generator = Generator(ModelConfig.load(directory), attention=attention, flow_dtype=flow_dtype)
     generator.build()

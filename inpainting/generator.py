@@ -154,7 +154,7 @@ class Generator(keras.Model):
 
 
 def _check_spatial(image, mask):
-    for i, (a, b) in enumerate(zip(image.shape[1:3], mask.shape[1:3])):
+    for a, b in zip(image.shape[1:3], mask.shape[1:3]):
         if a is not None and a % 8:
             raise ValueError(f"image height and width must be multiples of 8, got {image.shape[1:3]} "
                              "(pad the image, as inpainting.inference does)")

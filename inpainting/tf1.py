@@ -92,7 +92,8 @@ def detect_version(variables, path="checkpoint"):
     return "v2" if xconv1.shape[2] == 3 else "v1"
 
 
-def _check_version(variables, version, path):
+def check_version(variables, version, path):
+    """Raises CheckpointError unless `variables` hold a generator of `version` that this project loads."""
     found = detect_version(variables, path)
     if found == version and version in VERSIONS:
         return
@@ -191,15 +192,37 @@ def load_official_generator(path, version="v1", padding="same", attention="matmu
     Raises:
         CheckpointError: the checkpoint is missing, unreadable, of another version or shape.
     """
+    variables = read_variables(path)
+    check_version(variables, version, path)
+    return build_generator(variables, path, padding, attention, flow_dtype)
+
+
+def build_generator(variables, path="checkpoint", padding="same", attention="matmul",
+                    flow_dtype="float64"):
+    """A `Generator` with the weights in `variables` (from `read_variables`)."""
     from inpainting.generator import Generator
 
-    variables = read_variables(path)
-    _check_version(variables, version, path)
     generator = Generator(generator_config(variables, padding), attention=attention,
                           flow_dtype=flow_dtype)
     generator.build()
     assign_generator(generator, variables, path)
     return generator
+
+
+def _has_critics(variables):
+    return f"{CRITIC_SCOPE}/dout_local_fc/kernel" in variables
+
+
+def build_critics(variables, path="checkpoint"):
+    """The v1 `Critics` with the weights in `variables` (from `read_variables`)."""
+    from inpainting.critics import Critics
+
+    if not _has_critics(variables):
+        raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel)")
+    critics = Critics(generator_config(variables))
+    critics.build()
+    assign_critics(critics, variables, path)
+    return critics
 
 
 def load_official_critics(path, version="v1"):
@@ -215,20 +238,15 @@ def load_official_critics(path, version="v1"):
     Raises:
         CheckpointError: the checkpoint is missing, unreadable, of another version, or has no critics.
     """
-    from inpainting.critics import Critics
-
     variables = read_variables(path)
-    _check_version(variables, version, path)
-    if f"{CRITIC_SCOPE}/dout_local_fc/kernel" not in variables:
-        raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel)")
-    critics = Critics(generator_config(variables))
-    critics.build()
-    assign_critics(critics, variables, path)
-    return critics
+    check_version(variables, version, path)
+    return build_critics(variables, path)
 
 
 def convert(path, output, version="v1", overwrite=False):
     """Converts an original checkpoint into a checkpoint directory of this project.
+
+    The critics are converted too when the checkpoint has them (for fine-tuning).
 
     Args:
         path: original checkpoint folder or prefix.
@@ -241,11 +259,10 @@ def convert(path, output, version="v1", overwrite=False):
     """
     from inpainting import checkpoints
 
-    generator = load_official_generator(path, version)
     variables = read_variables(path)
-    critics = None
-    if f"{CRITIC_SCOPE}/dout_local_fc/kernel" in variables:
-        critics = load_official_critics(path, version)
+    check_version(variables, version, path)
+    generator = build_generator(variables, path)
+    critics = build_critics(variables, path) if _has_critics(variables) else None
     return checkpoints.save(output, generator, critics, overwrite=overwrite)
 
 
