@@ -81,3 +81,19 @@ def tiny_checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny") / "model"
     checkpoints.save(directory, generator, critics)
     return directory
+
+
+def write_tf1_checkpoint(directory, variables, name="snap-0", state_file="checkpoint", recorded=None):
+    """Writes a name-based (TF1 Saver layout) checkpoint and its state file."""
+    import tensorflow as tf
+
+    os.makedirs(directory, exist_ok=True)
+    prefix = os.path.join(directory, name)
+    names = sorted(variables)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(variables[n]) for n in names])
+    if state_file:
+        with open(os.path.join(directory, state_file), "w") as f:
+            f.write(f'model_checkpoint_path: "{recorded or name}"\n'
+                    f'all_model_checkpoint_paths: "{recorded or name}"\n')
+    return prefix

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, load_reference, run_module
-from inpainting import checkpoints
+from conftest import assert_user_error, load_reference, run_module, write_tf1_checkpoint
+from inpainting import checkpoints, tf1
 from inpainting.errors import ImageError
 from inpainting.inference import Inpainter
 
@@ -164,3 +164,13 @@ def test_cli_flag_misuse(files, tiny_checkpoint):
     result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", f"--image={files / 'img.png'}")
     assert result.returncode != 0 and "--image needs --mask" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_checkpoint_of_another_version(files, official_checkpoint):
+    variables = tf1.read_variables(official_checkpoint("v1"))
+    variables["inpaint_net/xconv1/kernel"] = np.zeros((5, 5, 3, 48), np.float32)
+    write_tf1_checkpoint(files / "v2", variables)
+    result = run_module("inpainting.inpaint", f"--checkpoint={files / 'v2'}", f"--image={files / 'img.png'}",
+                        f"--mask={files / 'mask.png'}", f"--output={files / 'out.png'}")
+    assert_user_error(result, "is a DeepFill v2 checkpoint")
+    assert not (files / "out.png").exists()

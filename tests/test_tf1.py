@@ -6,22 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import assert_user_error, run_module
+from conftest import assert_user_error, run_module, write_tf1_checkpoint
 from inpainting import checkpoints, tf1
-
-
-def _write_tf1_checkpoint(directory, variables, name="snap-0", state_file="checkpoint", recorded=None):
-    """Writes a name-based (TF1 Saver layout) checkpoint and its state file."""
-    os.makedirs(directory, exist_ok=True)
-    prefix = os.path.join(directory, name)
-    names = sorted(variables)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(variables[n]) for n in names])
-    if state_file:
-        with open(os.path.join(directory, state_file), "w") as f:
-            f.write(f'model_checkpoint_path: "{recorded or name}"\n'
-                    f'all_model_checkpoint_paths: "{recorded or name}"\n')
-    return prefix
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +28,7 @@ def test_release_layout_with_slots_meta_and_renamed_state_file(tmp_path, referen
     variables["inpaint_net/conv1/kernel/Adam"] = np.zeros_like(variables["inpaint_net/conv1/kernel"])
     variables["beta1_power"] = np.float32(0.5)
     variables["global_step"] = np.int64(1000)
-    _write_tf1_checkpoint(tmp_path, variables, state_file="checkpoint.txt",
+    write_tf1_checkpoint(tmp_path, variables, state_file="checkpoint.txt",
                           recorded="/home/someone/model_logs/snap-0")
     (tmp_path / "snap-0.meta").write_bytes(b"\x00graph")
     loaded = tf1.load_official_generator(tmp_path)
@@ -64,11 +50,11 @@ def test_weights_are_permuted_from_bgr(reference_variables, official_checkpoint)
 
 
 def test_resolve_prefix(tmp_path):
-    a = _write_tf1_checkpoint(tmp_path / "one", {"x": np.zeros(2, np.float32)}, state_file=None)
+    a = write_tf1_checkpoint(tmp_path / "one", {"x": np.zeros(2, np.float32)}, state_file=None)
     assert tf1.resolve_prefix(tmp_path / "one") == a
     assert tf1.resolve_prefix(a) == a and tf1.resolve_prefix(a + ".index") == a
-    _write_tf1_checkpoint(tmp_path / "two", {"x": np.zeros(2, np.float32)}, "snap-1", None)
-    _write_tf1_checkpoint(tmp_path / "two", {"x": np.zeros(2, np.float32)}, "snap-2", None)
+    write_tf1_checkpoint(tmp_path / "two", {"x": np.zeros(2, np.float32)}, "snap-1", None)
+    write_tf1_checkpoint(tmp_path / "two", {"x": np.zeros(2, np.float32)}, "snap-2", None)
     with pytest.raises(tf1.CheckpointError, match="several checkpoints .*snap-1, snap-2"):
         tf1.resolve_prefix(tmp_path / "two")
     (tmp_path / "empty").mkdir()
@@ -81,19 +67,19 @@ def test_resolve_prefix(tmp_path):
 def test_wrong_version_shape_and_content_errors(tmp_path, reference_variables):
     v2_like = dict(reference_variables)
     v2_like["inpaint_net/xconv1/kernel"] = np.zeros((5, 5, 3, 48), np.float32)
-    _write_tf1_checkpoint(tmp_path / "v2", v2_like)
+    write_tf1_checkpoint(tmp_path / "v2", v2_like)
     with pytest.raises(tf1.CheckpointError, match="is a DeepFill v2 checkpoint .*loads only v1"):
         tf1.load_official_generator(tmp_path / "v2")
     wrong = dict(reference_variables)
     wrong["inpaint_net/conv5/kernel"] = np.zeros((3, 3, 128, 64), np.float32)
-    _write_tf1_checkpoint(tmp_path / "shape", wrong)
+    write_tf1_checkpoint(tmp_path / "shape", wrong)
     with pytest.raises(tf1.CheckpointError, match=r"inpaint_net/conv5/kernel has shape \[3, 3, 128, 64\]"):
         tf1.load_official_generator(tmp_path / "shape")
-    _write_tf1_checkpoint(tmp_path / "other", {"resnet/conv1/kernel": np.zeros(3, np.float32)})
+    write_tf1_checkpoint(tmp_path / "other", {"resnet/conv1/kernel": np.zeros(3, np.float32)})
     with pytest.raises(tf1.CheckpointError, match="holds no DeepFill generator"):
         tf1.load_official_generator(tmp_path / "other")
     generator_only = {k: v for k, v in reference_variables.items() if k.startswith("inpaint_net")}
-    _write_tf1_checkpoint(tmp_path / "gen", generator_only)
+    write_tf1_checkpoint(tmp_path / "gen", generator_only)
     with pytest.raises(tf1.CheckpointError, match="holds no critics"):
         tf1.load_official_critics(tmp_path / "gen")
     (tmp_path / "corrupt").mkdir()
@@ -125,7 +111,7 @@ def test_convert_command_line(tmp_path, official_checkpoint):
 def test_convert_command_line_wrong_version(tmp_path, reference_variables):
     v2_like = dict(reference_variables)
     v2_like["inpaint_net/xconv1/kernel"] = np.zeros((5, 5, 3, 48), np.float32)
-    _write_tf1_checkpoint(tmp_path / "v2", v2_like)
+    write_tf1_checkpoint(tmp_path / "v2", v2_like)
     result = run_module("inpainting.tf1", f"--checkpoint={tmp_path / 'v2'}", f"--output={tmp_path / 'out'}")
     assert_user_error(result, "DeepFill v2 checkpoint")
     assert not (tmp_path / "out").exists()
