@@ -19,7 +19,9 @@ original implementation (reference README, "Contextual attention"):
 original computes it, with the batch folded into channels and block-diagonal kernels instead of a
 per-example loop (memory grows with the batch squared; it is meant for checking).
 `implementation="matmul"` computes the same numbers with batched matrix multiplications,
-slices and `depth_to_space` only, so it runs as TFLite built-in ops and is faster.
+slices, gathers and `depth_to_space`, so it runs as TFLite built-in ops, and it leaves the
+unusable (hole) background patches out of the softmax and the paste, where their weight is
+exactly 0.
 
 Unlike the original, which used the first mask for the whole batch, each example may have its
 own mask; a mask of batch size 1 is shared by all examples, which reproduces the original.

@@ -226,3 +226,13 @@ def test_layer_rejects_bad_input():
         ContextualAttention(implementation="loops")
     with pytest.raises(ValueError, match="odd"):
         ContextualAttention(ksize=4)
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+def test_no_usable_patch_at_all(implementation):
+    # Every weight is 0: nothing is pasted and argmax falls back to index 0, as in the original.
+    f, b, _ = _random_case(batch=2, size=(8, 12), channels=3, seed=9)
+    y, offsets = IMPLEMENTATIONS[implementation](f, b, tf.ones([1, 8, 12, 1]))
+    np.testing.assert_array_equal(y, np.zeros_like(y))
+    positions = np.stack(np.mgrid[0:4, 0:6], -1)
+    np.testing.assert_array_equal(offsets, np.broadcast_to(-positions, (2, 4, 6, 2)))
