@@ -1,7 +1,7 @@
 """Inpaint one image or a folder of images with a trained or imported DeepFill model.
 
     python -m inpainting.inpaint --checkpoint=DIR --image=IN --mask=MASK --output=OUT [--flow=FLOW]
-    python -m inpainting.inpaint --checkpoint=DIR --image_dir=DIR (--mask_dir=DIR | --mask=MASK) \
+    python -m inpainting.inpaint --checkpoint=DIR --image_dir=DIR (--mask_dir=DIR | --mask=MASK)
         --output_dir=DIR [--flow_dir=DIR]
 
 Images of any size work: they are padded to the network's grid of 8 and cropped back. Gray,
