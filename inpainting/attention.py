@@ -43,21 +43,17 @@ def _shape(x):
     return [dynamic[i] if s is None else s for i, s in enumerate(static)]
 
 
-def _im2col(x, size, stride, pad_before, pad_after):
-    """Patches of `x` [B, H, W, C] as channels [B, h, w, size*size*C], ordered (row, col, channel).
+def _im2col(x, size):
+    """The `size` x `size` patches (odd size, stride 1, zero padding) of `x` [B, H, W, C] as channels.
 
-    Equals `tf.image.extract_patches` with the given zero padding, using pad and strided slices only.
+    Returns [B, H, W, size*size*C] ordered (row, col, channel), as `tf.image.extract_patches` with
+    'SAME' padding, using pad and slices only.
     """
-    x = tf.pad(x, [[0, 0], [pad_before, pad_after], [pad_before, pad_after], [0, 0]])
+    pad = size // 2
     _, height, width, _ = _shape(x)
-    out_h = (height - size) // stride + 1
-    out_w = (width - size) // stride + 1
-    columns = []
-    for dy in range(size):
-        for dx in range(size):
-            columns.append(x[:, dy:dy + (out_h - 1) * stride + 1:stride,
-                             dx:dx + (out_w - 1) * stride + 1:stride, :])
-    return tf.concat(columns, axis=-1)
+    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    return tf.concat([x[:, dy:dy + height, dx:dx + width, :]
+                      for dy in range(size) for dx in range(size)], axis=-1)
 
 
 def _shift(x, step, axis):
@@ -188,11 +184,12 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     f, b, mask = _inputs(f, b, mask)
     batch, _, _, channels = _shape(f)
     fd = downsample_nearest(f, rate)
-    bd = downsample_nearest(b, rate)
     _, height, width, _ = _shape(fd)
-    pad = ksize // 2
-    queries = tf.reshape(_im2col(fd, ksize, 1, pad, pad), [batch, height * width, -1])
-    keys = tf.reshape(_im2col(bd, ksize, 1, pad, pad), [batch, height * width, -1])
+    queries = tf.reshape(_im2col(fd, ksize), [batch, height * width, -1])
+    if b is f:  # the generator attends a feature map to itself: the patches are the same
+        keys = queries
+    else:
+        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, height * width, -1])
     norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
     keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
     scores = tf.matmul(queries, keys, transpose_b=True)  # [B, P, L]

@@ -80,7 +80,7 @@ def load_generator(path, attention="matmul", flow_dtype="float64"):
     found = _our_checkpoint(path)
     if found is None:
         variables = tf1.read_variables(path)
-        tf1.check_version(variables, tf1.detect_version(variables, path), path)
+        tf1.check_version(variables, None, path)
         return tf1.build_generator(variables, path, attention=attention, flow_dtype=flow_dtype)
     directory, prefix = found
     generator = Generator(ModelConfig.load(directory), attention=attention, flow_dtype=flow_dtype)

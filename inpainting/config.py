@@ -51,6 +51,13 @@ class ModelConfig:
         if any(l > i for l, i in zip(self.local_size, self.image_size)):
             raise ConfigError(f"local_size {self.local_size} is larger than image_size {self.image_size}")
 
+    @classmethod
+    def coerce(cls, value):
+        """A `ModelConfig` from a `ModelConfig`, its dict (as in Keras configs), or None (defaults)."""
+        if value is None:
+            return cls()
+        return cls.from_dict(value) if isinstance(value, dict) else value
+
     def to_dict(self):
         return dataclasses.asdict(self)
 

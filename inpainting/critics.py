@@ -91,9 +91,7 @@ class Critics(keras.Model):
     def __init__(self, config=None, **kwargs):
         kwargs.setdefault("name", "discriminator")
         super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = ModelConfig.from_dict(config)
-        self.config = config or ModelConfig()
+        self.config = ModelConfig.coerce(config)
         self.local = Critic(LOCAL_WIDTHS, self.config.local_size, head_name="dout_local_fc",
                             name="discriminator_local")
         self.global_ = Critic(GLOBAL_WIDTHS, self.config.image_size, head_name="dout_global_fc",

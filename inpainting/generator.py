@@ -95,9 +95,7 @@ class Generator(keras.Model):
     def __init__(self, config=None, attention="matmul", flow_dtype="float64", **kwargs):
         kwargs.setdefault("name", "inpaint_net")
         super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = ModelConfig.from_dict(config)
-        self.config = config or ModelConfig()
+        self.config = ModelConfig.coerce(config)
         self.attention_implementation = attention
         self.flow_dtype = flow_dtype
         cnum, padding = self.config.cnum, self.config.padding

@@ -66,12 +66,13 @@ class Inpainter:
                 f"(contextual attention needs about {need / 2**30:.0f} GiB, the machine has "
                 f"{have / 2**30:.0f} GiB); downscale it or inpaint a crop around the hole")
 
-    def __call__(self, rgb, mask):
+    def __call__(self, rgb, mask, path="image"):
         """Inpaints one image.
 
         Args:
             rgb: uint8 [H, W, 3] RGB.
             mask: float32 [H, W] in {0, 1}, 1 = hole.
+            path: how to name the image in an error.
 
         Returns:
             A dict: `filled` float32 [H, W, 3] RGB in 0..255, the network's output everywhere
@@ -79,7 +80,7 @@ class Inpainter:
             colour-coded attention offsets enlarged x4 to the image's size.
         """
         height, width = mask.shape
-        self.check_size(height, width)
+        self.check_size(height, width, path)
         image, _ = imageio.pad_to_multiple(rgb, GRID)
         holes, _ = imageio.pad_to_multiple(mask.astype(np.float32), GRID, mode="constant")
         image = image.astype(np.float32) / 127.5 - 1.0
@@ -104,8 +105,7 @@ def inpaint_image(inpainter, image, mask, output_path, flow_path=None, overwrite
         flow_path: optional path for the colour-coded attention flow (PNG).
         overwrite: replace existing files.
     """
-    inpainter.check_size(image.height, image.width, image.path)
-    result = inpainter(image.rgb, mask)
+    result = inpainter(image.rgb, mask, image.path)
     imageio.write_image(output_path, imageio.compose(image, result["filled"], mask), overwrite)
     if flow_path:
         imageio.write_image(flow_path, result["flow"][..., ::-1], overwrite)

@@ -93,13 +93,16 @@ def detect_version(variables, path="checkpoint"):
 
 
 def check_version(variables, version, path):
-    """Raises CheckpointError unless `variables` hold a generator of `version` that this project loads."""
+    """Raises CheckpointError unless `variables` hold a generator of `version` that this project loads.
+
+    `version=None` accepts whichever loadable version is found. Returns the version found.
+    """
     found = detect_version(variables, path)
-    if found == version and version in VERSIONS:
-        return
+    if found == (version or found) and found in VERSIONS:
+        return found
     what = (f"{path} is a DeepFill {found} checkpoint (inpaint_net/xconv1/kernel has shape "
             f"{list(variables[f'{GENERATOR_SCOPE}/xconv1/kernel'].shape)})")
-    if found in VERSIONS:
+    if found in VERSIONS and version is not None:
         raise CheckpointError(f"{what}, not {version}; pass --version={found}")
     raise CheckpointError(f"{what}; this release of inpainting loads only {', '.join(VERSIONS)}")
 
@@ -132,15 +135,15 @@ def _square_size(features, channels, key, path):
     return 16 * side
 
 
-def generator_config(variables, padding="same"):
+def generator_config(variables, padding="same", path="checkpoint"):
     """The `ModelConfig` of the generator stored in `variables`."""
     cnum = int(variables[f"{GENERATOR_SCOPE}/conv1/kernel"].shape[-1])
     local_fc = variables.get(f"{CRITIC_SCOPE}/dout_local_fc/kernel")
     global_fc = variables.get(f"{CRITIC_SCOPE}/dout_global_fc/kernel")
     sizes = {}
     if local_fc is not None and global_fc is not None:
-        local = _square_size(local_fc.shape[0], 512, "dout_local_fc/kernel", "checkpoint")
-        whole = _square_size(global_fc.shape[0], 256, "dout_global_fc/kernel", "checkpoint")
+        local = _square_size(local_fc.shape[0], 512, "dout_local_fc/kernel", path)
+        whole = _square_size(global_fc.shape[0], 256, "dout_global_fc/kernel", path)
         sizes = {"local_size": (local, local), "image_size": (whole, whole)}
     return ModelConfig(version="v1", cnum=cnum, padding=padding, **sizes)
 
@@ -170,8 +173,8 @@ def assign_critics(critics, variables, path="checkpoint"):
                 kernel = kernel[:, :, ::-1, :]
             _assign(conv, kernel, _take(variables, f"{scope}/bias", conv.bias.shape, path))
         head = f"{CRITIC_SCOPE}/dout_{branch}_fc"
-        critic.head.kernel.assign(_take(variables, f"{head}/kernel", critic.head.kernel.shape, path))
-        critic.head.bias.assign(_take(variables, f"{head}/bias", critic.head.bias.shape, path))
+        _assign(critic.head, _take(variables, f"{head}/kernel", critic.head.kernel.shape, path),
+                _take(variables, f"{head}/bias", critic.head.bias.shape, path))
 
 
 def load_official_generator(path, version="v1", padding="same", attention="matmul",
@@ -202,7 +205,7 @@ def build_generator(variables, path="checkpoint", padding="same", attention="mat
     """A `Generator` with the weights in `variables` (from `read_variables`)."""
     from inpainting.generator import Generator
 
-    generator = Generator(generator_config(variables, padding), attention=attention,
+    generator = Generator(generator_config(variables, padding, path), attention=attention,
                           flow_dtype=flow_dtype)
     generator.build()
     assign_generator(generator, variables, path)
@@ -219,7 +222,7 @@ def build_critics(variables, path="checkpoint"):
 
     if not _has_critics(variables):
         raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel)")
-    critics = Critics(generator_config(variables))
+    critics = Critics(generator_config(variables, path=path))
     critics.build()
     assign_critics(critics, variables, path)
     return critics
