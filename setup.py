@@ -18,6 +18,8 @@ setuptools.setup(
         "numpy",
         "opencv-python-headless",
         "absl-py",
+        # The `samples` dataset is the photos shipped inside the scikit-image wheel.
+        "scikit-image",
     ],
     extras_require={
         "test": ["pytest"],

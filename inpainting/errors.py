@@ -18,3 +18,11 @@ class CheckpointError(InpaintingError):
 
 class ImageError(InpaintingError):
     """A problem with an input or output image file."""
+
+
+class DataError(InpaintingError):
+    """A training or validation data source that cannot be found, read or used."""
+
+
+class TrainingError(InpaintingError):
+    """A training run that cannot start or continue (bad flags, non-finite loss, ...)."""
