@@ -1,0 +1,232 @@
+"""DeepFill v1 losses as pure functions of tensors.
+
+Every function returns one value per example (shape [B]); the loss of a batch is their mean, and
+under a `tf.distribute` strategy each replica divides the sum of its values by the global batch
+size (`tf.nn.compute_average_loss`). Images are in [-1, 1]; masks are 1 in the hole.
+
+The v1 objective (Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018,
+https://arxiv.org/abs/1801.07892, with the weights of the released configuration):
+
+    l1      = 1.2 * mean(|x - coarse| * D) + mean(|x - refined| * D)    on the hole box
+    ae      = (1.2 * mean(|x - coarse| * (1-m)) + mean(|x - refined| * (1-m))) / mean(1-m)
+    g_loss  = 0.001 * (g_global + g_local) + 1.2 * l1 + 1.2 * ae
+    d_loss  = d_local + d_global + 10 * (penalty_local + penalty_global)
+
+D is the spatial discounting mask of the box, `coarse`/`refined` are the un-pasted stage outputs,
+and the critics see the pasted image. The gradient penalty is taken over the hole only.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weights of the v1 objective; the defaults are those of the released models.
+
+    Attributes:
+        coarse: weight of the coarse output inside `l1` and `ae` (the refined output has 1).
+        l1: weight of the discounted hole-box L1 in the generator loss.
+        ae: weight of the known-region L1 in the generator loss.
+        gan: weight of the adversarial terms in the generator loss.
+        global_gan: weight of the global critic relative to the local one.
+        gradient_penalty: WGAN-GP lambda.
+        discount_gamma: base of the spatial discounting mask.
+    """
+
+    coarse: float = 1.2
+    l1: float = 1.2
+    ae: float = 1.2
+    gan: float = 0.001
+    global_gan: float = 1.0
+    gradient_penalty: float = 10.0
+    discount_gamma: float = 0.9
+
+
+def spatial_discounting_mask(size, gamma=0.9):
+    """Weights that fall off with the distance to the border of the hole box.
+
+    Entry (i, j) is `max(gamma**min(i, h - i), gamma**min(j, w - j))`, as in the released
+    models. The rule is not symmetric: the first row weighs 1 and the last row gamma.
+
+    Args:
+        size: (h, w) of the box.
+        gamma: the discount base (0.9 for the released models; gamma = 1 weighs all equally).
+
+    Returns:
+        float32 [1, h, w, 1].
+    """
+    h, w = size
+    rows = gamma ** np.minimum(np.arange(h), h - np.arange(h)).astype(np.float64)
+    cols = gamma ** np.minimum(np.arange(w), w - np.arange(w)).astype(np.float64)
+    weights = np.maximum(rows[:, None], cols[None, :]).astype(np.float32)
+    return tf.constant(weights[None, :, :, None])
+
+
+def crop_box(x, bbox, size):
+    """The hole box of every image: `x[:, top:top+h, left:left+w]`.
+
+    Args:
+        x: [B, H, W, C].
+        bbox: int32 [4] or [B, 4] (top, left, height, width). One box is shared by the batch,
+            as in the original training; with [B, 4] the first row is used.
+        size: the static (h, w) of the box (the local critic's input size).
+    """
+    bbox = tf.convert_to_tensor(bbox)
+    if bbox.shape.rank == 2:
+        bbox = bbox[0]
+    top, left = bbox[0], bbox[1]
+    return x[:, top:top + size[0], left:left + size[1], :]
+
+
+def _mean_per_example(x):
+    return tf.reduce_mean(x, axis=tf.range(1, tf.rank(x)))
+
+
+def discounted_l1(target, prediction, discount):
+    """Per-example mean of `|target - prediction| * discount`."""
+    return _mean_per_example(tf.abs(target - prediction) * discount)
+
+
+def known_region_l1(target, prediction, mask):
+    """Per-example L1 outside the hole, normalised by the known fraction of the image.
+
+    `mean(|target - prediction| * (1 - mask)) / mean(1 - mask)`, both means taken per example.
+    """
+    known = 1.0 - mask
+    return _mean_per_example(tf.abs(target - prediction) * known) / _mean_per_example(known)
+
+
+def wgan_critic_loss(real_scores, fake_scores):
+    """Per-example WGAN critic loss `fake - real` (scores [B, 1])."""
+    return tf.reshape(fake_scores - real_scores, [-1])
+
+
+def wgan_generator_loss(fake_scores):
+    """Per-example WGAN generator loss `-fake` (scores [B, 1])."""
+    return -tf.reshape(fake_scores, [-1])
+
+
+def interpolate(real, fake, alpha):
+    """`real + alpha * (fake - real)` with one alpha per example (alpha [B] or [B, 1])."""
+    alpha = tf.reshape(tf.cast(alpha, real.dtype), [-1] + [1] * (real.shape.rank - 1))
+    return real + alpha * (fake - real)
+
+
+def _safe_sqrt(x):
+    """sqrt with value 0 and gradient 0 at 0 (plain sqrt has an infinite gradient there)."""
+    positive = x > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, x, tf.ones_like(x))), tf.zeros_like(x))
+
+
+def gradient_penalty(critic, interpolates, mask=None, target_norm=1.0):
+    """Per-example WGAN-GP penalty `(||grad critic(x)||_mask - target_norm)**2`.
+
+    The norm sums the squared gradient over all non-batch axes, weighted by `mask` (DeepFill
+    restricts it to the hole). Gulrajani et al., "Improved Training of Wasserstein GANs",
+    https://arxiv.org/abs/1704.00028.
+
+    Args:
+        critic: a callable [B, H, W, C] -> [B, 1] with no interaction between examples.
+        interpolates: the points where the gradient is taken, [B, H, W, C].
+        mask: None (everywhere) or a tensor broadcastable to `interpolates`.
+        target_norm: the norm the gradient is pulled towards.
+
+    Returns:
+        float [B].
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(interpolates)
+        scores = critic(interpolates)
+    grads = tape.gradient(scores, interpolates)
+    squared = tf.square(grads)
+    if mask is not None:
+        squared = squared * mask
+    norm = _safe_sqrt(tf.reduce_sum(squared, axis=tf.range(1, tf.rank(squared))))
+    return tf.square(norm - target_norm)
+
+
+def paste(image, prediction, mask):
+    """The prediction inside the hole, the image outside."""
+    return prediction * mask + image * (1.0 - mask)
+
+
+def reconstruction_losses(images, outputs, mask, bbox, local_size, weights=LossWeights()):
+    """The two L1 terms of the generator loss.
+
+    Args:
+        images: the real images [B, H, W, 3] in [-1, 1].
+        outputs: the generator's dict with `coarse` and `refined` (not pasted).
+        mask: [B, H, W, 1] or [1, H, W, 1], 1 = hole.
+        bbox: the hole box (see `crop_box`); the discounted L1 is taken over it.
+        local_size: (h, w) of the box.
+        weights: a `LossWeights`.
+
+    Returns:
+        A dict of per-example `l1` and `ae`.
+    """
+    discount = spatial_discounting_mask(local_size, weights.discount_gamma)
+    box_real = crop_box(images, bbox, local_size)
+    l1 = (weights.coarse * discounted_l1(box_real, crop_box(outputs["coarse"], bbox, local_size), discount)
+          + discounted_l1(box_real, crop_box(outputs["refined"], bbox, local_size), discount))
+    ae = (weights.coarse * known_region_l1(images, outputs["coarse"], mask)
+          + known_region_l1(images, outputs["refined"], mask))
+    return {"l1": l1, "ae": ae}
+
+
+def critic_losses(critics, images, completed, mask, bbox, alpha_local, alpha_global, local_size,
+                  weights=LossWeights()):
+    """The WGAN-GP loss of the local and global critics.
+
+    Args:
+        critics: a `Critics` model (`critics.local`, `critics.global_`).
+        images: real images [B, H, W, 3] in [-1, 1].
+        completed: the generator's refined output pasted into the hole, same shape.
+        mask: [B, H, W, 1] or [1, H, W, 1]; the penalty counts the gradient inside it only.
+        bbox: the hole box; the local critic sees it.
+        alpha_local, alpha_global: per-example interpolation weights [B] or [B, 1], uniform in [0, 1).
+        local_size: (h, w) of the box.
+        weights: a `LossWeights`.
+
+    Returns:
+        A dict of per-example values: `d_loss` (the total), `d_local`, `d_global`, `gp`,
+        and the mean critic scores `real_local`, `fake_local`, `real_global`, `fake_global`.
+    """
+    batch = tf.shape(images)[0]
+    real_local, fake_local = crop_box(images, bbox, local_size), crop_box(completed, bbox, local_size)
+    # One critic call on [real; fake], as the original does.
+    local_scores = critics.local(tf.concat([real_local, fake_local], axis=0))
+    global_scores = critics.global_(tf.concat([images, completed], axis=0))
+    d_local = wgan_critic_loss(local_scores[:batch], local_scores[batch:])
+    d_global = wgan_critic_loss(global_scores[:batch], global_scores[batch:])
+    mask = tf.broadcast_to(mask, tf.concat([[batch], tf.shape(mask)[1:]], axis=0))
+    penalty = (gradient_penalty(critics.local, interpolate(real_local, fake_local, alpha_local),
+                                crop_box(mask, bbox, local_size))
+               + gradient_penalty(critics.global_, interpolate(images, completed, alpha_global), mask))
+    gp = weights.gradient_penalty * penalty
+    return {"d_loss": d_local + d_global + gp, "d_local": d_local, "d_global": d_global, "gp": gp,
+            "real_local": tf.reshape(local_scores[:batch], [-1]),
+            "fake_local": tf.reshape(local_scores[batch:], [-1]),
+            "real_global": tf.reshape(global_scores[:batch], [-1]),
+            "fake_global": tf.reshape(global_scores[batch:], [-1])}
+
+
+def generator_losses(critics, images, outputs, mask, bbox, local_size, weights=LossWeights()):
+    """The v1 generator loss: adversarial terms plus the two L1 terms.
+
+    The critics only score the completed images (the real half of the original's joint call
+    does not depend on the generator).
+
+    Returns:
+        A dict of per-example values: `g_loss` (the total), `g_adversarial`, `l1`, `ae`.
+    """
+    completed = paste(images, outputs["refined"], mask)
+    fake_local = critics.local(crop_box(completed, bbox, local_size))
+    fake_global = critics.global_(completed)
+    adversarial = (weights.global_gan * wgan_generator_loss(fake_global)
+                   + wgan_generator_loss(fake_local))
+    terms = reconstruction_losses(images, outputs, mask, bbox, local_size, weights)
+    g_loss = weights.gan * adversarial + weights.l1 * terms["l1"] + weights.ae * terms["ae"]
+    return {"g_loss": g_loss, "g_adversarial": adversarial, **terms}
