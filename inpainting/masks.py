@@ -1,0 +1,303 @@
+"""Hole masks for training and validation, as pure TensorFlow ops (1 = hole, float32).
+
+Box masks (DeepFill v1)
+    `random_bbox` draws the box the local critic looks at: its top-left corner is
+    uniform in [margin, size - margin - box) on each axis (the upper bound is
+    exclusive, so a box never touches the bottom or right edge when margins are 0,
+    as in the original). `bbox_to_mask` turns the box into the hole, trimmed on both
+    sides of each axis by a random amount in 0..max_delta // 2 (inclusive), so the
+    hole is at most as large as the box. Validation uses `center_bbox` without trim.
+
+Mask folders
+    `mask_folder_dataset` streams masks read from image files (e.g. the irregular
+    masks of Liu et al. 2018): a pixel is a hole where the mask is white-ish, with
+    the rule of `inpainting.imageio.MASK_HELP` (gray > 127 after 16-bit values are
+    scaled to 8 bits; a partly transparent alpha channel alone is the mask).
+    `mask_bbox` then places the local critic's box on the hole.
+
+Randomness
+    Every random draw is stateless: it takes a key made by `stream_seed` from a
+    user seed and integer indices, so a stream is a pure function of (seed,
+    position) and a resumed run sees the same masks as an uninterrupted one.
+"""
+
+import tensorflow as tf
+
+from inpainting.errors import DataError
+
+# Parts folded into the user seed so that the streams drawn from one seed are independent.
+MASK_ORDER = 101
+MASK_FLIP = 102
+
+# ITU-R BT.601 luma weights, the ones OpenCV and `inpainting.imageio` use.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def stream_seed(seed, *parts):
+    """A stateless RNG key derived from a seed and integer indices.
+
+    Args:
+        seed: a Python int or int scalar tensor (a user seed), or an int [2] tensor
+            that already is a key.
+        *parts: integer scalars (Python ints or tensors) folded in one after the
+            other, e.g. a stream tag then an element index.
+
+    Returns:
+        int64 [2] tensor for the `seed` argument of `tf.random.stateless_*` ops.
+    """
+    key = tf.convert_to_tensor(seed)
+    if key.shape.rank == 0:
+        key = tf.stack([tf.constant(0, tf.int64), tf.cast(key, tf.int64)])
+    key = tf.cast(key, tf.int64)
+    for part in parts:
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(part, tf.int64))
+    return key
+
+
+def _pair(value, name):
+    """(a, b) of Python ints from an int or a length-2 sequence."""
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        first, second = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise DataError(f"{name} must be (height, width) integers, got {value!r}") from None
+    return first, second
+
+
+def check_box(image_size, box_size, margins=(0, 0)):
+    """Checks that `random_bbox` can place a box; returns the three (height, width) pairs.
+
+    The original draws the top row uniformly in [margin, height - margin - box)
+    and needs that range to be non-empty, so the image must be strictly larger
+    than the box plus both margins on each axis.
+
+    Raises:
+        DataError: a size is not positive, a margin is negative, or the box plus
+            margins does not fit.
+    """
+    image = _pair(image_size, "image_size")
+    box = _pair(box_size, "box_size")
+    margin = _pair(margins, "margins")
+    if min(image) < 1 or min(box) < 1 or min(margin) < 0:
+        raise DataError(f"image_size {image} and box_size {box} must be positive and margins "
+                        f"{margin} non-negative")
+    if any(size - 2 * edge - side < 1 for size, side, edge in zip(image, box, margin)):
+        raise DataError(f"box_size {box} with margins {margin} does not fit in image_size {image}: "
+                        f"each image side must exceed box + 2 * margin; use a smaller box_size "
+                        f"or smaller margins")
+    return image, box, margin
+
+
+def random_bbox(seed, image_size, box_size, margins=(0, 0)):
+    """A random box for the local critic, placed as in DeepFill v1.
+
+    Args:
+        seed: a user seed (int) or a key from `stream_seed`.
+        image_size: (H, W) of the image.
+        box_size: (h, w) of the box.
+        margins: (vertical, horizontal) distance the box keeps from the edges.
+
+    Returns:
+        int32 [4] (top, left, height, width): top uniform in
+        [margin_v, H - margin_v - h) and left uniform in [margin_h, W - margin_h - w),
+        both upper bounds exclusive.
+
+    Raises:
+        DataError: the box plus margins does not fit (see `check_box`).
+    """
+    (height, width), (box_h, box_w), (margin_v, margin_h) = check_box(image_size, box_size,
+                                                                      margins)
+    key = stream_seed(seed)
+    top = tf.random.stateless_uniform([], stream_seed(key, 0), minval=margin_v,
+                                      maxval=height - margin_v - box_h, dtype=tf.int32)
+    left = tf.random.stateless_uniform([], stream_seed(key, 1), minval=margin_h,
+                                       maxval=width - margin_h - box_w, dtype=tf.int32)
+    return tf.stack([top, left, tf.constant(box_h), tf.constant(box_w)])
+
+
+def center_bbox(image_size, box_size):
+    """The box centred in the image, used for validation.
+
+    Returns:
+        int32 [4] ((H - h) // 2, (W - w) // 2, h, w).
+
+    Raises:
+        DataError: the box is larger than the image.
+    """
+    (height, width), (box_h, box_w) = _pair(image_size, "image_size"), _pair(box_size, "box_size")
+    if not 0 < box_h <= height or not 0 < box_w <= width:
+        raise DataError(f"box_size {(box_h, box_w)} must be positive and fit in image_size "
+                        f"{(height, width)}")
+    return tf.constant([(height - box_h) // 2, (width - box_w) // 2, box_h, box_w], tf.int32)
+
+
+def bbox_to_mask(bbox, image_size, max_delta=(32, 32), seed=None):
+    """The hole inside a box, randomly trimmed as in DeepFill v1.
+
+    Args:
+        bbox: int [4] (top, left, height, width).
+        image_size: (H, W) of the mask.
+        max_delta: (vertical, horizontal) maximum total trim; each side of an axis
+            loses the same amount, drawn uniformly in 0..max_delta // 2 inclusive.
+        seed: a user seed (int) or a key from `stream_seed`; None means no trim.
+
+    Returns:
+        float32 [H, W, 1], 1 on rows [top + dh, top + height - dh) and columns
+        [left + dw, left + width - dw), 0 elsewhere. Without trim the mask is
+        exactly the box.
+    """
+    height, width = _pair(image_size, "image_size")
+    delta_h, delta_w = _pair(max_delta, "max_delta")
+    if min(delta_h, delta_w) < 0:
+        raise DataError(f"max_delta must be non-negative, got {(delta_h, delta_w)}")
+    bbox = tf.cast(bbox, tf.int32)
+    top, left, box_h, box_w = tf.unstack(bbox)
+    trim_h = trim_w = tf.constant(0, tf.int32)
+    if seed is not None:
+        key = stream_seed(seed)
+        trim_h = tf.random.stateless_uniform([], stream_seed(key, 0), minval=0,
+                                             maxval=delta_h // 2 + 1, dtype=tf.int32)
+        trim_w = tf.random.stateless_uniform([], stream_seed(key, 1), minval=0,
+                                             maxval=delta_w // 2 + 1, dtype=tf.int32)
+    rows = tf.range(height)
+    cols = tf.range(width)
+    in_rows = (rows >= top + trim_h) & (rows < top + box_h - trim_h)
+    in_cols = (cols >= left + trim_w) & (cols < left + box_w - trim_w)
+    return tf.cast(in_rows[:, None, None] & in_cols[None, :, None], tf.float32)
+
+
+def _box_start(covered, size, side):
+    """First index of a `side`-long window centred on the covered indices, kept inside [0, size).
+
+    With nothing covered the first/last sentinels (size, -1) give the centred window.
+    """
+    index = tf.range(size)
+    first = tf.reduce_min(tf.where(covered, index, size))
+    last = tf.reduce_max(tf.where(covered, index, -1))
+    start = tf.math.floordiv(first + last + 1 - side, 2)
+    return tf.clip_by_value(start, 0, size - side)
+
+
+def mask_bbox(mask, box_size, image_size):
+    """The local critic's box for a given mask (e.g. one from a mask folder).
+
+    The box has `box_size` and is centred on the centre of the bounding box of the
+    hole pixels (values > 0.5), then shifted to stay inside the image. For an empty
+    mask it is `center_bbox`. When the hole is larger than the box, the local critic
+    and the box-discounted L1 loss only see the part of the hole inside the box.
+
+    Args:
+        mask: float [H, W, 1] or [H, W], 1 = hole.
+        box_size: (h, w), at most the image size.
+        image_size: (H, W) of the mask.
+
+    Returns:
+        int32 [4] (top, left, h, w).
+    """
+    height, width = _pair(image_size, "image_size")
+    center_bbox(image_size, box_size)  # validates the sizes
+    box_h, box_w = _pair(box_size, "box_size")
+    hole = tf.convert_to_tensor(mask) > 0.5
+    if hole.shape.rank == 3:
+        hole = tf.reduce_any(hole, axis=2)
+    hole = tf.ensure_shape(hole, [height, width])
+    top = _box_start(tf.reduce_any(hole, axis=1), height, box_h)
+    left = _box_start(tf.reduce_any(hole, axis=0), width, box_w)
+    return tf.stack([top, left, tf.constant(box_h), tf.constant(box_w)])
+
+
+def decode_mask(encoded, image_size):
+    """A mask from encoded image bytes (png, jpg, bmp, webp), resized if needed.
+
+    A pixel is a hole where the gray value (8-bit; 16-bit PNGs are scaled to 8 bits
+    with round(v / 257); colour is converted with rounded BT.601 luma) is above 127,
+    or, when the file has an alpha channel that is not uniformly opaque, where alpha
+    is above 127. Masks of another size are resized with nearest neighbour.
+
+    Returns:
+        float32 [H, W, 1], 1 = hole.
+    """
+    from inpainting import data  # data imports this module
+
+    height, width = _pair(image_size, "image_size")
+    pixels = data.decode_8bit(encoded)
+    channels = tf.shape(pixels)[2]
+    alpha = tf.cond(channels % 2 == 0, lambda: pixels[:, :, -1],
+                    lambda: tf.fill(tf.shape(pixels)[:2], tf.constant(255, tf.uint8)))
+
+    def luma():
+        rgb = tf.cast(pixels[:, :, :3], tf.float64)
+        return tf.round(tf.tensordot(rgb, tf.constant(_LUMA, tf.float64), axes=1))
+
+    gray = tf.cond(channels >= 3, luma, lambda: tf.cast(pixels[:, :, 0], tf.float64))
+    value = tf.where(tf.reduce_min(alpha) < 255, tf.cast(alpha, tf.float64), gray)
+    mask = tf.cast(value > 127, tf.float32)[:, :, None]
+    resized = tf.image.resize(mask, [height, width], method="nearest")
+    return tf.ensure_shape(resized, [height, width, 1])
+
+
+def mask_folder_dataset(mask_dir, image_size, seed, start=0):
+    """An endless stream of masks read from the image files under a folder.
+
+    Element i is the mask file at position i % n of a permutation of the n files
+    (sorted, recursive; png, jpg, jpeg, bmp, webp) drawn from (seed, i // n), flipped
+    horizontally and vertically each with probability 1/2 from (seed, i), so the
+    stream is a pure function of (seed, i). Unreadable mask files are skipped with
+    a warning on stderr (which shifts the later elements by one each); when no file
+    of a whole pass can be read, the stream ends.
+
+    Args:
+        mask_dir: the folder of mask images.
+        image_size: (H, W) every mask is resized to (nearest neighbour).
+        seed: user seed (int).
+        start: index of the first element, to resume a stream.
+
+    Returns:
+        `tf.data.Dataset` of float32 [H, W, 1] masks, 1 = hole.
+
+    Raises:
+        DataError: the folder is missing or holds no mask images.
+    """
+    from inpainting import data  # data imports this module
+
+    height, width = _pair(image_size, "image_size")
+    paths = data.list_image_files(mask_dir, what="mask")
+    items = data.file_items(paths, seed=stream_seed(seed, MASK_ORDER), start=start, training=True)
+
+    def load(path, position):
+        mask = decode_mask(tf.io.read_file(path), (height, width))
+        flips = tf.random.stateless_uniform([2], stream_seed(seed, MASK_FLIP, position)) < 0.5
+        mask = tf.where(flips[0], tf.reverse(mask, [1]), mask)
+        return tf.where(flips[1], tf.reverse(mask, [0]), mask)
+
+    stream = data.read_items(items, load, empty=tf.zeros([height, width, 1]),
+                             label=f"mask folder {mask_dir}", num_items=len(paths), start=start)
+    return stream.map(lambda element: element["image"])
+
+
+def fixed_masks(mask_dir, image_size, count):
+    """The first `count` masks of a folder in sorted order, for validation.
+
+    When the folder holds fewer than `count` masks they are used again in order.
+
+    Returns:
+        float32 [count, H, W, 1] tensor, 1 = hole.
+
+    Raises:
+        DataError: the folder is missing, holds no mask images, or one of the
+            masks used cannot be read.
+    """
+    from inpainting import data  # data imports this module
+
+    paths = data.list_image_files(mask_dir, what="mask")
+    loaded = {}
+    for path in paths[:count]:
+        try:
+            loaded[path] = decode_mask(tf.io.read_file(path), image_size)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
+                tf.errors.PermissionDeniedError, tf.errors.OutOfRangeError) as err:
+            reason = (err.message or type(err).__name__).splitlines()[0][:200]
+            raise DataError(f"{path}: cannot read this mask image ({reason}); replace or remove "
+                            f"it from the mask folder {mask_dir}") from None
+    return tf.stack([loaded[paths[i % len(paths)]] for i in range(count)])
