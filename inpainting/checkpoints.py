@@ -46,7 +46,7 @@ def save(directory, generator, critics=None, overwrite=False, step=0):
     return manager.save(checkpoint_number=step)
 
 
-def _our_checkpoint(path):
+def our_checkpoint(path):
     """(directory, prefix) if `path` is one of our checkpoint directories or prefixes, else None."""
     path = os.fspath(path)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
@@ -58,6 +58,15 @@ def _our_checkpoint(path):
     if os.path.isfile(path + ".index") and os.path.isfile(os.path.join(directory, CONFIG_FILE)):
         return directory, path
     return None
+
+
+def latest_prefix(directory):
+    """The latest checkpoint prefix of one of our checkpoint directories."""
+    found = our_checkpoint(directory)
+    if found is None:
+        raise CheckpointError(f"{directory} is not a checkpoint directory of this project (no "
+                              f"{CONFIG_FILE} and checkpoint found)")
+    return found[1]
 
 
 def load_generator(path, attention="matmul", flow_dtype="float64"):
@@ -77,7 +86,7 @@ def load_generator(path, attention="matmul", flow_dtype="float64"):
     """
     from inpainting.generator import Generator
 
-    found = _our_checkpoint(path)
+    found = our_checkpoint(path)
     if found is None:
         variables = tf1.read_variables(path)
         tf1.check_version(variables, None, path)

@@ -15,6 +15,15 @@ VERSIONS = ("v1",)
 PADDINGS = ("same", "reflect", "symmetric")
 
 
+def write_json(path, values):
+    """Writes `values` as JSON to `path` through a temporary file (creating the folder)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Describes a DeepFill network completely enough to rebuild it.
@@ -71,13 +80,7 @@ class ModelConfig:
 
     def save(self, directory):
         """Writes `model_config.json` into `directory` (created if missing)."""
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, CONFIG_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_json(os.path.join(directory, CONFIG_FILE), self.to_dict())
 
     @classmethod
     def load(cls, directory):
@@ -94,3 +97,146 @@ class ModelConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"{path} must hold a JSON object")
         return cls.from_dict(values)
+
+
+TRAIN_CONFIG_FILE = "train_config.json"
+STRATEGIES = ("auto", "mirrored", "one_device")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PREPROCESSING = ("crop", "resize")
+
+
+def parse_size(value, name):
+    """(height, width) from "256", "256x384", a number or a pair; ConfigError naming `--name`."""
+    if isinstance(value, str):
+        parts = value.lower().replace(",", "x").split("x")
+    elif isinstance(value, int):
+        parts = [value]
+    else:
+        parts = list(value)
+    try:
+        size = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 0:
+        raise ConfigError(f"--{name} must be a size like 256 or 256x384 (height x width), got {value!r}")
+    return size
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; one field per flag of `train.py` (see `inpainting.flags`).
+
+    It is validated when created (errors name the flag) and written into `model_dir` as
+    `train_config.json`.
+    """
+
+    model_dir: str = "runs/inpainting"
+    dataset: str = "samples"
+    validation_dataset: str = ""
+    data_dir: str = ""
+    download: bool = False
+    preprocess: str = "crop"
+    flip: bool = True
+    mask_dir: str = ""
+    version: str = "v1"
+    cnum: int = 32
+    padding: str = "same"
+    image_size: tuple = (256, 256)
+    box_size: tuple = (128, 128)
+    max_delta: tuple = (32, 32)
+    margins: tuple = (0, 0)
+    batch_size: int = 16
+    critic_steps: int = 5
+    learning_rate: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    adam_epsilon: float = 1e-8
+    coarse_weight: float = 1.2
+    l1_weight: float = 1.2
+    ae_weight: float = 1.2
+    gan_weight: float = 0.001
+    global_gan_weight: float = 1.0
+    gradient_penalty: float = 10.0
+    discount_gamma: float = 0.9
+    max_steps: int = 1_000_000
+    max_minutes: float = 0.0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    summary_every: int = 100
+    validation_every: int = 1000
+    validation_images: int = 4
+    seed: int = 0
+    deterministic: bool = False
+    strategy: str = "auto"
+    cpu_devices: int = 0
+    precision: str = "float32"
+    xla: bool = False
+    attention: str = "matmul"
+    init_checkpoint: str = ""
+    log_every: int = 10
+
+    def __post_init__(self):
+        for name in ("image_size", "box_size", "max_delta", "margins"):
+            object.__setattr__(self, name, parse_size(getattr(self, name), name))
+        self._check()
+
+    def _check(self):
+        def fail(flag, message):
+            raise ConfigError(f"--{flag}: {message}")
+
+        if not self.model_dir:
+            fail("model_dir", "is empty; give the directory where checkpoints and logs go")
+        for name, choices in (("preprocess", PREPROCESSING), ("strategy", STRATEGIES),
+                              ("precision", PRECISIONS), ("version", VERSIONS), ("padding", PADDINGS),
+                              ("attention", ("matmul", "patches"))):
+            if getattr(self, name) not in choices:
+                fail(name, f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        for name in ("batch_size", "critic_steps", "max_steps", "checkpoint_every", "keep_checkpoints",
+                     "summary_every", "validation_every", "validation_images", "log_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, f"must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("learning_rate", "gradient_penalty", "adam_epsilon"):
+            if not getattr(self, name) > 0:
+                fail(name, f"must be positive, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                fail(name, f"must be in [0, 1), got {getattr(self, name)}")
+        for name in ("coarse_weight", "l1_weight", "ae_weight", "gan_weight", "global_gan_weight"):
+            if getattr(self, name) < 0:
+                fail(name, f"must not be negative, got {getattr(self, name)}")
+        if self.max_minutes < 0:
+            fail("max_minutes", f"must be 0 (no time limit) or positive, got {self.max_minutes}")
+        if not 0 < self.discount_gamma <= 1:
+            fail("discount_gamma", f"must be in (0, 1], got {self.discount_gamma}")
+        if self.cpu_devices < 0:
+            fail("cpu_devices", f"must be 0 (leave the CPU as one device) or more, got {self.cpu_devices}")
+        box, image = self.box_size, self.image_size
+        if any(b + 2 * m > i for b, m, i in zip(box, self.margins, image)):
+            fail("box_size", f"{box[0]}x{box[1]} plus --margins {self.margins[0]}x{self.margins[1]} on "
+                 f"each side does not fit in --image_size {image[0]}x{image[1]}")
+        if any(d > b for d, b in zip(self.max_delta, box)):
+            fail("max_delta", f"{self.max_delta} is larger than --box_size {box}")
+        try:
+            self.model_config()
+        except ConfigError as err:
+            message = str(err).replace("image_size", "--image_size").replace("local_size", "--box_size")
+            raise ConfigError(message) from None
+
+    def model_config(self):
+        """The `ModelConfig` of the network this run trains."""
+        return ModelConfig(version=self.version, cnum=self.cnum, padding=self.padding,
+                           image_size=self.image_size, local_size=self.box_size)
+
+    @property
+    def batches_per_step(self):
+        """Batches one training step consumes: one per critic update and one for the generator."""
+        return self.critic_steps + 1
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def save(self, directory):
+        """Writes `train_config.json` into `directory`."""
+        write_json(os.path.join(directory, TRAIN_CONFIG_FILE), self.to_dict())

@@ -70,15 +70,22 @@ def crop_box(x, bbox, size):
 
     Args:
         x: [B, H, W, C].
-        bbox: int32 [4] or [B, 4] (top, left, height, width). One box is shared by the batch,
-            as in the original training; with [B, 4] the first row is used.
+        bbox: int32 (top, left, height, width): [4], one box for the whole batch (as the
+            original training uses, and the fastest), or [B, 4], one box per example.
         size: the static (h, w) of the box (the local critic's input size).
     """
     bbox = tf.convert_to_tensor(bbox)
-    if bbox.shape.rank == 2:
-        bbox = bbox[0]
-    top, left = bbox[0], bbox[1]
-    return x[:, top:top + size[0], left:left + size[1], :]
+    if bbox.shape.rank == 1:
+        top, left = bbox[0], bbox[1]
+        return x[:, top:top + size[0], left:left + size[1], :]
+    rows = bbox[:, :1] + tf.range(size[0], dtype=bbox.dtype)
+    cols = bbox[:, 1:2] + tf.range(size[1], dtype=bbox.dtype)
+    return tf.gather(tf.gather(x, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+
+
+def _scores(critic, x):
+    """A critic's scores in float32 (under mixed precision they are computed in 16 bits)."""
+    return tf.cast(critic(x), tf.float32)
 
 
 def _mean_per_example(x):
@@ -139,7 +146,7 @@ def gradient_penalty(critic, interpolates, mask=None, target_norm=1.0):
     """
     with tf.GradientTape() as tape:
         tape.watch(interpolates)
-        scores = critic(interpolates)
+        scores = _scores(critic, interpolates)
     grads = tape.gradient(scores, interpolates)
     squared = tf.square(grads)
     if mask is not None:
@@ -197,8 +204,8 @@ def critic_losses(critics, images, completed, mask, bbox, alpha_local, alpha_glo
     batch = tf.shape(images)[0]
     real_local, fake_local = crop_box(images, bbox, local_size), crop_box(completed, bbox, local_size)
     # One critic call on [real; fake], as the original does.
-    local_scores = critics.local(tf.concat([real_local, fake_local], axis=0))
-    global_scores = critics.global_(tf.concat([images, completed], axis=0))
+    local_scores = _scores(critics.local, tf.concat([real_local, fake_local], axis=0))
+    global_scores = _scores(critics.global_, tf.concat([images, completed], axis=0))
     d_local = wgan_critic_loss(local_scores[:batch], local_scores[batch:])
     d_global = wgan_critic_loss(global_scores[:batch], global_scores[batch:])
     mask = tf.broadcast_to(mask, tf.concat([[batch], tf.shape(mask)[1:]], axis=0))
@@ -223,8 +230,8 @@ def generator_losses(critics, images, outputs, mask, bbox, local_size, weights=L
         A dict of per-example values: `g_loss` (the total), `g_adversarial`, `l1`, `ae`.
     """
     completed = paste(images, outputs["refined"], mask)
-    fake_local = critics.local(crop_box(completed, bbox, local_size))
-    fake_global = critics.global_(completed)
+    fake_local = _scores(critics.local, crop_box(completed, bbox, local_size))
+    fake_global = _scores(critics.global_, completed)
     adversarial = (weights.global_gan * wgan_generator_loss(fake_global)
                    + wgan_generator_loss(fake_local))
     terms = reconstruction_losses(images, outputs, mask, bbox, local_size, weights)

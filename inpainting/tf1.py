@@ -212,7 +212,8 @@ def build_generator(variables, path="checkpoint", padding="same", attention="mat
     return generator
 
 
-def _has_critics(variables):
+def has_critics(variables):
+    """Whether an original checkpoint's `variables` hold the WGAN critics."""
     return f"{CRITIC_SCOPE}/dout_local_fc/kernel" in variables
 
 
@@ -220,7 +221,7 @@ def build_critics(variables, path="checkpoint"):
     """The v1 `Critics` with the weights in `variables` (from `read_variables`)."""
     from inpainting.critics import Critics
 
-    if not _has_critics(variables):
+    if not has_critics(variables):
         raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel)")
     critics = Critics(generator_config(variables, path=path))
     critics.build()
@@ -265,7 +266,7 @@ def convert(path, output, version="v1", overwrite=False):
     variables = read_variables(path)
     check_version(variables, version, path)
     generator = build_generator(variables, path)
-    critics = build_critics(variables, path) if _has_critics(variables) else None
+    critics = build_critics(variables, path) if has_critics(variables) else None
     return checkpoints.save(output, generator, critics, overwrite=overwrite)
 
 

@@ -80,5 +80,6 @@ def test_wgan_terms_and_crop_box():
     np.testing.assert_allclose(losses.wgan_critic_loss(real, fake), [-0.5, 2.0])
     np.testing.assert_allclose(losses.wgan_generator_loss(fake), [-0.5, -4.0])
     x = tf.reshape(tf.range(2 * 6 * 5, dtype=tf.float32), [2, 6, 5, 1])
-    crop = losses.crop_box(x, tf.constant([[1, 2, 3, 2], [1, 2, 3, 2]]), (3, 2))
-    np.testing.assert_array_equal(crop, x[:, 1:4, 2:4])
+    np.testing.assert_array_equal(losses.crop_box(x, tf.constant([1, 2, 3, 2]), (3, 2)), x[:, 1:4, 2:4])
+    crop = losses.crop_box(x, tf.constant([[1, 2, 3, 2], [0, 3, 3, 2]]), (3, 2))
+    np.testing.assert_array_equal(crop, np.stack([x[0, 1:4, 2:4], x[1, 0:3, 3:5]]))
