@@ -18,6 +18,8 @@ setuptools.setup(
         "numpy",
         "opencv-python-headless",
         "absl-py",
+        # tf.summary needs it to write events; it also gives the `tensorboard` command.
+        "tensorboard",
         # The `samples` dataset is the photos shipped inside the scikit-image wheel.
         "scikit-image",
     ],

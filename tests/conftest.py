@@ -10,6 +10,17 @@ import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+CPU_DEVICES = 2  # logical CPU devices, so MirroredStrategy can be tested on one CPU
+
+
+def _split_cpu():
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * CPU_DEVICES)
+
+
+_split_cpu()
 REFERENCE = pathlib.Path(
     os.environ.get("INPAINTING_REFERENCE", REPO.parent / "shared" / "reference" / "deepfill"))
 

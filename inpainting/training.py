@@ -1,0 +1,499 @@
+"""Training of DeepFill v1: WGAN-GP critic updates and generator updates under `tf.distribute`.
+
+One training step is what the original calls an iteration: `critic_steps` critic updates, each on
+its own batch, box and mask, then one generator update on a further batch. All randomness (data
+order, crops, flips, boxes, masks and the gradient-penalty weights) comes from the input pipeline,
+as a pure function of `--seed` and the position in the stream, so a run resumed from step k sees
+the data an uninterrupted run sees, and the update does not depend on how the batch is split
+across devices. One Adam optimizer serves the generator and the critics, as in the original, so
+its bias correction counts every update.
+
+`model_dir` receives `model_config.json`, `train_config.json`, checkpoints `ckpt-<step>` (generator,
+critics, optimizer, step) and TensorBoard logs under `train/` and `validation/`.
+"""
+
+import functools
+import math
+import os
+import signal
+import sys
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from inpainting import checkpoints, data, losses, tf1
+from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
+from inpainting.critics import Critics
+from inpainting.errors import TrainingError
+from inpainting.generator import Generator
+from inpainting.layers import upsample_nearest
+
+
+_DEFAULTS = TrainConfig()
+
+
+def configure_devices(config):
+    """Splits the CPU into `config.cpu_devices` logical devices (must run before TF starts)."""
+    if not config.cpu_devices:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * config.cpu_devices)
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != config.cpu_devices:
+            raise TrainingError(f"--cpu_devices={config.cpu_devices}: TensorFlow already started with "
+                                f"{have} logical CPU device(s); set it before anything else runs") from None
+
+
+def make_strategy(config):
+    """The `tf.distribute` strategy named by `config.strategy` (see the --strategy flag)."""
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if config.strategy == "one_device" or (config.strategy == "auto" and len(gpus) < 2):
+        return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else cpus[0])
+    devices = gpus or cpus
+    if config.batch_size % len(devices):
+        raise TrainingError(f"--batch_size={config.batch_size} cannot be split evenly across "
+                            f"{len(devices)} devices ({', '.join(devices)})")
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _to_float(images):
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def _global_norm(grads):
+    return tf.linalg.global_norm([g for g in grads if g is not None])
+
+
+class Trainer:
+    """Builds the networks, optimizer, data and checkpoints of one run; `fit()` trains.
+
+    Args:
+        config: a `TrainConfig`.
+        strategy: a `tf.distribute.Strategy` (default: `make_strategy(config)`).
+
+    Example:
+        >>> Trainer(TrainConfig(model_dir="/tmp/run", max_steps=10)).fit()
+    """
+
+    def __init__(self, config, strategy=None):
+        self.config = config
+        self.strategy = strategy or make_strategy(config)
+        self.model_config = config.model_config()
+        self.weights = losses.LossWeights(
+            coarse=config.coarse_weight, l1=config.l1_weight, ae=config.ae_weight,
+            gan=config.gan_weight, global_gan=config.global_gan_weight,
+            gradient_penalty=config.gradient_penalty, discount_gamma=config.discount_gamma)
+        self._check_model_dir()
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.generator = Generator(self.model_config, attention=config.attention, flow_dtype="float32")
+            self.generator.build()
+            self.critics = Critics(self.model_config)
+            self.critics.build()
+            self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1,
+                                                   beta_2=config.beta2,
+                                                   epsilon=config.adam_epsilon)
+            if config.precision == "mixed_float16":
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            self.optimizer.build(self.generator.trainable_variables + self.critics.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # Unreadable files met so far: with the step it fixes where the data stream resumes.
+        self.skipped_files = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_files")
+        self.checkpoint = tf.train.Checkpoint(generator=self.generator, critics=self.critics,
+                                              optimizer=self.optimizer, step=self.step,
+                                              skipped_files=self.skipped_files)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, config.model_dir, max_to_keep=config.keep_checkpoints,
+            checkpoint_name=checkpoints.CHECKPOINT_NAME)
+        self.restored = self._restore()
+        # The flags win over a restored learning rate, so a resumed run can change it.
+        self.optimizer.learning_rate.assign(config.learning_rate)
+        # XLA compiles the per-replica updates; reading the iterator stays outside the cluster.
+        self._critic_replica = tf.function(self._critic_update, jit_compile=True) \
+            if config.xla else self._critic_update
+        self._generator_replica = tf.function(self._generator_update, jit_compile=True) \
+            if config.xla else self._generator_update
+        self.critic_step = tf.function(self._critic_step)
+        self.generator_step = tf.function(self._generator_step)
+        self._outputs = tf.function(lambda images, mask: self.generator([images, mask]))
+
+    # ---- set-up --------------------------------------------------------------------------------
+
+    def _check_model_dir(self):
+        path = os.path.join(self.config.model_dir, CONFIG_FILE)
+        if os.path.isfile(path):
+            existing = ModelConfig.load(self.config.model_dir)
+            if existing != self.model_config:
+                diff = ", ".join(f"{k}={v!r} (flags say {getattr(self.model_config, k)!r})"
+                                 for k, v in existing.to_dict().items()
+                                 if v != self.model_config.to_dict()[k])
+                raise TrainingError(f"--model_dir={self.config.model_dir} holds a model with {diff}; "
+                                    "use a new --model_dir or the flags of that run")
+
+    def _restore(self):
+        """Restores the latest checkpoint of model_dir, or --init_checkpoint; returns what happened."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as err:
+                raise TrainingError(f"cannot resume from {latest}: {str(err).splitlines()[0]}; "
+                                    "use a new --model_dir") from None
+            return f"resumed from {latest} at step {int(self.step.numpy())}"
+        if self.config.init_checkpoint:
+            return self._initialise_from(self.config.init_checkpoint)
+        return "started from random weights"
+
+    def _initialise_from(self, path):
+        ours = checkpoints.our_checkpoint(path)
+        if ours is not None:
+            directory, prefix = ours
+            source = ModelConfig.load(directory)
+            self._check_init_config(source, path)
+            with_critics = self._same_critic_sizes(source)
+            objects = {"generator": self.generator, "critics": self.critics}
+            if not with_critics:
+                del objects["critics"]
+            try:
+                tf.train.Checkpoint(**objects).restore(prefix).expect_partial()
+            except (ValueError, tf.errors.OpError) as err:
+                raise TrainingError(f"--init_checkpoint={path}: {str(err).splitlines()[0]}") from None
+        else:
+            variables = tf1.read_variables(path)
+            tf1.check_version(variables, self.config.version, path)
+            source = tf1.generator_config(variables, path=path)
+            self._check_init_config(source, path)
+            tf1.assign_generator(self.generator, variables, path)
+            with_critics = tf1.has_critics(variables) and self._same_critic_sizes(source)
+            if with_critics:
+                tf1.assign_critics(self.critics, variables, path)
+        what = "generator and critics" if with_critics else "generator (critics random)"
+        return f"initialised the {what} from {path}"
+
+    def _check_init_config(self, source, path):
+        if (source.version, source.cnum) != (self.model_config.version, self.model_config.cnum):
+            raise TrainingError(f"--init_checkpoint={path} holds a {source.version} model with "
+                                f"cnum={source.cnum}; the flags ask for {self.model_config.version} with "
+                                f"cnum={self.model_config.cnum}")
+
+    def _same_critic_sizes(self, source):
+        same = (source.image_size, source.local_size) == (self.model_config.image_size,
+                                                           self.model_config.local_size)
+        if not same:
+            logging.warning("init checkpoint critics take %s / %s inputs, this run %s / %s: the critics "
+                            "start from random weights", source.image_size, source.local_size,
+                            self.model_config.image_size, self.model_config.local_size)
+        return same
+
+    # ---- the two updates -----------------------------------------------------------------------
+
+    def _apply(self, loss, tape, variables):
+        """Gradients of `loss` for `variables`, applied by the shared optimizer; returns their norm.
+
+        The norm is that of the gradient summed over replicas, i.e. of the whole global batch.
+        """
+        grads = tape.gradient(self.optimizer.scale_loss(loss), variables)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
+            norm_grads = [g / scale for g in grads]
+        else:
+            norm_grads = grads
+        context = tf.distribute.get_replica_context()
+        norm = _global_norm(context.all_reduce(tf.distribute.ReduceOp.SUM, norm_grads))
+        self.optimizer.apply(grads, variables)
+        return norm
+
+    def _average(self, values):
+        batch = self.config.batch_size
+        return {key: tf.nn.compute_average_loss(value, global_batch_size=batch)
+                for key, value in values.items()}
+
+    def _critic_update(self, batch):
+        images, mask, bbox = _to_float(batch["image"]), batch["mask"], batch["bbox"][0]
+        refined = tf.cast(self.generator([images, mask], training=True)["refined"], tf.float32)
+        completed = losses.paste(images, tf.stop_gradient(refined), mask)
+        variables = self.critics.trainable_variables
+        with tf.GradientTape() as tape:
+            terms = losses.critic_losses(self.critics, images, completed, mask, bbox, batch["alpha_local"],
+                                         batch["alpha_global"], self.model_config.local_size, self.weights)
+            stats = self._average(terms)
+        stats["critic_grad_norm"] = self._apply(stats["d_loss"], tape, variables)
+        stats["skipped_files"] = tf.reduce_max(batch["skipped"])
+        return stats
+
+    def _generator_update(self, batch):
+        images, mask, bbox = _to_float(batch["image"]), batch["mask"], batch["bbox"][0]
+        variables = self.generator.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self.generator([images, mask], training=True)
+            outputs = {key: tf.cast(outputs[key], tf.float32) for key in ("coarse", "refined")}
+            terms = losses.generator_losses(self.critics, images, outputs, mask, bbox,
+                                            self.model_config.local_size, self.weights)
+            stats = self._average(terms)
+        stats["generator_grad_norm"] = self._apply(stats["g_loss"], tape, variables)
+        stats["skipped_files"] = tf.reduce_max(batch["skipped"])
+        return stats
+
+    def _run(self, update, iterator):
+        per_replica = self.strategy.run(update, args=(next(iterator),))
+        stats = {}
+        for key, value in per_replica.items():
+            if key == "skipped_files":  # cumulative along the batch: the last replica has the total
+                stats[key] = self.strategy.experimental_local_results(value)[-1]
+            elif key.endswith("grad_norm"):  # already the same on every replica
+                stats[key] = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            else:
+                stats[key] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+        return stats
+
+    def _critic_step(self, iterator):
+        return self._run(self._critic_replica, iterator)
+
+    def _generator_step(self, iterator):
+        return self._run(self._generator_replica, iterator)
+
+    # ---- data ----------------------------------------------------------------------------------
+
+    def training_data(self):
+        """The distributed training batches, from the position of the restored step on."""
+        c = self.config
+        images = functools.partial(
+            data.image_dataset, data.parse_dataset(c.dataset), image_size=c.image_size,
+            preprocess=c.preprocess, flip=c.flip, seed=c.seed, training=True,
+            data_dir=c.data_dir or None, download=c.download)
+        batches = data.training_batches(
+            images, batch_size=c.batch_size, image_size=c.image_size, box_size=c.box_size,
+            max_delta=c.max_delta, margins=c.margins, seed=c.seed, mask_dir=c.mask_dir or None,
+            start_batch=int(self.step.numpy()) * c.batches_per_step,
+            skipped_before=int(self.skipped_files.numpy()))
+        return iter(self.strategy.experimental_distribute_dataset(batches))
+
+    def validation_batch(self):
+        """The fixed validation images, boxes and masks, as one batch of numpy arrays."""
+        c = self.config
+        source = data.parse_dataset(c.validation_dataset or c.dataset)
+        images = data.image_dataset(source, image_size=c.image_size, preprocess=c.preprocess,
+                                    flip=False, seed=c.seed, training=False,
+                                    data_dir=c.data_dir or None, download=c.download)
+        batches = data.validation_batches(images, count=c.validation_images, image_size=c.image_size,
+                                          box_size=c.box_size, mask_dir=c.mask_dir or None)
+        for batch in batches.take(1):
+            return {key: value.numpy() for key, value in batch.items()}
+        raise TrainingError(f"no readable validation image in "
+                            f"{c.validation_dataset or c.dataset}")
+
+    # ---- summaries -----------------------------------------------------------------------------
+
+    def validate(self, batch, writer, step):
+        """Writes validation losses and the image grid input | masked | coarse | refined | flow."""
+        images = _to_float(batch["image"])
+        mask = tf.constant(batch["mask"])
+        outputs = self._outputs(images, mask)
+        outputs = {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
+        terms = losses.reconstruction_losses(images, outputs, mask, batch["bbox"],
+                                             self.model_config.local_size, self.weights)
+        factor = self.model_config.image_size[0] // outputs["flow"].shape[1]
+        columns = [images, images * (1.0 - mask) + mask, outputs["coarse"],
+                   losses.paste(images, outputs["refined"], mask),
+                   upsample_nearest(outputs["flow"], factor)]
+        grid = tf.concat([(c + 1.0) / 2.0 for c in columns], axis=2)
+        with writer.as_default(step=step):
+            for key, value in terms.items():
+                tf.summary.scalar(key, tf.reduce_mean(value))
+            tf.summary.image("input | masked | coarse | refined | flow", tf.clip_by_value(grid, 0, 1),
+                             max_outputs=len(batch["image"]))
+        return grid
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def fit(self):
+        """Trains up to `max_steps`; returns the summary of the run (see `RunResult` keys below).
+
+        Raises:
+            TrainingError: a loss or gradient became NaN or infinite (the last checkpoint is kept),
+                or the data ran out.
+        """
+        c = self.config
+        self.generator.config.save(c.model_dir)
+        c.save(c.model_dir)
+        logging.info("training configuration: %s", c.to_dict())
+        changed = [f"{key}={value}" for key, value in c.to_dict().items()
+                   if value != getattr(_DEFAULTS, key)]
+        print(f"configuration (all values in {os.path.join(c.model_dir, TRAIN_CONFIG_FILE)}): "
+              f"{' '.join(changed) or 'the defaults'}", flush=True)
+        print(f"{self.restored}; model_dir {c.model_dir}", flush=True)
+        iterator = self.training_data()
+        validation = self.validation_batch()
+        train_writer = tf.summary.create_file_writer(os.path.join(c.model_dir, "train"))
+        validation_writer = tf.summary.create_file_writer(os.path.join(c.model_dir, "validation"))
+        progress = Progress(int(self.step.numpy()), c.max_steps, c.log_every,
+                            images_per_step=c.batch_size * c.batches_per_step)
+        stop = _StopRequest()
+        step = int(self.step.numpy())
+        saved = self.manager.latest_checkpoint
+        status = "finished"
+        deadline = time.monotonic() + 60 * c.max_minutes if c.max_minutes else math.inf
+        try:
+            with stop.installed():
+                while step < c.max_steps:
+                    if stop.requested:
+                        status = f"stopped by {stop.requested}"
+                        break
+                    if time.monotonic() > deadline:
+                        status = f"stopped after --max_minutes={c.max_minutes:g}"
+                        break
+                    stats = self._one_step(iterator, step + 1)
+                    step += 1
+                    self.step.assign(step)
+                    self.skipped_files.assign(int(stats["skipped_files"]))
+                    if step % c.checkpoint_every == 0:
+                        saved = self.manager.save(checkpoint_number=step)
+                    progress.update(step, stats)
+                    if step % c.summary_every == 0 or step == c.max_steps:
+                        _write_scalars(train_writer, step, stats, progress.images_per_second,
+                                       self.optimizer.learning_rate)
+                    if step % c.validation_every == 0 or step == c.max_steps:
+                        self.validate(validation, validation_writer, step)
+        except KeyboardInterrupt:
+            status = "stopped by a second interrupt"
+        if step > _checkpoint_step(saved):
+            saved = self.manager.save(checkpoint_number=step)
+        train_writer.flush()
+        validation_writer.flush()
+        print(f"{status} at step {step}; checkpoint {saved}; TensorBoard logs in {c.model_dir} "
+              f"(tensorboard --logdir {c.model_dir})", flush=True)
+        return {"step": step, "status": status, "checkpoint": saved}
+
+    def _one_step(self, iterator, step):
+        """One training step: the critic updates, then the generator update; their stats."""
+        stats = {}
+        try:
+            for _ in range(self.config.critic_steps):
+                stats.update(self._checked_update("critic", iterator, step))
+            stats.update(self._checked_update("generator", iterator, step))
+        except tf.errors.OutOfRangeError:
+            raise TrainingError(f"step {step}: the training data ran out; no image of --dataset="
+                                f"{self.config.dataset} could be read (see the skipped-file warnings)") \
+                from None
+        return stats
+
+    def _checked_update(self, update, iterator, step=None):
+        """Runs one "critic" or "generator" update; its stats as floats, checked to be finite."""
+        run = self.critic_step if update == "critic" else self.generator_step
+        return _checked(run(iterator), step, update)
+
+
+def _checked(stats, step, update):
+    """The stats as floats; TrainingError if any is NaN or infinite (nothing is saved then)."""
+    values = {key: float(value) for key, value in stats.items()}
+    for key, value in values.items():
+        if not math.isfinite(value):
+            raise TrainingError(f"step {step}: {key} is {value} in the {update} update; training stopped "
+                                "without saving, the last checkpoint is kept (lower --learning_rate, "
+                                "or check the data)")
+    return values
+
+
+def _checkpoint_step(prefix):
+    return int(prefix.rsplit("-", 1)[1]) if prefix else -1
+
+
+def _write_scalars(writer, step, stats, images_per_second, learning_rate):
+    with writer.as_default(step=step):
+        for key, value in stats.items():
+            tf.summary.scalar(key, value)
+        tf.summary.scalar("images_per_second", images_per_second)
+        tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))
+
+
+class _StopRequest:
+    """Turns SIGINT and SIGTERM into a request to stop after the current step.
+
+    A second Ctrl-C interrupts at once (the step in progress is lost; the last step is saved).
+    """
+
+    def __init__(self):
+        self.requested = None
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.requested}: saving a checkpoint after this step (Ctrl-C again to stop now)",
+              file=sys.stderr, flush=True)
+
+    def installed(self):
+        return _SignalHandlers(self._handle)
+
+
+class _SignalHandlers:
+    def __init__(self, handler):
+        self.handler = handler
+        self.previous = {}
+
+    def __enter__(self):
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self.handler)
+        except ValueError:  # not the main thread: leave the handlers alone
+            self.previous = {}
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class Progress:
+    """Console progress: step, the main losses, images/s and the estimated time left."""
+
+    KEYS = ("d_loss", "gp", "g_loss", "l1", "ae")
+
+    def __init__(self, start, total, every, images_per_step, stream=None):
+        self.start, self.total, self.every = start, total, every
+        self.images_per_step = images_per_step
+        self.stream = stream or sys.stdout
+        self.last_time, self.last_step = time.perf_counter(), start
+        self.images_per_second = 0.0
+
+    def update(self, step, stats):
+        now = time.perf_counter()
+        # The first step includes tracing and is left out; later ones are averaged with a short memory.
+        if self.last_step > self.start and now > self.last_time:
+            rate = (step - self.last_step) * self.images_per_step / (now - self.last_time)
+            self.images_per_second = 0.8 * self.images_per_second + 0.2 * rate \
+                if self.images_per_second else rate
+        self.last_time, self.last_step = now, step
+        if step % self.every and step != self.total:
+            return
+        steps_per_second = self.images_per_second / self.images_per_step
+        eta = (self.total - step) / steps_per_second if steps_per_second else float("inf")
+        width = 20
+        filled = int(width * step / self.total)
+        losses_text = "  ".join(f"{key} {stats[key]:.4g}" for key in self.KEYS if key in stats)
+        print(f"step {step}/{self.total} [{'#' * filled}{'.' * (width - filled)}]  {losses_text}  "
+              f"{self.images_per_second:.1f} img/s  ETA {_duration(eta)}", file=self.stream, flush=True)
+
+
+def _duration(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train(config):
+    """Runs one training job described by a `TrainConfig`; returns `Trainer.fit()`'s result."""
+    configure_devices(config)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        return Trainer(config).fit()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

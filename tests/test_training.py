@@ -1,0 +1,219 @@
+"""Training end to end on a tiny model: files written, exact resume, NaN handling, strategies."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from inpainting import checkpoints, training
+from inpainting.config import ModelConfig, TrainConfig
+from inpainting.critics import Critics
+from inpainting.errors import TrainingError
+from inpainting.tf1 import load_official_generator
+
+TINY = dict(cnum=4, image_size=(64, 64), box_size=(32, 32), max_delta=(8, 8), batch_size=2,
+            critic_steps=2, validation_images=2, summary_every=1, validation_every=2,
+            checkpoint_every=2, log_every=1, deterministic=True)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Seven small smooth photos-like PNGs of different sizes."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        h, w = 72 + 8 * i, 96 - 4 * i
+        y, x = np.mgrid[0:h, 0:w] / max(h, w)
+        image = np.stack([np.sin(6 * x + i), np.cos(5 * y - i), np.sin(3 * (x + y))], axis=-1)
+        image = (127.5 * (image + 1) + rng.normal(0, 8, image.shape)).clip(0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"img{i}.png"), image)
+    return folder
+
+
+def tiny_config(model_dir, folder, **overrides):
+    return TrainConfig(model_dir=str(model_dir), dataset=f"folder:{folder}", **{**TINY, **overrides})
+
+
+def checkpoint_values(prefix):
+    """Every saved tensor of a checkpoint (weights, optimizer slots, step), by key."""
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def read_events(folder):
+    """{tag: {step: value}} of all summaries under `folder` (images as their PNG-encoded tensors)."""
+    events = {}
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            for value in event.summary.value:
+                events.setdefault(value.tag, {})[event.step] = tf.make_ndarray(value.tensor)
+    return events
+
+
+def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
+    full_config = tiny_config(tmp_path / "full", image_folder, max_steps=4)
+    training.configure_devices(full_config)
+    tf.config.experimental.enable_op_determinism()
+    trainer = training.Trainer(full_config)
+    assert trainer.fit() == {"step": 4, "status": "finished",
+                             "checkpoint": str(tmp_path / "full" / "ckpt-4")}
+    assert trainer.critic_step.experimental_get_tracing_count() == 1
+    assert trainer.generator_step.experimental_get_tracing_count() == 1
+
+    full = tmp_path / "full"
+    assert ModelConfig.load(full) == ModelConfig(cnum=4, image_size=(64, 64), local_size=(32, 32))
+    assert TrainConfig(**{k: v for k, v in __import__("json").load(
+        open(full / "train_config.json")).items()}) == full_config
+    state = tf.train.get_checkpoint_state(str(full))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
+    scalars = read_events(full / "train")
+    for tag in ("d_loss", "d_local", "d_global", "gp", "g_loss", "g_adversarial", "l1", "ae",
+                "real_local", "fake_local", "real_global", "fake_global", "critic_grad_norm",
+                "generator_grad_norm", "images_per_second", "learning_rate", "skipped_files"):
+        assert sorted(scalars[tag]) == [1, 2, 3, 4], tag
+    assert float(scalars["learning_rate"][4]) == pytest.approx(1e-4)
+    assert float(scalars["skipped_files"][4]) == 0.0
+    validation = read_events(full / "validation")
+    grid_tag = "input | masked | coarse | refined | flow"
+    assert sorted(validation[grid_tag]) == [2, 4]
+    # Image summaries hold [width, height, png...]: five 64x64 panels side by side.
+    assert validation[grid_tag][4][:2].tolist() == [b"320", b"64"]
+    assert sorted(validation["l1"]) == [2, 4]
+
+    part = tiny_config(tmp_path / "part", image_folder, max_steps=2)
+    assert training.train(part)["step"] == 2
+    resumed = training.train(tiny_config(tmp_path / "part", image_folder, max_steps=4))
+    assert resumed["checkpoint"] == str(tmp_path / "part" / "ckpt-4")
+    expected = checkpoint_values(full / "ckpt-4")
+    got = checkpoint_values(tmp_path / "part" / "ckpt-4")
+    assert expected.keys() == got.keys() and len(expected) > 100
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-6, err_msg=key)
+    # The trained model is usable by every tool.
+    generator = checkpoints.load_generator(full)
+    np.testing.assert_array_equal(generator.conv1.kernel.numpy(),
+                                  expected["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder):
+    model_dir = tmp_path / "run"
+    training.train(tiny_config(model_dir, image_folder, max_steps=1, checkpoint_every=1))
+    before = checkpoint_values(model_dir / "ckpt-1")
+    # A learning rate of 1e30 sends the critic's weights to ~1e30: the next update overflows.
+    with pytest.raises(TrainingError, match=r"^step 2: \w+ is (nan|inf|-inf) in the critic update; "
+                                            r"training stopped without saving"):
+        training.train(tiny_config(model_dir, image_folder, max_steps=5, checkpoint_every=1,
+                                   learning_rate=1e30))
+    assert tf.train.latest_checkpoint(str(model_dir)) == str(model_dir / "ckpt-1")
+    after = checkpoint_values(model_dir / "ckpt-1")
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
+        assert np.all(np.isfinite(value)), key
+    checkpoints.load_generator(model_dir)
+
+
+def test_mirrored_strategy_matches_one_device(tmp_path, image_folder):
+    # Adam turns the rounding noise of a gradient that is mathematically ~0 (e.g. a bias whose
+    # effect cancels between the real and fake halves) into a full step of size lr when
+    # epsilon is 1e-8; epsilon 1e-3 keeps the update proportional to the gradient, so this
+    # compares the gradients of the two runs.
+    common = dict(max_steps=1, critic_steps=1, batch_size=4, adam_epsilon=1e-3, deterministic=False)
+    results = {}
+    for name, strategy in (("one", "one_device"), ("two", "mirrored")):
+        config = tiny_config(tmp_path / name, image_folder, strategy=strategy, cpu_devices=2, **common)
+        training.configure_devices(config)
+        trainer = training.Trainer(config)
+        assert trainer.strategy.num_replicas_in_sync == (1 if name == "one" else 2)
+        initial = [v.numpy() for v in trainer.generator.trainable_variables]
+        trainer.fit()
+        results[name] = checkpoint_values(tmp_path / name / "ckpt-1")
+    moved = results["one"]["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"] - initial[0]
+    assert np.abs(moved).max() > 1e-6  # the step did change the weights
+    for key, value in results["one"].items():
+        np.testing.assert_allclose(results["two"][key], value, rtol=0, atol=1e-5, err_msg=key)
+
+
+def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder):
+    ModelConfig(cnum=8, image_size=(64, 64), local_size=(32, 32)).save(tmp_path)
+    with pytest.raises(TrainingError, match=r"holds a model with cnum=8 \(flags say 4\); use a new "
+                                            r"--model_dir"):
+        training.Trainer(tiny_config(tmp_path, image_folder))
+
+
+def test_init_checkpoint_from_this_project_and_from_the_original(tmp_path, image_folder,
+                                                                 tiny_checkpoint, official_checkpoint):
+    trainer = training.Trainer(tiny_config(tmp_path / "a", image_folder,
+                                           init_checkpoint=str(tiny_checkpoint)))
+    assert trainer.restored == f"initialised the generator and critics from {tiny_checkpoint}"
+    critics = Critics(ModelConfig.load(tiny_checkpoint))
+    critics.build()
+    tf.train.Checkpoint(critics=critics).restore(
+        tf.train.latest_checkpoint(str(tiny_checkpoint))).expect_partial()
+    for ours, theirs in zip(trainer.critics.weights + trainer.generator.weights,
+                            critics.weights + checkpoints.load_generator(tiny_checkpoint).weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+    official = official_checkpoint("v1")
+    trainer = training.Trainer(tiny_config(tmp_path / "b", image_folder, cnum=32, image_size=256,
+                                           box_size=64, init_checkpoint=str(official)))
+    assert trainer.restored == f"initialised the generator (critics random) from {official}"
+    np.testing.assert_array_equal(trainer.generator.xconv1.kernel.numpy(),
+                                  load_official_generator(official).xconv1.kernel.numpy())
+    with pytest.raises(TrainingError, match="holds a v1 model with cnum=32; the flags ask for v1 with cnum=4"):
+        training.Trainer(tiny_config(tmp_path / "c", image_folder, init_checkpoint=str(official)))
+
+
+def _start(model_dir, folder, *extra):
+    args = [f"--model_dir={model_dir}", f"--dataset=folder:{folder}", "--cnum=4", "--image_size=64",
+            "--box_size=32", "--max_delta=8", "--batch_size=2", "--critic_steps=1", "--log_every=1",
+            "--checkpoint_every=3", "--validation_images=1", *extra]
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"))
+
+
+def _wait_for(process, text, timeout=300):
+    lines, end = [], time.time() + timeout
+    while time.time() < end:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    process.kill()
+    raise AssertionError(f"{text!r} not printed; output:\n{''.join(lines)}")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_sigkill_resumes(tmp_path, image_folder):
+    run = _start(tmp_path, image_folder, "--max_steps=1000")
+    _wait_for(run, "step 4/1000")
+    run.send_signal(signal.SIGTERM)
+    output = run.communicate(timeout=300)[0]
+    assert run.returncode == 0, output
+    stopped = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM at step ")]
+    assert len(stopped) == 1, output
+    step = int(stopped[0].split()[5].rstrip(";"))
+    assert step >= 4 and tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / f"ckpt-{step}")
+
+    run = _start(tmp_path, image_folder, "--max_steps=1000")
+    _wait_for(run, f"resumed from {tmp_path / f'ckpt-{step}'} at step {step}")
+    _wait_for(run, f"step {step + 4}/1000")  # past at least one periodic checkpoint
+    run.kill()
+    run.wait()
+    last = int(tf.train.latest_checkpoint(str(tmp_path)).rsplit("-", 1)[1])
+    assert last > step and last % 3 == 0
+
+    run = _start(tmp_path, image_folder, f"--max_steps={last + 1}")
+    output = run.communicate(timeout=300)[0]
+    assert f"resumed from {tmp_path / f'ckpt-{last}'} at step {last}" in output, output
+    assert f"finished at step {last + 1}; checkpoint {tmp_path / f'ckpt-{last + 1}'}" in output, output
