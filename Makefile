@@ -1,9 +1,10 @@
-# `make test`: create .venv if missing, install the package with its test extra, run the whole suite.
+# `make demo`: create .venv if missing, install, train the demo model on the bundled sample photos
+# and inpaint a held-out one. `make test`: install with the test extra and run the whole suite.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install test
+.PHONY: install demo test
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,6 +13,10 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 install: $(VENV)/.installed
+
+demo: install
+	$(PY) train.py --flagfile=configs/demo.cfg
+	$(PY) -m inpainting.demo --model_dir=runs/demo
 
 test: install
 	$(PY) -m pytest tests

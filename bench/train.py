@@ -1,0 +1,78 @@
+"""Training speed of DeepFill v1, as JSON lines.
+
+    .venv/bin/python bench/train.py [--batch_size=4] [--size=256] [--iterations=6] [--xla]
+
+One training iteration is what the original's trainer does per step and what reference
+`timing.txt` measures: 5 critic updates (WGAN-GP, each re-running the generator forward on its own
+batch) and 1 generator update, at 256x256 with batch 4 and the released widths. The steps are the
+training loop's own `tf.function`s (`inpainting.training.Trainer`), fed from a constant batch of
+real photos (the bundled samples) so that the input pipeline is not measured, as in the reference.
+Prints one line for the iteration, one each for a single critic and a single generator update,
+and one with this machine's float32 matmul GFLOP/s measured in the same run.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+ORIGINAL_SECONDS = {"iteration": 8.84, "critic_update": 1.338, "generator_update": 2.109}
+
+
+def constant_batches(config):
+    """An endless dataset repeating one training batch of real photos with the centre box."""
+    import tensorflow as tf
+
+    from inpainting import data
+
+    source = data.parse_dataset("samples")
+    images = data.image_dataset(source, image_size=config.image_size, training=True, seed=1)
+    batch = next(iter(data.training_batches(
+        lambda **kw: images, batch_size=config.batch_size, image_size=config.image_size,
+        box_size=config.box_size, seed=1)))
+    return tf.data.Dataset.from_tensors(batch).repeat()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--xla", action="store_true", help="compile the steps with XLA")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    from inpainting import training
+    from inpainting.config import TrainConfig
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        config = TrainConfig(model_dir=model_dir, image_size=args.size, box_size=args.size // 2,
+                             batch_size=args.batch_size, xla=args.xla)
+        trainer = training.Trainer(config)
+        iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
+        common_fields = {"batch": args.batch_size, "size": f"{args.size}x{args.size}",
+                         "critic_updates": config.critic_steps, "xla": args.xla}
+        iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations, warmup=1)
+        critic = common.time_runs(lambda: trainer._checked_update("critic", iterator), 3 * args.iterations,
+                                  warmup=1)
+        generator = common.time_runs(lambda: trainer._checked_update("generator", iterator),
+                                     args.iterations, warmup=1)
+    gflops, matmul = common.matmul_gflops()
+    for name, timing in (("iteration", iteration), ("critic_update", critic),
+                         ("generator_update", generator)):
+        original = ORIGINAL_SECONDS[name] if (args.batch_size, args.size) == (4, 256) else None
+        common.emit({"bench": "train_v1", "measure": name, **common_fields,
+                     "seconds": round(timing["median"], 4), "min": round(timing["min"], 4),
+                     "quiet_median": timing["quiet_median"] and round(timing["quiet_median"], 4),
+                     "runs": timing["runs"], "quiet_runs": timing["quiet_runs"],
+                     "original_seconds": original,
+                     "speedup_vs_original": original and round(original / timing["median"], 3)})
+    common.emit({"bench": "matmul", "gflops": round(gflops, 1), "seconds": round(matmul["median"], 5)})
+
+
+if __name__ == "__main__":
+    main()
