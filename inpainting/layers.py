@@ -12,11 +12,30 @@ import keras
 import tensorflow as tf
 
 PADDINGS = ("same", "reflect", "symmetric")
+LEAKY_SLOPE = 0.2
+
+
+@tf.custom_gradient
+def leaky_relu(x):
+    """`tf.nn.leaky_relu(x, 0.2)` whose gradient reads the output instead of the input.
+
+    Both have the same sign, so the gradient is the same; reading the output lets Grappler fuse
+    convolution + bias + leaky ReLU in training graphs (the critics' gradient penalty otherwise
+    makes the fusion fail and leaves the whole step unfused).
+    """
+    y = tf.nn.leaky_relu(x, alpha=LEAKY_SLOPE)
+
+    def grad(dy):
+        return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=LEAKY_SLOPE)
+
+    return y, grad
+
+
 ACTIVATIONS = {
     None: None,
     "elu": tf.nn.elu,
     "relu": tf.nn.relu,
-    "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=0.2),
+    "leaky_relu": leaky_relu,
 }
 
 
