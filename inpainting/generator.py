@@ -104,7 +104,7 @@ class Generator(keras.Model):
             ("attention_out", STAGE2_ATTENTION_OUT), ("merge", STAGE2_MERGE))}
         self.contextual_attention = ContextualAttention(
             implementation=attention, flow_upsample="nearest", flow_dtype=flow_dtype,
-            name="contextual_attention")
+            name="contextual_attention", dtype="float32")
 
     def build(self, input_shape=None):
         # Building runs the network once on a small input; every layer infers its own shapes.
@@ -124,7 +124,8 @@ class Generator(keras.Model):
 
     def call(self, inputs, training=False):
         image, mask = inputs
-        image = tf.convert_to_tensor(image)
+        # Under a mixed-precision policy the convolutions run in 16 bits; attention stays float32.
+        image = tf.cast(image, self.compute_dtype)
         mask = tf.cast(mask, image.dtype)
         _check_spatial(image, mask)
         masked = image * (1.0 - mask)
@@ -137,8 +138,10 @@ class Generator(keras.Model):
         hallucinated = self.run_stage("conv_branch", x)
         features = self.run_stage("attention_in", x)
         small = tf.shape(features)[1:3]
-        attention = self.contextual_attention([features, features, resize_nearest(mask, small)])
-        attended = self.run_stage("attention_out", attention["output"])
+        features = tf.cast(features, tf.float32)
+        attention = self.contextual_attention(
+            [features, features, tf.cast(resize_nearest(mask, small), tf.float32)])
+        attended = self.run_stage("attention_out", tf.cast(attention["output"], image.dtype))
         refined = self.run_stage("merge", tf.concat([hallucinated, attended], axis=-1))
         refined = tf.clip_by_value(refined, -1.0, 1.0)
         return {"coarse": coarse, "refined": refined, "flow": attention["flow"],
