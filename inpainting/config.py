@@ -101,7 +101,7 @@ class ModelConfig:
 
 TRAIN_CONFIG_FILE = "train_config.json"
 STRATEGIES = ("auto", "mirrored", "one_device")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16")
 PREPROCESSING = ("crop", "resize")
 
 

@@ -355,6 +355,21 @@ def num_examples(source, *, training=True, data_dir=None, download=False):
 
 # ------------------------------------------------------------------------------ decoding
 
+def _decode_by_format(encoded, channels, other):
+    """PNG (rounded from 16 bits) and JPEG (accurate DCT) with `channels`; `other()` otherwise."""
+
+    def png():
+        wide = tf.cast(tf.io.decode_png(encoded, channels=channels, dtype=tf.uint16), tf.int32)
+        return tf.cast((wide + 128) // 257, tf.uint8)
+
+    def jpeg():
+        # The accurate integer DCT, as OpenCV (and so `inpainting.imageio`) decodes.
+        return tf.io.decode_jpeg(encoded, channels=channels, dct_method="INTEGER_ACCURATE")
+
+    is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_SIGNATURE)
+    return tf.cond(is_png, png, lambda: tf.cond(tf.io.is_jpeg(encoded), jpeg, other))
+
+
 def decode_8bit(encoded):
     """Decodes png, jpeg, bmp, webp (and gif, first frame) bytes to 8-bit pixels.
 
@@ -366,19 +381,10 @@ def decode_8bit(encoded):
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
 
-    def png():
-        wide = tf.cast(tf.io.decode_png(encoded, channels=0, dtype=tf.uint16), tf.int32)
-        return tf.cast((wide + 128) // 257, tf.uint8)
-
-    def jpeg():
-        # The accurate integer DCT, as OpenCV (and so `inpainting.imageio`) decodes.
-        return tf.io.decode_jpeg(encoded, channels=0, dct_method="INTEGER_ACCURATE")
-
     def other():
         return tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
 
-    is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_SIGNATURE)
-    pixels = tf.cond(is_png, png, lambda: tf.cond(tf.io.is_jpeg(encoded), jpeg, other))
+    pixels = _decode_by_format(encoded, 0, other)
     pixels = tf.ensure_shape(pixels, [None, None, None])
     with tf.control_dependencies([tf.debugging.assert_positive(tf.size(pixels))]):
         return tf.identity(pixels)
@@ -392,21 +398,12 @@ def decode_rgb(encoded):
     """
     encoded = tf.convert_to_tensor(encoded, tf.string)
 
-    def png():
-        wide = tf.cast(tf.io.decode_png(encoded, channels=3, dtype=tf.uint16), tf.int32)
-        return tf.cast((wide + 128) // 257, tf.uint8)
-
-    def jpeg():
-        return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
-
     def other():
         pixels = decode_8bit(encoded)
         return tf.cond(tf.shape(pixels)[2] < 3, lambda: tf.tile(pixels[:, :, :1], [1, 1, 3]),
                        lambda: pixels[:, :, :3])
 
-    is_png = tf.equal(tf.strings.substr(encoded, 0, 8), _PNG_SIGNATURE)
-    rgb = tf.cond(is_png, png, lambda: tf.cond(tf.io.is_jpeg(encoded), jpeg, other))
-    rgb = tf.ensure_shape(rgb, [None, None, 3])
+    rgb = tf.ensure_shape(_decode_by_format(encoded, 3, other), [None, None, 3])
     with tf.control_dependencies([tf.debugging.assert_positive(tf.size(rgb))]):
         return tf.identity(rgb)
 

@@ -100,8 +100,9 @@ def define_flags(flag_values=flags.FLAGS):
                       "visible GPUs or, without GPUs, the logical CPUs of --cpu_devices; one_device.", flag_values=flag_values)
     flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into N logical devices (0: one); "
                          "with --strategy=mirrored this trains data-parallel on a CPU.", flag_values=flag_values)
-    flags.DEFINE_enum("precision", _D.precision, list(PRECISIONS), "float32, mixed_bfloat16 (CPUs, "
-                      "TPUs, recent GPUs) or mixed_float16 (GPUs; with dynamic loss scaling).", flag_values=flag_values)
+    flags.DEFINE_enum("precision", _D.precision, list(PRECISIONS), "float32, or mixed_bfloat16 (16-bit "
+                      "convolutions with float32 weights, contextual attention and losses; for GPUs "
+                      "and CPUs with bfloat16 units).", flag_values=flag_values)
     flags.DEFINE_bool("xla", _D.xla, "Compile the training steps with XLA (jit_compile).", flag_values=flag_values)
 
 

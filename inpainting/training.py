@@ -99,8 +99,6 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1,
                                                    beta_2=config.beta2,
                                                    epsilon=config.adam_epsilon)
-            if config.precision == "mixed_float16":
-                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.generator.trainable_variables + self.critics.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # Unreadable files met so far: with the step it fixes where the data stream resumes.
@@ -198,14 +196,9 @@ class Trainer:
 
         The norm is that of the gradient summed over replicas, i.e. of the whole global batch.
         """
-        grads = tape.gradient(self.optimizer.scale_loss(loss), variables)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
-            norm_grads = [g / scale for g in grads]
-        else:
-            norm_grads = grads
+        grads = tape.gradient(loss, variables)
         context = tf.distribute.get_replica_context()
-        norm = _global_norm(context.all_reduce(tf.distribute.ReduceOp.SUM, norm_grads))
+        norm = _global_norm(context.all_reduce(tf.distribute.ReduceOp.SUM, grads))
         self.optimizer.apply(grads, variables)
         return norm
 
@@ -332,13 +325,13 @@ class Trainer:
         validation = self.validation_batch()
         train_writer = tf.summary.create_file_writer(os.path.join(c.model_dir, "train"))
         validation_writer = tf.summary.create_file_writer(os.path.join(c.model_dir, "validation"))
+        deadline = time.monotonic() + 60 * c.max_minutes if c.max_minutes else math.inf
         progress = Progress(int(self.step.numpy()), c.max_steps, c.log_every,
-                            images_per_step=c.batch_size * c.batches_per_step)
+                            images_per_step=c.batch_size * c.batches_per_step, deadline=deadline)
         stop = _StopRequest()
         step = int(self.step.numpy())
         saved = self.manager.latest_checkpoint
         status = "finished"
-        deadline = time.monotonic() + 60 * c.max_minutes if c.max_minutes else math.inf
         try:
             with stop.installed():
                 while step < c.max_steps:
@@ -450,12 +443,16 @@ class _SignalHandlers:
 
 
 class Progress:
-    """Console progress: step, the main losses, images/s and the estimated time left."""
+    """Console progress: step, the main losses, images/s and the estimated time left.
+
+    The time left is that to `total` steps or to the `deadline` (a `time.monotonic()` value),
+    whichever comes first.
+    """
 
     KEYS = ("d_loss", "gp", "g_loss", "l1", "ae")
 
-    def __init__(self, start, total, every, images_per_step, stream=None):
-        self.start, self.total, self.every = start, total, every
+    def __init__(self, start, total, every, images_per_step, deadline=math.inf, stream=None):
+        self.start, self.total, self.every, self.deadline = start, total, every, deadline
         self.images_per_step = images_per_step
         self.stream = stream or sys.stdout
         self.last_time, self.last_step = time.perf_counter(), start
@@ -472,7 +469,8 @@ class Progress:
         if step % self.every and step != self.total:
             return
         steps_per_second = self.images_per_second / self.images_per_step
-        eta = (self.total - step) / steps_per_second if steps_per_second else float("inf")
+        eta = (self.total - step) / steps_per_second if steps_per_second else math.inf
+        eta = min(eta, max(0.0, self.deadline - time.monotonic()))
         width = 20
         filled = int(width * step / self.total)
         losses_text = "  ".join(f"{key} {stats[key]:.4g}" for key in self.KEYS if key in stats)

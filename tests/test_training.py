@@ -7,6 +7,7 @@ import sys
 import time
 
 import cv2
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -217,3 +218,19 @@ def test_sigterm_saves_and_sigkill_resumes(tmp_path, image_folder):
     output = run.communicate(timeout=300)[0]
     assert f"resumed from {tmp_path / f'ckpt-{last}'} at step {last}" in output, output
     assert f"finished at step {last + 1}; checkpoint {tmp_path / f'ckpt-{last + 1}'}" in output, output
+
+
+def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder):
+    losses = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        model_dir = tmp_path / precision
+        training.train(tiny_config(model_dir, image_folder, max_steps=1, precision=precision,
+                                   deterministic=False))
+        losses[precision] = {tag: float(values[1]) for tag, values in read_events(model_dir / "train").items()
+                             if tag in ("l1", "ae", "g_loss", "d_loss")}
+        values = checkpoint_values(model_dir / "ckpt-1")
+        assert values["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"].dtype == np.float32
+    assert keras.mixed_precision.global_policy().name == "float32"  # reset after the run
+    # Same weights and data; only the 16-bit convolutions differ.
+    for tag, value in losses["float32"].items():
+        assert losses["mixed_bfloat16"][tag] == pytest.approx(value, rel=0.05), tag
