@@ -306,7 +306,10 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------------------------
 
     def fit(self):
-        """Trains up to `max_steps`; returns the summary of the run (see `RunResult` keys below).
+        """Trains up to `max_steps` (or `max_minutes`, or a stop request) and saves a checkpoint.
+
+        Returns:
+            {"step": the last step, "status": "finished" or why it stopped, "checkpoint": prefix}.
 
         Raises:
             TrainingError: a loss or gradient became NaN or infinite (the last checkpoint is kept),
@@ -408,7 +411,8 @@ def _write_scalars(writer, step, stats, images_per_second, learning_rate):
 class _StopRequest:
     """Turns SIGINT and SIGTERM into a request to stop after the current step.
 
-    A second Ctrl-C interrupts at once (the step in progress is lost; the last step is saved).
+    A second Ctrl-C interrupts the step in progress at once; the weights are saved as they are
+    then, so a run resumed from that checkpoint is close to, not exactly, the uninterrupted one.
     """
 
     def __init__(self):
