@@ -234,3 +234,34 @@ def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder):
     # Same weights and data; only the 16-bit convolutions differ.
     for tag, value in losses["float32"].items():
         assert losses["mixed_bfloat16"][tag] == pytest.approx(value, rel=0.05), tag
+
+
+def test_unreadable_data_stops_with_an_error(tmp_path, image_folder):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    (broken / "b.jpg").write_bytes(b"")
+    with pytest.raises(TrainingError, match=r"^no readable validation image in folder:"):
+        training.Trainer(tiny_config(tmp_path / "one", broken, deterministic=False)).fit()
+    trainer = training.Trainer(tiny_config(tmp_path / "two", broken, deterministic=False,
+                                           validation_dataset=f"folder:{image_folder}"))
+    with pytest.raises(TrainingError, match=r"^step 1: the training data ran out; no image of "
+                                            r"--dataset=folder:.* could be read"):
+        trainer.fit()
+    assert tf.train.latest_checkpoint(str(tmp_path / "two")) is None
+
+
+def test_demo_picture_keeps_the_photo_outside_the_hole(tiny_checkpoint):
+    from inpainting.demo import before_after
+
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, [40, 60, 3]).astype(np.uint8)
+    picture = before_after(checkpoints.load_generator(tiny_checkpoint), photo, 40)
+    assert picture.shape == (40, 4 * 60 + 3 * 4, 3) and picture.dtype == np.uint8
+    masked, filled, original = (picture[:, i * 64:i * 64 + 60] for i in range(3))
+    np.testing.assert_array_equal(original, photo)
+    hole = np.zeros([40, 60], bool)
+    hole[10:30, 15:45] = True
+    np.testing.assert_array_equal(filled[~hole], photo[~hole])
+    assert np.all(masked[hole] == 255) and np.array_equal(masked[~hole], photo[~hole])
+    assert not np.array_equal(filled[hole], photo[hole])
