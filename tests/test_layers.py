@@ -111,3 +111,23 @@ def test_mirror_padding_any_size_equals_numpy(mode, size, pad):
     if pad < size:  # where tf.pad's MirrorPad is defined, it is the same
         expected = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode=mode.upper())
         np.testing.assert_array_equal(got, expected[0, :, :, 0])
+
+
+def test_leaky_relu_matches_tf_in_value_and_first_and_second_gradients():
+    x = tf.constant([-2.0, -0.5, 0.0, 0.5, 3.0])
+    w = tf.Variable([1.0, -2.0, 3.0, 0.5, -1.0])
+
+    def derivatives(activation):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = activation(x * w)
+                loss = tf.reduce_sum(y * y)
+            grad = inner.gradient(loss, x)
+            penalty = tf.reduce_sum(grad * grad)
+        return y, grad, outer.gradient(penalty, w)
+
+    ours = derivatives(layers.leaky_relu)
+    reference = derivatives(lambda v: tf.nn.leaky_relu(v, alpha=0.2))
+    for a, b in zip(ours, reference):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
