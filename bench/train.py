@@ -7,7 +7,8 @@ One training iteration is what the original's trainer does per step and what ref
 batch) and 1 generator update, at 256x256 with batch 4 and the released widths. The steps are the
 training loop's own `tf.function`s (`inpainting.training.Trainer`), fed from a constant batch of
 real photos (the bundled samples) so that the input pipeline is not measured, as in the reference.
-Prints one line for the iteration, one each for a single critic and a single generator update,
+`--precision=mixed_bfloat16` measures 16-bit convolutions, which is not the original's math, so
+its lines carry no comparison. Prints one line for the iteration, one each for a single critic and a single generator update,
 and one with this machine's float32 matmul GFLOP/s measured in the same run.
 """
 
@@ -43,19 +44,25 @@ def main():
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--xla", action="store_true", help="compile the steps with XLA")
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
+                        help="mixed_bfloat16 is not the original's math (16-bit convolutions)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    import keras
 
     from inpainting import training
     from inpainting.config import TrainConfig
 
+    keras.mixed_precision.set_global_policy(args.precision)
     with tempfile.TemporaryDirectory() as model_dir:
         config = TrainConfig(model_dir=model_dir, image_size=args.size, box_size=args.size // 2,
-                             batch_size=args.batch_size, xla=args.xla)
+                             batch_size=args.batch_size, xla=args.xla, precision=args.precision)
         trainer = training.Trainer(config)
         iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
         common_fields = {"batch": args.batch_size, "size": f"{args.size}x{args.size}",
-                         "critic_updates": config.critic_steps, "xla": args.xla}
+                         "critic_updates": config.critic_steps, "xla": args.xla,
+                         "precision": args.precision}
         iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations, warmup=1)
         critic = common.time_runs(lambda: trainer._checked_update("critic", iterator), 3 * args.iterations,
                                   warmup=1)
@@ -64,7 +71,8 @@ def main():
     gflops, matmul = common.matmul_gflops()
     for name, timing in (("iteration", iteration), ("critic_update", critic),
                          ("generator_update", generator)):
-        original = ORIGINAL_SECONDS[name] if (args.batch_size, args.size) == (4, 256) else None
+        same_math = (args.batch_size, args.size, args.precision) == (4, 256, "float32")
+        original = ORIGINAL_SECONDS[name] if same_math else None
         common.emit({"bench": "train_v1", "measure": name, **common_fields,
                      "seconds": round(timing["median"], 4), "min": round(timing["min"], 4),
                      "quiet_median": timing["quiet_median"] and round(timing["quiet_median"], 4),
