@@ -69,6 +69,11 @@ def latest_prefix(directory):
     return found[1]
 
 
+def checkpoint_step(prefix):
+    """The number in a checkpoint prefix (`.../ckpt-500` -> 500); -1 for None (no checkpoint)."""
+    return int(os.fspath(prefix).rsplit("-", 1)[1]) if prefix else -1
+
+
 def load_generator(path, attention="matmul", flow_dtype="float64"):
     """Loads a generator from a checkpoint directory of this project or an original checkpoint.
 

@@ -52,15 +52,15 @@ def main(argv):
     from inpainting import checkpoints, cli, data, imageio
 
     with cli.user_errors():
-        generator = checkpoints.load_generator(FLAGS.model_dir)
+        prefix = checkpoints.latest_prefix(FLAGS.model_dir)
+        generator = checkpoints.load_generator(prefix)
         photo_path = data.held_out_sample_paths()[0]
         picture = before_after(generator, imageio.read_image(photo_path).rgb, FLAGS.size)
-        step = os.path.basename(checkpoints.latest_prefix(FLAGS.model_dir)).rsplit("-", 1)[-1]
-        output = os.path.join(FLAGS.model_dir, f"demo_step{step}.png")
+        output = os.path.join(FLAGS.model_dir, f"demo_step{checkpoints.checkpoint_step(prefix)}.png")
         # The picture is a function of the checkpoint alone, so an existing one is the same image.
         imageio.write_image(output, picture[..., ::-1], overwrite=True)
         print(f"held-out photo: {photo_path} (never seen in training)")
-        print(f"checkpoint:     {checkpoints.latest_prefix(FLAGS.model_dir)}")
+        print(f"checkpoint:     {prefix}")
         print(f"TensorBoard:    tensorboard --logdir {FLAGS.model_dir}")
         print(f"before/after:   {output}  (masked | filled | original | attention flow)")
 

@@ -155,9 +155,9 @@ class Trainer:
             source = ModelConfig.load(directory)
             self._check_init_config(source, path)
             with_critics = self._same_critic_sizes(source)
-            objects = {"generator": self.generator, "critics": self.critics}
-            if not with_critics:
-                del objects["critics"]
+            objects = {"generator": self.generator}
+            if with_critics:
+                objects["critics"] = self.critics
             try:
                 tf.train.Checkpoint(**objects).restore(prefix).expect_partial()
             except (ValueError, tf.errors.OpError) as err:
@@ -358,7 +358,7 @@ class Trainer:
                         self.validate(validation, validation_writer, step)
         except KeyboardInterrupt:
             status = "stopped by a second interrupt"
-        if step > _checkpoint_step(saved):
+        if step > checkpoints.checkpoint_step(saved):
             saved = self.manager.save(checkpoint_number=step)
         train_writer.flush()
         validation_writer.flush()
@@ -394,10 +394,6 @@ def _checked(stats, step, update):
                                 "without saving, the last checkpoint is kept (lower --learning_rate, "
                                 "or check the data)")
     return values
-
-
-def _checkpoint_step(prefix):
-    return int(prefix.rsplit("-", 1)[1]) if prefix else -1
 
 
 def _write_scalars(writer, step, stats, images_per_second, learning_rate):
