@@ -659,10 +659,7 @@ def _print(*parts):
 
 
 def _check_size(image_size):
-    try:
-        height, width = (int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise DataError(f"image_size must be (height, width), got {image_size!r}") from None
+    height, width = masks.size_pair(image_size, "image_size")
     if min(height, width) < 1:
         raise DataError(f"image_size must be positive, got {(height, width)}")
     return height, width

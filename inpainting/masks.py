@@ -54,7 +54,7 @@ def stream_seed(seed, *parts):
     return key
 
 
-def _pair(value, name):
+def size_pair(value, name):
     """(a, b) of Python ints from an int or a length-2 sequence."""
     if isinstance(value, int):
         value = (value, value)
@@ -76,9 +76,9 @@ def check_box(image_size, box_size, margins=(0, 0)):
         DataError: a size is not positive, a margin is negative, or the box plus
             margins does not fit.
     """
-    image = _pair(image_size, "image_size")
-    box = _pair(box_size, "box_size")
-    margin = _pair(margins, "margins")
+    image = size_pair(image_size, "image_size")
+    box = size_pair(box_size, "box_size")
+    margin = size_pair(margins, "margins")
     if min(image) < 1 or min(box) < 1 or min(margin) < 0:
         raise DataError(f"image_size {image} and box_size {box} must be positive and margins "
                         f"{margin} non-negative")
@@ -125,7 +125,7 @@ def center_bbox(image_size, box_size):
     Raises:
         DataError: the box is larger than the image.
     """
-    (height, width), (box_h, box_w) = _pair(image_size, "image_size"), _pair(box_size, "box_size")
+    (height, width), (box_h, box_w) = size_pair(image_size, "image_size"), size_pair(box_size, "box_size")
     if not 0 < box_h <= height or not 0 < box_w <= width:
         raise DataError(f"box_size {(box_h, box_w)} must be positive and fit in image_size "
                         f"{(height, width)}")
@@ -147,8 +147,8 @@ def bbox_to_mask(bbox, image_size, max_delta=(32, 32), seed=None):
         [left + dw, left + width - dw), 0 elsewhere. Without trim the mask is
         exactly the box.
     """
-    height, width = _pair(image_size, "image_size")
-    delta_h, delta_w = _pair(max_delta, "max_delta")
+    height, width = size_pair(image_size, "image_size")
+    delta_h, delta_w = size_pair(max_delta, "max_delta")
     if min(delta_h, delta_w) < 0:
         raise DataError(f"max_delta must be non-negative, got {(delta_h, delta_w)}")
     bbox = tf.cast(bbox, tf.int32)
@@ -195,9 +195,9 @@ def mask_bbox(mask, box_size, image_size):
     Returns:
         int32 [4] (top, left, h, w).
     """
-    height, width = _pair(image_size, "image_size")
+    height, width = size_pair(image_size, "image_size")
     center_bbox(image_size, box_size)  # validates the sizes
-    box_h, box_w = _pair(box_size, "box_size")
+    box_h, box_w = size_pair(box_size, "box_size")
     hole = tf.convert_to_tensor(mask) > 0.5
     if hole.shape.rank == 3:
         hole = tf.reduce_any(hole, axis=2)
@@ -220,7 +220,7 @@ def decode_mask(encoded, image_size):
     """
     from inpainting import data  # data imports this module
 
-    height, width = _pair(image_size, "image_size")
+    height, width = size_pair(image_size, "image_size")
     pixels = data.decode_8bit(encoded)
     channels = tf.shape(pixels)[2]
     alpha = tf.cond(channels % 2 == 0, lambda: pixels[:, :, -1],
@@ -261,7 +261,7 @@ def mask_folder_dataset(mask_dir, image_size, seed, start=0):
     """
     from inpainting import data  # data imports this module
 
-    height, width = _pair(image_size, "image_size")
+    height, width = size_pair(image_size, "image_size")
     paths = data.list_image_files(mask_dir, what="mask")
     items = data.file_items(paths, seed=stream_seed(seed, MASK_ORDER), start=start, training=True)
 
