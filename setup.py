@@ -22,6 +22,10 @@ setuptools.setup(
         "tensorboard",
         # The `samples` dataset is the photos shipped inside the scikit-image wheel.
         "scikit-image",
+        # export.py: TF Serving's PredictionLog protos for the warm-up file, and the gRPC client.
+        "tensorflow-serving-api==2.21.*",
+        # Runs the exported TFLite models (evaluation, benchmark, tests).
+        "ai-edge-litert",
     ],
     extras_require={
         "test": ["pytest"],

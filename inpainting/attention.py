@@ -63,14 +63,10 @@ def _shift(x, step, axis):
     pads = [[0, 0]] * 4
     pads[axis] = [step, 0] if step > 0 else [0, -step]
     x = tf.pad(x, pads)
-    begin = [0, 0, 0, 0]
-    size = [-1, -1, -1, -1]
-    full = tf.shape(x)[axis]
-    if step > 0:
-        size[axis] = full - step
-    else:
-        begin[axis] = -step
-    return tf.slice(x, begin, size)
+    # Static slice bounds keep the other dimensions known (TFLite needs the channels).
+    index = [slice(None)] * 4
+    index[axis] = slice(None, -step) if step > 0 else slice(-step, None)
+    return x[tuple(index)]
 
 
 def _raw_patches(b, rate):
@@ -99,8 +95,6 @@ def _col2im(patches, rate, channels):
         [B, h*rate, w*rate, channels]: output pixel `rate*i + k - rate//2` receives row `k` of the
         patch at `i` (the same for columns), as `tf.nn.conv2d_transpose` with 'SAME' does.
     """
-    b, h, w, _ = _shape(patches)
-    patches = tf.reshape(patches, [b, h, w, 2, 2, rate, rate, channels])
     phases = {}
     for by in (0, 1):
         for sy in range(rate):
@@ -108,7 +102,10 @@ def _col2im(patches, rate, channels):
             for bx in (0, 1):
                 for sx in range(rate):
                     shift_x, phase_x = divmod(bx * rate + sx - rate // 2, rate)
-                    term = _shift(_shift(patches[:, :, :, by, bx, sy, sx, :], shift_y, 1), shift_x, 2)
+                    # Channel slices of the 4-D tensor: TFLite slices tensors of at most 5 dimensions.
+                    start = (((by * 2 + bx) * rate + sy) * rate + sx) * channels
+                    term = patches[:, :, :, start:start + channels]
+                    term = _shift(_shift(term, shift_y, 1), shift_x, 2)
                     key = (phase_y, phase_x)
                     phases[key] = term if key not in phases else phases[key] + term
     stacked = tf.concat([phases[(py, px)] for py in range(rate) for px in range(rate)], axis=-1)
@@ -185,11 +182,13 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     batch, _, _, channels = _shape(f)
     fd = downsample_nearest(f, rate)
     _, height, width, _ = _shape(fd)
-    queries = tf.reshape(_im2col(fd, ksize), [batch, height * width, -1])
+    # Explicit sizes where -1 would do: TFLite's convolutions need the channel counts known.
+    patch = ksize * ksize * channels
+    queries = tf.reshape(_im2col(fd, ksize), [batch, height * width, patch])
     if b is f:  # the generator attends a feature map to itself: the patches are the same
         keys = queries
     else:
-        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, height * width, -1])
+        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, height * width, patch])
     norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
     keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
     scores = tf.matmul(queries, keys, transpose_b=True)  # [B, P, L]
@@ -204,9 +203,10 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     # A row whose weights are all 0 has argmax 0 over all columns, as in the original.
     index = tf.where(tf.reduce_max(weights, axis=-1) > 0, tf.gather(columns, best, batch_dims=1), 0)
     offsets = _relative_offsets(index, height, width)
-    raw = tf.reshape(_raw_patches(b, rate), [batch, height * width, -1])
+    raw_size = 4 * rate * rate * channels
+    raw = tf.reshape(_raw_patches(b, rate), [batch, height * width, raw_size])
     raw = tf.gather(raw, columns, axis=1, batch_dims=1)
-    pasted = tf.reshape(tf.matmul(weights, raw), [batch, height, width, -1])
+    pasted = tf.reshape(tf.matmul(weights, raw), [batch, height, width, raw_size])
     return _col2im(pasted, rate, channels) / 4.0, offsets
 
 

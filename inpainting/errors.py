@@ -26,3 +26,7 @@ class DataError(InpaintingError):
 
 class TrainingError(InpaintingError):
     """A training run that cannot start or continue (bad flags, non-finite loss, ...)."""
+
+
+class ExportError(InpaintingError):
+    """A model that cannot be exported as asked (existing version, an op TFLite lacks, ...)."""

@@ -44,13 +44,16 @@ def _running_max(values):
     return tf.reduce_max(tf.where(earlier, values[tf.newaxis, :], lowest), axis=1)
 
 
-def flow_to_color(offsets, dtype=tf.float64):
+def flow_to_color(offsets, dtype=tf.float64, per_image=False):
     """Colour-codes attention offsets with the Middlebury wheel, exactly like DeepFill.
 
     Args:
         offsets: tensor [B, h, w, 2] (int32, int16 or float) holding (dy, dx) per position.
         dtype: float type of the internal computation. float64 reproduces the original numpy code
             bit-exactly; float32 is for runtimes without float64 kernels (TFLite).
+        per_image: normalise each image by its own largest offset. The original normalises by
+            the largest among the image and those before it in the batch, so an image's colours
+            depend on the rest of the batch; serving uses per-image colours.
 
     Returns:
         float32 tensor [B, h, w, 3] (R, G, B) with values k / 127.5 - 1 for integers k in 0..255.
@@ -62,10 +65,11 @@ def flow_to_color(offsets, dtype=tf.float64):
     offsets = tf.cast(offsets, dtype)
     u, v = offsets[..., 0], offsets[..., 1]
 
-    # Normalise each image by the largest offset magnitude among it and the images before it. The
-    # original clamps that at -1 from below, which never applies, but is kept for fidelity.
+    # Normalise each image by the largest offset magnitude among it and the images before it (or
+    # its own, per_image). The original clamps that at -1 from below, which never applies, but is
+    # kept for fidelity.
     image_max = tf.reduce_max(tf.sqrt(u * u + v * v), axis=[1, 2])
-    maxrad = tf.maximum(_running_max(image_max), tf.constant(-1.0, dtype))
+    maxrad = tf.maximum(image_max if per_image else _running_max(image_max), tf.constant(-1.0, dtype))
     denom = (maxrad + tf.constant(_EPS, dtype))[:, tf.newaxis, tf.newaxis]
     u, v = u / denom, v / denom  # denom >= eps > 0, also in float32
 

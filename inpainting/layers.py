@@ -90,7 +90,15 @@ def mirror_indices(size, pad, mode):
     so small feature maps work with large dilations.
     """
     size = tf.convert_to_tensor(size, tf.int32)
-    index = tf.range(-pad, size + pad, dtype=tf.int32)
+    return fold_indices(tf.range(-pad, size + pad, dtype=tf.int32), size, mode)
+
+
+def fold_indices(index, size, mode):
+    """Folds any integer positions `index` into [0, size) by mirroring ("reflect" or "symmetric").
+
+    Position -1 maps to 1 ("reflect", the edge is not repeated) or 0 ("symmetric"), position
+    `size` to `size - 2` or `size - 1`, and so on back and forth, as `numpy.pad` does.
+    """
     if mode == "symmetric":
         period = 2 * size
         index = tf.math.floormod(index, period)

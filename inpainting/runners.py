@@ -1,0 +1,86 @@
+"""One way to run any model this project makes: a checkpoint, an exported SavedModel or a TFLite file.
+
+    fill = runners.load("runs/places2")            # checkpoint directory (or TF1 checkpoint)
+    fill = runners.load("exported/places2")         # SavedModel export folder (latest version)
+    fill = runners.load("exported/places2/1/model_fp32.tflite")
+    filled = fill(rgb, mask)                        # uint8 [H, W, 3], {0, 1} [H, W] -> float 0..255
+
+Every runner takes one image of any size and returns float32 [H, W, 3] whose hole pixels are the
+network's fill (`imageio.compose` pastes it into the original; exported models return the input
+outside the hole, checkpoints the raw network output). The evaluation tool and the deployment benchmark
+use them, so the three forms of a model are measured on the same inputs in the same way.
+"""
+
+import os
+
+import numpy as np
+
+from inpainting.errors import CheckpointError
+
+
+class CheckpointRunner:
+    """Runs a generator loaded from a checkpoint directory of this project or an original one."""
+
+    kind = "checkpoint"
+
+    def __init__(self, path, attention="matmul"):
+        from inpainting import checkpoints, inference
+
+        self.path = os.fspath(path)
+        self.inpainter = inference.Inpainter(checkpoints.load_generator(path, attention))
+
+    def __call__(self, rgb, mask):
+        return self.inpainter(rgb, mask, self.path)["filled"]
+
+
+class SavedModelRunner:
+    """Runs the `inpaint` signature of an exported SavedModel (a version folder)."""
+
+    kind = "saved_model"
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = os.fspath(path)
+        self._signature = tf.saved_model.load(self.path).signatures.get("inpaint")
+        if self._signature is None:
+            raise CheckpointError(f"{self.path}: this SavedModel has no 'inpaint' signature; export "
+                                  "it with export.py")
+
+    def __call__(self, rgb, mask):
+        import tensorflow as tf
+
+        out = self._signature(image=tf.constant(rgb[None].astype(np.float32)),
+                              mask=tf.constant(mask[None, :, :, None].astype(np.float32)))
+        return out["inpainted"].numpy()[0]
+
+
+def load(path, attention="matmul", threads=None):
+    """A runner for the model at `path` (see the module docstring for what `path` may be).
+
+    Args:
+        path: a checkpoint directory or prefix (ours or an original TF1 one), a SavedModel
+            version folder, an export folder holding version folders (the largest is used), or
+            a .tflite file.
+        attention: contextual-attention implementation of checkpoints ("matmul" or "patches").
+        threads: CPU threads of a TFLite interpreter (None: the runtime's default).
+
+    Raises:
+        CheckpointError: nothing loadable at `path`.
+    """
+    from inpainting import serving
+
+    path = os.fspath(path)
+    if path.endswith(".tflite"):
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path}: no such TFLite file")
+        from inpainting.tflite import TFLiteRunner
+
+        return TFLiteRunner(path, threads)
+    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+        raise CheckpointError(f"{path}: no such file or directory")
+    if os.path.isdir(path) and not serving.is_saved_model(path) and serving.versions(path):
+        path = serving.latest_version_dir(path)
+    if serving.is_saved_model(path):
+        return SavedModelRunner(path)
+    return CheckpointRunner(path, attention)

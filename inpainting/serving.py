@@ -1,0 +1,316 @@
+"""Export a generator as a SavedModel that TF Serving loads as it is.
+
+    export_saved_model(generator, "exported/places2")   # -> exported/places2/1/
+
+The SavedModel (tag `serve`) has two signatures:
+
+`serving_default`
+    `image_bytes` and `mask_bytes`, string [B] (PNG, JPEG, BMP or GIF; any size, each pair its
+    own) -> `output_bytes`, string [B] of PNG. TF Serving's REST API takes them as
+    `{"b64": ...}` and answers in base64. Images are decoded to 8-bit RGB (gray is replicated,
+    alpha dropped, 16-bit reduced to 8). A mask pixel is a hole where it is white-ish, as for the
+    command-line tools (`inpainting.imageio`): gray (or the luma of colour) above 127, or the
+    alpha channel above 127 when the mask has a transparent part. The output PNG is RGB and equals
+    the input outside the hole.
+`inpaint`
+    `image` float32 [B, H, W, 3], RGB 0..255, and `mask` float32 [B, H, W, 1], 1 = hole (values
+    above 0.5) -> `inpainted` float32 [B, H, W, 3] 0..255 (the network's fill inside the hole,
+    the input outside it) and `flow` float32 [B, H, W, 3], the colour-coded attention offsets
+    in integer levels 0..255, each image coloured on its own.
+
+Any height and width work: images are mirror-padded at the bottom and right to the network's grid
+of 8 and cropped back inside the graph, as `inpainting.inference` does. Both signatures refuse
+images of more than `max_pixels` pixels, whose contextual attention would need too much memory,
+and masks whose size differs from their image's, with an error naming the problem.
+
+Each version is written into a temporary folder next to the final one and renamed into place
+when complete, so a model server watching `export_dir` never sees a half-written version; an
+existing version is never replaced.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from inpainting import flow as flow_lib
+from inpainting import inference
+from inpainting.errors import ExportError
+from inpainting.layers import fold_indices, upsample_nearest
+
+# Contextual attention at 1024x1024 needs about 6 GB; see `inference.attention_memory_bytes`.
+DEFAULT_MAX_PIXELS = 1024 * 1024
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+SIGNATURES = ("serving_default", "inpaint")
+# The luma weights of `inpainting.imageio`, for colour masks.
+_LUMA = (0.299, 0.587, 0.114)
+# Offsets are per 8x8 block of the image (attention runs at 1/4 size with rate 2).
+_FLOW_SCALE = 8
+
+
+def _pad_bottom_right(x, multiple, zeros=False):
+    """Pads [B, H, W, C] at the bottom and right to multiples of `multiple`.
+
+    The padding mirrors the image (numpy's "symmetric", folding back and forth for pads larger
+    than the image, as `imageio.pad_to_multiple`), or is zero with `zeros`. Gathers keep the
+    channel count static, which TFLite's convolutions need.
+    """
+    shape = tf.shape(x)
+    height, width = shape[1], shape[2]
+    rows = tf.range((height + multiple - 1) // multiple * multiple)
+    cols = tf.range((width + multiple - 1) // multiple * multiple)
+    padded = tf.gather(tf.gather(x, fold_indices(rows, height, "symmetric"), axis=1),
+                       fold_indices(cols, width, "symmetric"), axis=2)
+    if zeros:
+        inside = tf.logical_and(tf.expand_dims(rows < height, 1), tf.expand_dims(cols < width, 0))
+        padded *= tf.expand_dims(tf.expand_dims(tf.cast(inside, x.dtype), 0), -1)
+    return padded
+
+
+def inpaint_graph(generator, image, mask, flow_dtype=tf.float64):
+    """The `inpaint` signature's computation, without checks (TFLite runs it as it is).
+
+    Args:
+        generator: a built `Generator`.
+        image: float32 [B, H, W, 3], RGB 0..255.
+        mask: float32 [B, H, W, 1], hole where > 0.5.
+        flow_dtype: float type of the flow colouring (float32 for TFLite).
+
+    Returns:
+        A dict: `inpainted` float32 [B, H, W, 3] 0..255 and `flow` float32 [B, H, W, 3] 0..255.
+    """
+    shape = tf.shape(image)
+    height, width = shape[1], shape[2]
+    hole = tf.cast(mask > 0.5, tf.float32)
+    # Symmetric mirroring of the image, as `imageio.pad_to_multiple`; the padding is known content.
+    padded = _pad_bottom_right(image, inference.GRID) / 127.5 - 1.0
+    out = generator([padded, _pad_bottom_right(hole, inference.GRID, zeros=True)], training=False)
+    filled = (out["refined"][:, :height, :width, :] + 1.0) * 127.5
+    inpainted = filled * hole + image * (1.0 - hole)
+    colours = flow_lib.flow_to_color(out["offsets"], dtype=flow_dtype, per_image=True)
+    colours = tf.round((colours + 1.0) * 127.5)
+    flow = upsample_nearest(colours, _FLOW_SCALE)[:, :height, :width, :]
+    return {"inpainted": inpainted, "flow": flow}
+
+
+def _check_size(height, width, max_pixels, what):
+    """Assertions that the image is not empty and has at most `max_pixels` pixels."""
+    pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
+    return [
+        tf.debugging.assert_positive(pixels, message=f"{what}: the image is empty"),
+        tf.debugging.assert_less_equal(
+            pixels, tf.constant(max_pixels, tf.int64),
+            message=f"{what}: the image has more pixels (height x width) than the {max_pixels} this "
+                    "model was exported for (export.py --max_pixels); downscale it or send a crop "
+                    "around the hole"),
+    ]
+
+
+def _check_mask(image_size, mask_size, what):
+    return tf.debugging.assert_equal(
+        image_size, mask_size,
+        message=f"{what}: the mask's height and width (second value) must equal the image's (first)")
+
+
+def _decode_mask(data):
+    """Mask bytes -> bool [H, W], True at holes (the rules of `imageio.read_mask`)."""
+    mask = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+    mask = tf.cast(mask, tf.float64)
+    channels = tf.shape(mask)[2]
+    gray = tf.cond(
+        channels >= 3,
+        lambda: tf.round(tf.reduce_sum(mask[..., :3] * tf.constant(_LUMA, tf.float64), axis=-1)),
+        lambda: mask[..., 0])
+    alpha = mask[..., -1]
+    transparent = tf.logical_and(tf.equal(channels % 2, 0), tf.reduce_min(alpha) < 255.0)
+    return tf.where(transparent, alpha, gray) > 127.0
+
+
+class ServingModule(tf.Module):
+    """The generator with the two serving signatures (see the module docstring).
+
+    Args:
+        generator: a built `Generator`.
+        max_pixels: the largest height x width either signature accepts.
+    """
+
+    def __init__(self, generator, max_pixels=DEFAULT_MAX_PIXELS):
+        super().__init__(name="inpainting")
+        self.generator = generator
+        # The underlying tf.Variables, tracked by this module itself: Keras 3 variables reached only
+        # through the model are saved, but TensorFlow's graph loader (TF Serving's) cannot find them.
+        self.tf_variables = [v.value for v in generator.weights]
+        self.max_pixels = int(max_pixels)
+        self.inpaint = tf.function(self._inpaint, input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
+            tf.TensorSpec([None, None, None, 1], tf.float32, name="mask")])
+        self.serve_bytes = tf.function(self._serve_bytes, input_signature=[
+            tf.TensorSpec([None], tf.string, name="image_bytes"),
+            tf.TensorSpec([None], tf.string, name="mask_bytes")])
+
+    def _inpaint(self, image, mask):
+        image_shape, mask_shape = tf.shape(image), tf.shape(mask)
+        checks = _check_size(image_shape[1], image_shape[2], self.max_pixels, "inpaint")
+        checks.append(_check_mask(image_shape[:3], mask_shape[:3], "inpaint"))
+        with tf.control_dependencies(checks):
+            return inpaint_graph(self.generator, tf.identity(image), mask)
+
+    def _serve_bytes(self, image_bytes, mask_bytes):
+        tf.debugging.assert_equal(tf.size(image_bytes), tf.size(mask_bytes),
+                                  message="serving_default: send as many mask_bytes as image_bytes")
+
+        def one(pair):
+            rgb = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
+            holes = _decode_mask(pair[1])
+            checks = _check_size(tf.shape(rgb)[0], tf.shape(rgb)[1], self.max_pixels, "serving_default")
+            checks.append(_check_mask(tf.shape(rgb)[:2], tf.shape(holes), "serving_default"))
+            with tf.control_dependencies(checks):
+                hole = tf.cast(holes, tf.float32)[None, :, :, None]
+                image = tf.cast(rgb, tf.float32)[None]
+            result = inpaint_graph(self.generator, image, hole)["inpainted"][0]
+            filled = tf.cast(tf.clip_by_value(tf.round(result), 0.0, 255.0), tf.uint8)
+            return tf.io.encode_png(tf.where(holes[..., None], filled, rgb))
+
+        output = tf.map_fn(one, (image_bytes, mask_bytes), fn_output_signature=tf.string)
+        return {"output_bytes": output}
+
+
+def versions(export_dir):
+    """The integer versions already in `export_dir`, sorted."""
+    if not os.path.isdir(export_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(export_dir)
+                  if name.isdigit() and os.path.isdir(os.path.join(export_dir, name)))
+
+
+def latest_version_dir(export_dir):
+    """`export_dir/<largest version>`; ExportError if there is none."""
+    found = versions(export_dir)
+    if not found:
+        raise ExportError(f"{export_dir}: no SavedModel version folder (1/, 2/, ...) found; create one "
+                          "with export.py")
+    return os.path.join(export_dir, str(found[-1]))
+
+
+def is_saved_model(path):
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def warmup_requests(generator, model_name):
+    """PredictionLog protos replaying both signatures once at the generator's training size."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    height, width = generator.config.image_size
+    rows, cols = np.mgrid[0:height, 0:width]
+    rgb = np.stack([rows * 255 // max(height - 1, 1), cols * 255 // max(width - 1, 1),
+                    (rows + cols) % 256], axis=-1).astype(np.uint8)
+    hole = np.zeros((height, width), np.uint8)
+    hole[height // 4:height * 3 // 4, width // 4:width * 3 // 4] = 255
+    inputs = {
+        "serving_default": {
+            "image_bytes": [tf.io.encode_png(rgb).numpy()],
+            "mask_bytes": [tf.io.encode_png(hole[..., None]).numpy()]},
+        "inpaint": {
+            "image": rgb[None].astype(np.float32),
+            "mask": (hole[None, :, :, None] > 0).astype(np.float32)},
+    }
+    logs = []
+    for signature, tensors in inputs.items():
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+        for key, value in tensors.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        logs.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def write_warmup(saved_model_dir, logs):
+    """Writes PredictionLog protos as TF Serving's warm-up TFRecord file of a SavedModel."""
+    path = os.path.join(saved_model_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    return path
+
+
+def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_MAX_PIXELS,
+                       warmup=True, extra=None):
+    """Writes `export_dir/<version>/`, a SavedModel with the serving signatures.
+
+    Args:
+        generator: a built `Generator`.
+        export_dir: the model's base folder, as TF Serving's `--model_base_path`.
+        version: a positive integer; None takes one more than the largest existing version.
+        max_pixels: the largest height x width the signatures accept.
+        warmup: write TF Serving warm-up requests into `assets.extra/`.
+        extra: optional function called with the temporary version folder before it is renamed
+            into place, to add files (the TFLite models).
+
+    Returns:
+        The version folder written.
+
+    Raises:
+        ExportError: the version exists already, or `version` is not a positive integer.
+    """
+    export_dir = os.fspath(export_dir)
+    if version is None:
+        version = (versions(export_dir) or [0])[-1] + 1
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise ExportError(f"--version must be a positive integer, got {version!r}")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise ExportError(f"{final} exists already; choose another --version (or leave it out to "
+                          "take the next free one)")
+    os.makedirs(export_dir, exist_ok=True)
+    temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        module = ServingModule(generator, max_pixels)
+        tf.saved_model.save(module, temp, signatures={"serving_default": module.serve_bytes,
+                                                      "inpaint": module.inpaint})
+        if warmup:
+            write_warmup(temp, warmup_requests(generator, os.path.basename(os.path.abspath(export_dir))))
+        if extra is not None:
+            extra(temp)
+        os.rename(temp, final)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return final
+
+
+def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None, warmup=True,
+           max_pixels=DEFAULT_MAX_PIXELS):
+    """Exports a checkpoint: the SavedModel, and with `tflite` the three TFLite models beside it.
+
+    Args:
+        checkpoint: a checkpoint directory of this project, a prefix in one, or an original
+            DeepFill TF1 checkpoint (see `checkpoints.load_generator`).
+        export_dir: the model's base folder; the version folder is created inside it.
+        version: the version number; None for one more than the largest existing one.
+        tflite: also write `model_fp32.tflite`, `model_fp16.tflite` and
+            `model_int8_dynamic.tflite` into the version folder.
+        tflite_size: (height, width) for fixed-shape TFLite models; None for dynamic ones.
+        warmup: write TF Serving warm-up requests.
+        max_pixels: the largest height x width the SavedModel accepts.
+
+    Returns:
+        The version folder written.
+    """
+    from inpainting import checkpoints
+    from inpainting import tflite as tflite_lib
+
+    if tflite_size is not None and not tflite:
+        raise ExportError("--tflite_size needs --tflite")
+    if max_pixels < 1:
+        raise ExportError(f"--max_pixels must be positive, got {max_pixels}")
+    generator = checkpoints.load_generator(checkpoint)
+
+    def extra(directory):
+        generator.config.save(os.path.join(directory, "assets.extra"))
+        if tflite:
+            tflite_lib.write_models(generator, directory, tflite_size)
+
+    return export_saved_model(generator, export_dir, version, max_pixels, warmup, extra)

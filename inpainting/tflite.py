@@ -1,0 +1,167 @@
+"""Convert a generator to TFLite (LiteRT) models that use built-in ops only, and run them.
+
+    write_models(generator, "exported/places2/1")  # model_fp32.tflite, model_fp16.tflite,
+                                                    # model_int8_dynamic.tflite
+
+Each model has one signature, `inpaint`: `image` float32 [1, H, W, 3] RGB 0..255 and `mask`
+float32 [1, H, W, 1] (1 = hole) -> `inpainted` float32 [1, H, W, 3] 0..255 (the fill inside the
+hole, the input outside) and `flow` float32 [1, H, W, 3], the colour-coded attention in levels
+0..255. That is the SavedModel's `inpaint` signature for one image, with the flow coloured in
+float32 (LiteRT has no float64 kernels for it). Height and width are dynamic (any size; resize the
+inputs before allocating tensors) unless a fixed `size` is given, which lets the runtime plan
+memory once.
+
+The three variants: `fp32`; `fp16`, whose weights are stored in float16 (half the file) and
+computed in float32; and `int8_dynamic`, dynamic-range quantization: int8 weights, and
+convolutions that quantize their inputs on the fly. Conversion allows TFLite built-in ops only,
+so the models run on any LiteRT runtime without the Flex delegate; an op that would need it
+stops the conversion with an error naming it.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from inpainting import serving
+from inpainting.errors import ExportError
+
+QUANTIZATIONS = ("fp32", "fp16", "int8_dynamic")
+SIGNATURE = "inpaint"
+
+
+def model_file(quantization):
+    return f"model_{quantization}.tflite"
+
+
+class _TFLiteModule(tf.Module):
+    def __init__(self, generator, size):
+        super().__init__(name="inpainting_tflite")
+        self.generator = generator
+        self.tf_variables = [v.value for v in generator.weights]
+        height, width = size or (None, None)
+        self.inpaint = tf.function(self._inpaint, input_signature=[
+            tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
+            tf.TensorSpec([1, height, width, 1], tf.float32, name="mask")])
+
+    def _inpaint(self, image, mask):
+        return serving.inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32)
+
+
+def _flex_ops(message):
+    """The TensorFlow op names a converter error says need the Flex delegate (or are unsupported)."""
+    names = set(re.findall(r"'(?:tf|tfl)\.(\w+)' op is neither a custom op nor a flex op", message))
+    names.update(re.findall(r"Flex ops: ((?:Flex\w+, )*Flex\w+)", message))
+    ops = set()
+    for item in names:
+        ops.update(op.strip().removeprefix("Flex") for op in item.split(","))
+    return sorted(ops)
+
+
+def convert(generator, quantization="fp32", size=None):
+    """Converts a generator to a TFLite flatbuffer with built-in ops only.
+
+    Args:
+        generator: a built `Generator`.
+        quantization: one of `QUANTIZATIONS`.
+        size: (height, width) for a fixed-shape model, multiples of nothing in particular; None
+            for dynamic height and width.
+
+    Returns:
+        The model as bytes.
+
+    Raises:
+        ExportError: an op is not a TFLite built-in (the message names it), or bad arguments.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ExportError(f"--tflite_size must be HxW with positive sides, got {size!r}")
+    module = _TFLiteModule(generator, size)
+    with tempfile.TemporaryDirectory(prefix="inpainting-tflite-") as temp:
+        tf.saved_model.save(module, temp, signatures={SIGNATURE: module.inpaint})
+        converter = tf.lite.TFLiteConverter.from_saved_model(temp, signature_keys=[SIGNATURE])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization != "fp32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        try:
+            return converter.convert()
+        except Exception as err:  # the converter raises ConverterError or a plain Exception
+            ops = _flex_ops(str(err))
+            if ops:
+                raise ExportError(
+                    f"the model needs TensorFlow ops that are not TFLite built-ins: {', '.join(ops)}; "
+                    "they would need the Flex delegate, which this export does not allow") from None
+            raise
+
+
+def op_names(model):
+    """The sorted set of op names in a TFLite model (bytes or path), e.g. CONV_2D, FlexXyz."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": os.fspath(model)}
+    interpreter = Interpreter(**kwargs)
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def write_models(generator, directory, size=None, quantizations=QUANTIZATIONS):
+    """Writes `model_<quantization>.tflite` for each quantization into `directory`.
+
+    Returns:
+        {quantization: path}.
+    """
+    paths = {}
+    for quantization in quantizations:
+        model = convert(generator, quantization, size)
+        path = os.path.join(directory, model_file(quantization))
+        with open(path + ".tmp", "wb") as f:
+            f.write(model)
+        os.replace(path + ".tmp", path)
+        paths[quantization] = path
+    return paths
+
+
+class TFLiteRunner:
+    """Runs a TFLite model of this project on one image of any size (see `inpainting.runners`).
+
+    Args:
+        path: the .tflite file.
+        threads: CPU threads of the interpreter.
+    """
+
+    kind = "tflite"
+
+    def __init__(self, path, threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = os.fspath(path)
+        self.interpreter = Interpreter(model_path=self.path, num_threads=threads)
+        signatures = self.interpreter.get_signature_list()
+        if SIGNATURE not in signatures:
+            raise ExportError(f"{self.path}: no '{SIGNATURE}' signature (it has "
+                              f"{', '.join(signatures) or 'none'}); export it with export.py --tflite")
+        details = {d["name"]: d for d in self.interpreter.get_input_details()}
+        self._runner = self.interpreter.get_signature_runner(SIGNATURE)
+        inputs = self._runner.get_input_details()
+        self.fixed_size = None
+        shape = inputs["image"]["shape_signature"]
+        if shape[1] > 0 and shape[2] > 0:
+            self.fixed_size = (int(shape[1]), int(shape[2]))
+        del details
+
+    def run(self, image, mask):
+        """image float32 [1, H, W, 3] 0..255, mask [1, H, W, 1] -> the signature's outputs."""
+        if self.fixed_size is not None and tuple(image.shape[1:3]) != self.fixed_size:
+            height, width = self.fixed_size
+            raise ExportError(f"{self.path} takes {width}x{height} images only (exported with "
+                              f"--tflite_size); got {image.shape[2]}x{image.shape[1]}")
+        return self._runner(image=np.asarray(image, np.float32), mask=np.asarray(mask, np.float32))
+
+    def __call__(self, rgb, mask):
+        out = self.run(rgb[None].astype(np.float32), mask[None, :, :, None].astype(np.float32))
+        return out["inpainted"][0]
