@@ -110,7 +110,7 @@ def _check_size(height, width, max_pixels, what):
 def _check_mask(image_size, mask_size, what):
     return tf.debugging.assert_equal(
         image_size, mask_size,
-        message=f"{what}: the mask's height and width (second value) must equal the image's (first)")
+        message=f"{what}: the mask size (second value) must equal the image size (first value)")
 
 
 def _decode_mask(data):

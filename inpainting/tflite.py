@@ -20,7 +20,6 @@ stops the conversion with an error naming it.
 
 import os
 import re
-import shutil
 import tempfile
 
 import numpy as np
@@ -52,12 +51,10 @@ class _TFLiteModule(tf.Module):
 
 
 def _flex_ops(message):
-    """The TensorFlow op names a converter error says need the Flex delegate (or are unsupported)."""
-    names = set(re.findall(r"'(?:tf|tfl)\.(\w+)' op is neither a custom op nor a flex op", message))
-    names.update(re.findall(r"Flex ops: ((?:Flex\w+, )*Flex\w+)", message))
-    ops = set()
-    for item in names:
-        ops.update(op.strip().removeprefix("Flex") for op in item.split(","))
+    """The TensorFlow op names that a converter error says are not TFLite built-ins."""
+    ops = set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", message))
+    for listed in re.findall(r"TF Select ops: ([\w, ]+)", message):
+        ops.update(name.strip() for name in listed.split(",") if name.strip())
     return sorted(ops)
 
 
@@ -67,8 +64,8 @@ def convert(generator, quantization="fp32", size=None):
     Args:
         generator: a built `Generator`.
         quantization: one of `QUANTIZATIONS`.
-        size: (height, width) for a fixed-shape model, multiples of nothing in particular; None
-            for dynamic height and width.
+        size: (height, width) for a fixed-shape model (any positive sides); None for dynamic
+            height and width.
 
     Returns:
         The model as bytes.
@@ -76,28 +73,44 @@ def convert(generator, quantization="fp32", size=None):
     Raises:
         ExportError: an op is not a TFLite built-in (the message names it), or bad arguments.
     """
-    if quantization not in QUANTIZATIONS:
-        raise ExportError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ExportError(f"--tflite_size must be HxW with positive sides, got {size!r}")
     module = _TFLiteModule(generator, size)
     with tempfile.TemporaryDirectory(prefix="inpainting-tflite-") as temp:
         tf.saved_model.save(module, temp, signatures={SIGNATURE: module.inpaint})
-        converter = tf.lite.TFLiteConverter.from_saved_model(temp, signature_keys=[SIGNATURE])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantization != "fp32":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantization == "fp16":
-            converter.target_spec.supported_types = [tf.float16]
-        try:
-            return converter.convert()
-        except Exception as err:  # the converter raises ConverterError or a plain Exception
-            ops = _flex_ops(str(err))
-            if ops:
-                raise ExportError(
-                    f"the model needs TensorFlow ops that are not TFLite built-ins: {', '.join(ops)}; "
-                    "they would need the Flex delegate, which this export does not allow") from None
+        return convert_saved_model(temp, quantization)
+
+
+def convert_saved_model(directory, quantization="fp32"):
+    """Converts the `inpaint` signature of a SavedModel with TFLite built-in ops only.
+
+    Args:
+        directory: a SavedModel folder with an `inpaint` signature.
+        quantization: one of `QUANTIZATIONS`.
+
+    Returns:
+        The model as bytes.
+
+    Raises:
+        ExportError: an op is not a TFLite built-in (the message names it), or an unknown
+            quantization.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ExportError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        return converter.convert()
+    except Exception as err:  # ConverterError, or a plain Exception from the MLIR pipeline
+        ops = _flex_ops(str(err))
+        if not ops:
             raise
+    raise ExportError(f"the model needs TensorFlow ops that are not TFLite built-ins: {', '.join(ops)}; "
+                      "they would need the Flex delegate, which this export does not allow")
 
 
 def op_names(model):
@@ -145,14 +158,12 @@ class TFLiteRunner:
         if SIGNATURE not in signatures:
             raise ExportError(f"{self.path}: no '{SIGNATURE}' signature (it has "
                               f"{', '.join(signatures) or 'none'}); export it with export.py --tflite")
-        details = {d["name"]: d for d in self.interpreter.get_input_details()}
         self._runner = self.interpreter.get_signature_runner(SIGNATURE)
         inputs = self._runner.get_input_details()
         self.fixed_size = None
         shape = inputs["image"]["shape_signature"]
         if shape[1] > 0 and shape[2] > 0:
             self.fixed_size = (int(shape[1]), int(shape[2]))
-        del details
 
     def run(self, image, mask):
         """image float32 [1, H, W, 3] 0..255, mask [1, H, W, 1] -> the signature's outputs."""

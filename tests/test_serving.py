@@ -1,0 +1,248 @@
+"""Tests of the SavedModel export: both signatures in TensorFlow's graph loader, warm-up records,
+versions, limits, and the export.py command."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import assert_user_error, load_reference, run_module
+from inpainting import checkpoints, imageio, serving
+from inpainting.config import ModelConfig
+from inpainting.errors import ExportError
+from inpainting.inference import Inpainter
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# TF Serving's REST and gRPC APIs run the graph loader; so do these fresh processes, which never
+# import this project (the environment keeps TensorFlow quiet, nothing else).
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
+
+
+def _photo(height, width, seed=0):
+    """A smooth colour image with some texture, uint8 [H, W, 3]."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    base = np.stack([rows * 200 / height, cols * 200 / width, (rows + cols) * 100 / (height + width)], -1)
+    return np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def _box(height, width, top, left, h, w):
+    mask = np.zeros((height, width), np.float32)
+    mask[top:top + h, left:left + w] = 1
+    return mask
+
+
+def _expected(inpainter, rgb, mask):
+    """The in-process result: the generator's fill in the hole, the input outside."""
+    result = inpainter(rgb, mask)
+    return np.where(mask[..., None] > 0.5, result["filled"], rgb.astype(np.float32)), result["flow"]
+
+
+def _saved_model_cli(directory, signature, inputs, outdir):
+    """`saved_model_cli run` on .npy inputs; returns {output key: array}."""
+    args = ";".join(f"{key}={path}" for key, path in inputs.items())
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "saved_model_cli"), "run", "--dir", str(directory),
+         "--tag_set", "serve", "--signature_def", signature, "--inputs", args, "--outdir", str(outdir),
+         "--overwrite"], capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {name[:-4]: np.load(os.path.join(outdir, name), allow_pickle=True)
+            for name in os.listdir(outdir) if name.endswith(".npy")}
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_checkpoint, tmp_path_factory):
+    export_dir = tmp_path_factory.mktemp("export") / "tiny"
+    return serving.export(tiny_checkpoint, export_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_inpainter(tiny_checkpoint):
+    return Inpainter(checkpoints.load_generator(tiny_checkpoint))
+
+
+def test_inpaint_signature_in_graph_loader_matches_in_process(tiny_export, tiny_inpainter, tmp_path):
+    rgb = _photo(37, 53)  # not multiples of 8: padded and cropped inside the graph
+    mask = _box(37, 53, 10, 12, 9, 20)
+    np.save(tmp_path / "image.npy", rgb[None].astype(np.float32))
+    np.save(tmp_path / "mask.npy", mask[None, :, :, None])
+    out = _saved_model_cli(tiny_export, "inpaint", {"image": tmp_path / "image.npy",
+                                                    "mask": tmp_path / "mask.npy"}, tmp_path / "out")
+    expected, flow = _expected(tiny_inpainter, rgb, mask)
+    assert out["inpainted"].shape == (1, 37, 53, 3) and out["flow"].shape == (1, 37, 53, 3)
+    assert np.abs(out["inpainted"][0] - expected).max() <= 0.05
+    np.testing.assert_array_equal(out["inpainted"][0][mask == 0], rgb[mask == 0])
+    np.testing.assert_array_equal(out["flow"][0], flow)  # one image: per-image colours are the same
+
+
+def test_bytes_signature_in_graph_loader(tiny_export, tiny_inpainter, tmp_path):
+    images = [_photo(37, 53), _photo(24, 30, seed=1)]  # each request its own size
+    masks = [_box(37, 53, 10, 12, 9, 20), _box(24, 30, 0, 0, 8, 8)]
+    image_bytes = np.array([cv2.imencode(".png", im[..., ::-1])[1].tobytes() for im in images], object)
+    jpeg = cv2.imencode(".jpg", (masks[1] * 255).astype(np.uint8))[1].tobytes()  # JPEG works too
+    mask_bytes = np.array([cv2.imencode(".png", (masks[0] * 255).astype(np.uint8))[1].tobytes(), jpeg], object)
+    np.save(tmp_path / "image_bytes.npy", image_bytes)
+    np.save(tmp_path / "mask_bytes.npy", mask_bytes)
+    out = _saved_model_cli(tiny_export, "serving_default", {"image_bytes": tmp_path / "image_bytes.npy",
+                                                            "mask_bytes": tmp_path / "mask_bytes.npy"},
+                           tmp_path / "out")
+    assert out["output_bytes"].shape == (2,)
+    for data, rgb, mask in zip(out["output_bytes"], images, masks):
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        png = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1]
+        assert png.shape == rgb.shape and png.dtype == np.uint8
+        np.testing.assert_array_equal(png[mask == 0], rgb[mask == 0])
+        expected, _ = _expected(tiny_inpainter, rgb, mask)
+        assert np.abs(png.astype(np.float32) - np.clip(np.rint(expected), 0, 255)).max() <= 1
+
+
+def test_warmup_records_replay_in_graph_loader(tiny_export, tmp_path):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(tiny_export, serving.WARMUP_FILE)
+    logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(path)]
+    assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == sorted(serving.SIGNATURES)
+    # Replay every record through the TF1 graph loader (the one TF Serving's C++ server wraps),
+    # in a process that imports TensorFlow and the serving protos only.
+    script = f"""
+import sys
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+tf.compat.v1.disable_eager_execution()
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], {str(tiny_export)!r})
+    for record in tf.compat.v1.io.tf_record_iterator({path!r}):
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        signature = meta.signature_def[request.model_spec.signature_name]
+        feeds = {{signature.inputs[k].name: tf.make_ndarray(v) for k, v in request.inputs.items()}}
+        names = sorted(signature.outputs)
+        values = session.run([signature.outputs[k].name for k in names], feeds)
+        print(request.model_spec.signature_name, *(f"{{k}}:{{v.shape}}" for k, v in zip(names, values)))
+assert not any(name.startswith("inpainting") for name in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV,
+                            timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = sorted(result.stdout.split("\n"))[1:]
+    assert lines == ["inpaint flow:(1, 64, 64, 3) inpainted:(1, 64, 64, 3)",
+                     "serving_default output_bytes:(1,)"]
+
+
+def test_no_warmup_and_model_config_beside(tiny_checkpoint, tmp_path):
+    directory = serving.export(tiny_checkpoint, tmp_path, warmup=False)
+    assert not os.path.exists(os.path.join(directory, serving.WARMUP_FILE))
+    config = ModelConfig.load(os.path.join(directory, "assets.extra"))
+    assert config.cnum == 4
+
+
+def test_versions_are_new_folders_and_never_replaced(tiny_checkpoint, tmp_path):
+    generator = checkpoints.load_generator(tiny_checkpoint)
+    first = serving.export_saved_model(generator, tmp_path, warmup=False)
+    second = serving.export_saved_model(generator, tmp_path, warmup=False)
+    assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
+    stamp = os.path.getmtime(os.path.join(first, "saved_model.pb"))
+    with pytest.raises(ExportError, match=r"1 exists already; choose another --version"):
+        serving.export_saved_model(generator, tmp_path, version=1)
+    assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
+    with pytest.raises(ExportError, match="positive integer"):
+        serving.export_saved_model(generator, tmp_path, version=0)
+
+    def fail(_):
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):  # a failed export leaves nothing behind
+        serving.export_saved_model(generator, tmp_path, warmup=False, extra=fail)
+    assert sorted(os.listdir(tmp_path)) == ["1", "2"]
+    assert serving.latest_version_dir(tmp_path) == second
+
+
+def test_batch_flow_is_coloured_per_image(tiny_export):
+    inpaint = tf.saved_model.load(tiny_export).signatures["inpaint"]
+    images = np.stack([_photo(48, 64, seed=2), _photo(48, 64, seed=3)]).astype(np.float32)
+    masks = np.stack([_box(48, 64, 8, 8, 24, 24), _box(48, 64, 16, 30, 20, 30)])[..., None]
+    both = inpaint(image=tf.constant(images), mask=tf.constant(masks))
+    second = inpaint(image=tf.constant(images[1:]), mask=tf.constant(masks[1:]))
+    np.testing.assert_array_equal(both["flow"].numpy()[1], second["flow"].numpy()[0])
+    np.testing.assert_allclose(both["inpainted"].numpy()[1], second["inpainted"].numpy()[0], atol=1e-3)
+
+
+def test_bad_requests_fail_with_clear_messages(tiny_checkpoint, tmp_path):
+    directory = serving.export(tiny_checkpoint, tmp_path, warmup=False, max_pixels=40 * 40)
+    loaded = tf.saved_model.load(directory)
+    image = tf.zeros([1, 40, 40, 3])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the mask size .second value. must equal the image size"):
+        loaded.signatures["inpaint"](image=image, mask=tf.zeros([1, 40, 32, 1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more pixels .* than the 1600"):
+        loaded.signatures["inpaint"](image=tf.zeros([1, 41, 40, 3]), mask=tf.zeros([1, 41, 40, 1]))
+    png = tf.io.encode_png(tf.zeros([40, 40, 3], tf.uint8))
+    small = tf.io.encode_png(tf.zeros([40, 39, 1], tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: the mask size"):
+        loaded.signatures["serving_default"](image_bytes=tf.stack([png]), mask_bytes=tf.stack([small]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="as many mask_bytes as image_bytes"):
+        loaded.signatures["serving_default"](image_bytes=tf.stack([png, png]), mask_bytes=tf.stack([small]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]),
+                                             mask_bytes=tf.stack([small]))
+
+
+@pytest.mark.parametrize("kind", ["gray", "gray16", "colour", "alpha_strokes", "opaque_alpha"])
+def test_mask_bytes_follow_the_command_line_rules(kind, tmp_path):
+    rng = np.random.default_rng(5)
+    gray = rng.integers(120, 136, (12, 16)).astype(np.uint8)  # around the threshold 127/128
+    arrays = {
+        "gray": gray,
+        "gray16": gray.astype(np.uint16) * 257 + rng.integers(0, 257, (12, 16)).astype(np.uint16),
+        "colour": rng.integers(0, 256, (12, 16, 3)).astype(np.uint8),
+        "alpha_strokes": np.dstack([rng.integers(0, 256, (12, 16, 3)), gray]).astype(np.uint8),
+        "opaque_alpha": np.dstack([rng.integers(0, 256, (12, 16, 3)), np.full((12, 16), 255)]).astype(np.uint8),
+    }
+    path = tmp_path / "mask.png"
+    cv2.imwrite(str(path), arrays[kind])
+    expected = imageio.read_mask(path)
+    holes = serving._decode_mask(tf.constant(path.read_bytes())).numpy()
+    np.testing.assert_array_equal(holes, expected > 0.5)
+    assert 0 < holes.sum() < holes.size
+
+
+def test_export_command(tiny_checkpoint, tmp_path):
+    export_dir = tmp_path / "exported"
+    result = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", export_dir,
+                        "--nowarmup", "--version", 7, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert str(export_dir / "7" / "saved_model.pb") in result.stdout.split()
+    assert serving.versions(export_dir) == [7]
+    again = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", export_dir,
+                       "--version", 7, cwd=REPO)
+    assert_user_error(again, "7 exists already")
+    bad = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", export_dir,
+                     "--tflite_size", "256", cwd=REPO)
+    assert_user_error(bad, "--tflite_size needs --tflite")
+    missing = run_module("export", "--checkpoint", tmp_path / "nothing", "--export_dir", export_dir, cwd=REPO)
+    assert_user_error(missing, "nothing")
+    assert serving.versions(export_dir) == [7]
+
+
+@pytest.mark.slow
+def test_reference_v1_export_matches_in_process(official_checkpoint, tmp_path):
+    ref = load_reference("v1", "g_256x256_b1.npz")
+    rgb = ref["image_u8_bgr"][0][..., ::-1]
+    mask = ref["mask"][0, :, :, 0]
+    directory = serving.export(official_checkpoint("v1"), tmp_path / "export", warmup=False)
+    np.save(tmp_path / "image.npy", rgb[None].astype(np.float32))
+    np.save(tmp_path / "mask.npy", mask[None, :, :, None].astype(np.float32))
+    out = _saved_model_cli(directory, "inpaint", {"image": tmp_path / "image.npy",
+                                                  "mask": tmp_path / "mask.npy"}, tmp_path / "out")
+    inpainter = Inpainter(checkpoints.load_generator(official_checkpoint("v1")))
+    expected, flow = _expected(inpainter, rgb, mask)
+    assert np.abs(out["inpainted"][0] - expected).max() <= 0.05
+    np.testing.assert_array_equal(out["flow"][0], flow)
+    # And the original network's own output, pasted into the hole.
+    original = np.where(mask[..., None] > 0.5, (ref["x_stage2"][0][..., ::-1] + 1) * 127.5, rgb)
+    assert np.abs(out["inpainted"][0] - original).max() <= 0.05
