@@ -16,6 +16,8 @@ setuptools.setup(
         # tensorflow-datasets 4.9 imports it but does not declare it on Python >= 3.10.
         "importlib_resources",
         "numpy",
+        # Gaussian filtering for the evaluation's SSIM.
+        "scipy",
         "opencv-python-headless",
         "absl-py",
         # tf.summary needs it to write events; it also gives the `tensorboard` command.

@@ -1,0 +1,125 @@
+"""Tests of the TFLite models: built-in ops only, dynamic and fixed sizes, and agreement with the
+SavedModel in the LiteRT interpreter (ai-edge-litert)."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import load_reference
+from inpainting import checkpoints, runners, serving, tflite
+from inpainting.errors import CheckpointError, ExportError
+
+# fp32 runs the same float32 math; fp16 rounds the weights to 11 significant bits.
+FP32_TOLERANCE = 0.05
+FP16_TOLERANCE = 1.0
+
+
+def _inputs(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    rgb = np.stack([rows * 255 / height, cols * 255 / width, np.full((height, width), 128.0)], -1)
+    rgb = np.clip(rgb + rng.normal(0, 15, rgb.shape), 0, 255).astype(np.uint8)
+    mask = np.zeros((height, width), np.float32)
+    mask[height // 4:height * 3 // 4, width // 3:width * 2 // 3] = 1
+    return rgb, mask
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint exported with its TFLite models; returns the version folder."""
+    return serving.export(tiny_checkpoint, tmp_path_factory.mktemp("tflite") / "tiny", tflite=True,
+                          warmup=False)
+
+
+def _no_flex(ops):
+    assert not [op for op in ops if op.lower().startswith("flex") or op == "CUSTOM"], ops
+
+
+def test_models_use_builtin_ops_only(tiny_models):
+    for quantization in tflite.QUANTIZATIONS:
+        ops = tflite.op_names(os.path.join(tiny_models, tflite.model_file(quantization)))
+        _no_flex(ops)
+        # The network really is in there: convolutions, the attention's matmul and the flow's atan2.
+        assert {"CONV_2D", "BATCH_MATMUL", "ATAN2", "DEPTH_TO_SPACE"} <= set(ops), ops
+
+
+@pytest.mark.parametrize("size", [(37, 53), (64, 80)])
+def test_dynamic_size_models_match_the_saved_model(tiny_models, size):
+    rgb, mask = _inputs(*size)
+    expected = runners.load(tiny_models)(rgb, mask)
+    fp32 = runners.load(os.path.join(tiny_models, "model_fp32.tflite"), threads=2)
+    assert np.abs(fp32(rgb, mask) - expected).max() <= FP32_TOLERANCE
+    fp16 = runners.load(os.path.join(tiny_models, "model_fp16.tflite"), threads=2)
+    assert np.abs(fp16(rgb, mask) - expected).max() <= FP16_TOLERANCE
+    int8 = runners.load(os.path.join(tiny_models, "model_int8_dynamic.tflite"), threads=2)
+    result = int8(rgb, mask)
+    assert result.shape == rgb.shape
+    np.testing.assert_array_equal(result[mask == 0], rgb[mask == 0])
+
+
+def test_sizes_of_the_three_files(tiny_models):
+    size = {q: os.path.getsize(os.path.join(tiny_models, tflite.model_file(q))) for q in tflite.QUANTIZATIONS}
+    assert size["int8_dynamic"] < size["fp16"] < size["fp32"]
+
+
+def test_fixed_size_model(tiny_checkpoint, tmp_path):
+    generator = checkpoints.load_generator(tiny_checkpoint)
+    path = tmp_path / "fixed.tflite"
+    path.write_bytes(tflite.convert(generator, "fp32", size=(40, 56)))
+    runner = runners.load(path)
+    assert runner.fixed_size == (40, 56)
+    rgb, mask = _inputs(40, 56)
+    expected = serving.ServingModule(generator).inpaint(tf.constant(rgb[None], tf.float32),
+                                                        tf.constant(mask[None, :, :, None]))
+    assert np.abs(runner(rgb, mask) - expected["inpainted"].numpy()[0]).max() <= FP32_TOLERANCE
+    with pytest.raises(ExportError, match=r"takes 56x40 images only \(exported with --tflite_size\); got 40x40"):
+        runner(*_inputs(40, 40))
+
+
+def test_an_op_without_builtin_fails_naming_it(tmp_path):
+    class Determinant(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 3, 3], tf.float32, name="image")])
+        def inpaint(self, image):
+            return {"inpainted": tf.linalg.det(image)}
+
+    module = Determinant()
+    tf.saved_model.save(module, str(tmp_path), signatures={"inpaint": module.inpaint})
+    with pytest.raises(ExportError, match="not TFLite built-ins: MatrixDeterminant; they would need "
+                                          "the Flex delegate"):
+        tflite.convert_saved_model(str(tmp_path))
+
+
+def test_bad_arguments(tiny_checkpoint, tmp_path):
+    generator = checkpoints.load_generator(tiny_checkpoint)
+    with pytest.raises(ExportError, match="quantization must be one of fp32, fp16, int8_dynamic"):
+        tflite.convert(generator, "int4")
+    with pytest.raises(ExportError, match="--tflite_size must be HxW"):
+        tflite.convert(generator, size=(0, 64))
+    with pytest.raises(CheckpointError, match="no such TFLite file"):
+        runners.load(tmp_path / "missing.tflite")
+
+
+@pytest.mark.slow
+def test_reference_v1_tflite_matches_saved_model(official_checkpoint, tmp_path, record_property):
+    directory = serving.export(official_checkpoint("v1"), tmp_path / "export", tflite=True, warmup=False)
+    for quantization in tflite.QUANTIZATIONS:
+        _no_flex(tflite.op_names(os.path.join(directory, tflite.model_file(quantization))))
+    saved = runners.load(directory)
+    models = {q: runners.load(os.path.join(directory, tflite.model_file(q)), threads=2)
+              for q in tflite.QUANTIZATIONS}
+    ref = load_reference("v1", "g_256x256_b1.npz")
+    photo = ref["image_u8_bgr"][0][..., ::-1]
+    cases = {"256x256": (photo, ref["mask"][0, :, :, 0]),
+             "512x680": (np.tile(photo, (2, 3, 1))[:512, :680], _inputs(512, 680)[1])}
+    for name, (rgb, mask) in cases.items():
+        expected = saved(rgb, mask)
+        diff = {q: np.abs(model(rgb, mask) - expected) for q, model in models.items()}
+        assert diff["fp32"].max() <= FP32_TOLERANCE, name
+        assert diff["fp16"].max() <= FP16_TOLERANCE, name
+        record_property(f"int8_dynamic_mean_abs_diff_{name}", float(diff["int8_dynamic"].mean()))
+        print(f"{name}: int8_dynamic mean abs diff {diff['int8_dynamic'].mean():.3f} "
+              f"(max {diff['int8_dynamic'].max():.1f}) on 0..255")
+        # Dynamic-range quantization changes the fill, not the kind of fill.
+        assert diff["int8_dynamic"].mean() < 2.0, name
