@@ -1,14 +1,15 @@
 """Tests of the TFLite models: built-in ops only, dynamic and fixed sizes, and agreement with the
 SavedModel in the LiteRT interpreter (ai-edge-litert)."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import load_reference
-from inpainting import checkpoints, runners, serving, tflite
+from conftest import load_reference, run_module
+from inpainting import checkpoints, evaluate, imageio, runners, serving, tflite
 from inpainting.errors import CheckpointError, ExportError
 
 # fp32 runs the same float32 math; fp16 rounds the weights to 11 significant bits.
@@ -57,6 +58,28 @@ def test_dynamic_size_models_match_the_saved_model(tiny_models, size):
     result = int8(rgb, mask)
     assert result.shape == rgb.shape
     np.testing.assert_array_equal(result[mask == 0], rgb[mask == 0])
+
+
+def test_evaluation_of_checkpoint_saved_model_and_tflite_agree(tiny_checkpoint, tiny_models, tmp_path):
+    samples = [evaluate.Sample(f"{i}", *_inputs(40 + 8 * i, 48, seed=i)) for i in range(2)]
+    methods = {"checkpoint": runners.load(tiny_checkpoint), "saved_model": runners.load(tiny_models),
+               "tflite": runners.load(os.path.join(tiny_models, "model_fp32.tflite"))}
+    assert [m.kind for m in methods.values()] == ["checkpoint", "saved_model", "tflite"]
+    _, summary = evaluate.evaluate(methods, samples)
+    means = {name: summary[name]["mean"] for name in methods}
+    for name in ("saved_model", "tflite"):  # 8-bit results: at most a rounding step apart
+        assert abs(means[name]["l1_hole"] - means["checkpoint"]["l1_hole"]) < 0.01
+    # The command line takes a .tflite file for --checkpoint.
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for sample in samples:
+        imageio.write_image(images / f"{sample.name}.png", sample.rgb[..., ::-1])
+        imageio.write_image(masks / f"{sample.name}.png", (sample.mask * 255).astype(np.uint8))
+    result = run_module("inpainting.evaluate", "--checkpoint", os.path.join(tiny_models, "model_fp32.tflite"),
+                        "--images", images, "--masks", masks, "--output_dir", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert report["settings"]["runner"] == "tflite"
+    assert report["methods"]["model"]["mean"]["l1_hole"] == pytest.approx(means["tflite"]["l1_hole"], abs=1e-9)
 
 
 def test_sizes_of_the_three_files(tiny_models):
