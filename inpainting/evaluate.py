@@ -187,6 +187,14 @@ def _progress_line(index, total, sample_rows, seconds):
     return text + f"  {seconds:.2f}s"
 
 
+def _fill(method, fill, image, hidden, mask):
+    """Runs one method on copies of the inputs; errors it raises name the image and the method."""
+    try:
+        return fill(hidden.copy(), mask.copy())
+    except InpaintingError as err:
+        raise type(err)(f"{image} ({method}): {err}") from None
+
+
 def evaluate(methods, samples, total=None, progress=None):
     """Fills every sample's hole with every method and measures the results.
 
@@ -224,7 +232,7 @@ def evaluate(methods, samples, total=None, progress=None):
         fraction = float(hole.mean())
         sample_rows = []
         for name, fill in methods.items():
-            result = compose(rgb, fill(hidden.copy(), binary.copy()), hole) if hole.any() else rgb
+            result = compose(rgb, _fill(name, fill, sample.name, hidden, binary), hole) if hole.any() else rgb
             values = metrics.image_metrics(result, rgb, hole)
             sample_rows.append({"image": sample.name, "method": name, "hole_fraction": fraction,
                                 **values})

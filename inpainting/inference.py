@@ -32,6 +32,17 @@ def _physical_memory():
         return None
 
 
+def check_size(height, width, path="image"):
+    """Raises ImageError for an image whose attention would not fit in this machine's memory."""
+    need = attention_memory_bytes(height, width)
+    have = _physical_memory()
+    if have is not None and need > 0.8 * have:
+        raise imageio.ImageError(
+            f"{path}: {width}x{height} is too large to inpaint in one piece on this machine "
+            f"(contextual attention needs about {need / 2**30:.0f} GiB, the machine has "
+            f"{have / 2**30:.0f} GiB); downscale it or inpaint a crop around the hole")
+
+
 class Inpainter:
     """Runs a generator on single images of any size; one traced graph serves every size.
 
@@ -58,13 +69,7 @@ class Inpainter:
 
     def check_size(self, height, width, path="image"):
         """Refuses images whose attention would not fit in this machine's memory."""
-        need = attention_memory_bytes(height, width)
-        have = _physical_memory()
-        if have is not None and need > 0.8 * have:
-            raise imageio.ImageError(
-                f"{path}: {width}x{height} is too large to inpaint in one piece on this machine "
-                f"(contextual attention needs about {need / 2**30:.0f} GiB, the machine has "
-                f"{have / 2**30:.0f} GiB); downscale it or inpaint a crop around the hole")
+        check_size(height, width, path)
 
     def __call__(self, rgb, mask, path="image"):
         """Inpaints one image.

@@ -4,6 +4,7 @@
     fill = runners.load("exported/places2")         # SavedModel export folder (latest version)
     fill = runners.load("exported/places2/1/model_fp32.tflite")
     filled = fill(rgb, mask)                        # uint8 [H, W, 3], {0, 1} [H, W] -> float 0..255
+    filled = fill(rgb, mask, name="photo.png")      # name: how errors call the image
 
 Every runner takes one image of any size and returns float32 [H, W, 3] whose hole pixels are the
 network's fill (`imageio.compose` pastes it into the original; exported models return the input
@@ -12,10 +13,11 @@ use them, so the three forms of a model are measured on the same inputs in the s
 """
 
 import os
+import re
 
 import numpy as np
 
-from inpainting.errors import CheckpointError
+from inpainting.errors import CheckpointError, ImageError
 
 
 class CheckpointRunner:
@@ -29,8 +31,8 @@ class CheckpointRunner:
         self.path = os.fspath(path)
         self.inpainter = inference.Inpainter(checkpoints.load_generator(path, attention))
 
-    def __call__(self, rgb, mask):
-        return self.inpainter(rgb, mask, self.path)["filled"]
+    def __call__(self, rgb, mask, name="image"):
+        return self.inpainter(rgb, mask, name)["filled"]
 
 
 class SavedModelRunner:
@@ -47,11 +49,17 @@ class SavedModelRunner:
             raise CheckpointError(f"{self.path}: this SavedModel has no 'inpaint' signature; export "
                                   "it with export.py")
 
-    def __call__(self, rgb, mask):
+    def __call__(self, rgb, mask, name="image"):
         import tensorflow as tf
 
-        out = self._signature(image=tf.constant(rgb[None].astype(np.float32)),
-                              mask=tf.constant(mask[None, :, :, None].astype(np.float32)))
+        try:
+            out = self._signature(image=tf.constant(rgb[None].astype(np.float32)),
+                                  mask=tf.constant(mask[None, :, :, None].astype(np.float32)))
+        except tf.errors.InvalidArgumentError as err:  # the signature's own checks (size, mask)
+            found = re.search(r"assertion failed: \[(.*?)\]", err.message)
+            if found is None:
+                raise
+            raise ImageError(f"{name}: {found.group(1)}".replace("\\'", "'")) from None
         return out["inpainted"].numpy()[0]
 
 

@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from inpainting import serving
+from inpainting import inference, serving
 from inpainting.errors import ExportError
 
 QUANTIZATIONS = ("fp32", "fp16", "int8_dynamic")
@@ -173,6 +173,7 @@ class TFLiteRunner:
                               f"--tflite_size); got {image.shape[2]}x{image.shape[1]}")
         return self._runner(image=np.asarray(image, np.float32), mask=np.asarray(mask, np.float32))
 
-    def __call__(self, rgb, mask):
+    def __call__(self, rgb, mask, name="image"):
+        inference.check_size(*mask.shape, name)
         out = self.run(rgb[None].astype(np.float32), mask[None, :, :, None].astype(np.float32))
         return out["inpainted"][0]

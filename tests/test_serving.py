@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_user_error, load_reference, run_module
-from inpainting import checkpoints, imageio, serving
+from inpainting import checkpoints, imageio, runners, serving
 from inpainting.config import ModelConfig
-from inpainting.errors import ExportError
+from inpainting.errors import ExportError, ImageError
 from inpainting.inference import Inpainter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,6 +181,9 @@ def test_bad_requests_fail_with_clear_messages(tiny_checkpoint, tmp_path):
         loaded.signatures["inpaint"](image=image, mask=tf.zeros([1, 40, 32, 1]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="more pixels .* than the 1600"):
         loaded.signatures["inpaint"](image=tf.zeros([1, 41, 40, 3]), mask=tf.zeros([1, 41, 40, 1]))
+    runner = runners.load(directory)  # as the evaluation tool runs it: an error naming the image
+    with pytest.raises(ImageError, match=r"^photo.png: inpaint: the image has more pixels .* than the 1600"):
+        runner(np.zeros((41, 40, 3), np.uint8), np.ones((41, 40), np.float32), name="photo.png")
     png = tf.io.encode_png(tf.zeros([40, 40, 3], tf.uint8))
     small = tf.io.encode_png(tf.zeros([40, 39, 1], tf.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: the mask size"):

@@ -1,0 +1,132 @@
+"""Latency and size of the exported forms of the v1 generator, as JSON lines.
+
+    .venv/bin/python bench/deploy.py [--sizes=256x256,512x680] [--threads=2] [--checkpoint=PATH]
+
+Exports one model (SavedModel plus the fp32, fp16 and int8 dynamic-range TFLite models, dynamic
+height and width, as `export.py --tflite` writes them) and times one image through each: the
+SavedModel's `inpaint` signature in TensorFlow, and each TFLite model in the LiteRT interpreter
+(ai-edge-litert, XNNPACK, --threads threads). Lines:
+
+- `deploy_file_size`: bytes of the SavedModel (graph and variables) and of each TFLite file.
+- `deploy_latency`: per format and size, seconds per image (median over runs, warm-up excluded),
+  the ratio to the SavedModel, for int8 the speed-up over TFLite fp32, and the mean and max
+  absolute difference from the SavedModel's output in the hole (0..255 scale).
+- `deploy_targets`: TFLite fp32 latency / SavedModel latency (target <= 1.5) and TFLite fp32 /
+  int8 dynamic latency (target >= 1.5), per size.
+
+The weights are those of `--checkpoint`; by default the reference v1 checkpoint
+(../shared/reference/deepfill/v1) if present, else random weights (latency does not depend on
+them, the differences do). The hole is a centred rectangle over 13.4% of the image.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import tarfile
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "deepfill" / "v1"
+FORMATS = ("saved_model", "tflite_fp32", "tflite_fp16", "tflite_int8_dynamic")
+
+
+def _generator(checkpoint, temp):
+    from inpainting import checkpoints
+    from inpainting.config import ModelConfig
+    from inpainting.generator import Generator
+
+    if checkpoint:
+        return checkpoints.load_generator(checkpoint), checkpoint
+    archive = REFERENCE / "checkpoint.tar.xz"
+    if archive.exists():
+        with tarfile.open(archive) as tar:
+            tar.extractall(temp, filter="data")
+        return checkpoints.load_generator(os.path.join(temp, "ckpt")), "reference v1"
+    import keras
+
+    keras.utils.set_random_seed(0)
+    generator = Generator(ModelConfig())
+    generator.build()
+    return generator, "random"
+
+
+def _bytes(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="256x256,512x680", help="HxW list, comma-separated")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads")
+    parser.add_argument("--checkpoint", default=None, help="model to export (default: see above)")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per size (halved above 256x256)")
+    parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
+    args = parser.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+
+    from inpainting import serving, tflite
+    from inpainting.tflite import TFLiteRunner
+
+    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as temp:
+        generator, weights = _generator(args.checkpoint, temp)
+        directory = serving.export_saved_model(
+            generator, os.path.join(temp, "export"), warmup=False,
+            extra=lambda path: tflite.write_models(generator, path))
+        sizes = {"saved_model": _bytes(os.path.join(directory, "saved_model.pb"))
+                 + _bytes(os.path.join(directory, "variables"))}
+        sizes.update({f"tflite_{q}": _bytes(os.path.join(directory, tflite.model_file(q)))
+                      for q in tflite.QUANTIZATIONS})
+        common.emit({"bench": "deploy_file_size", "weights": weights, "bytes": sizes})
+
+        inpaint = tf.saved_model.load(directory).signatures["inpaint"]
+        interpreters = {f"tflite_{q}": TFLiteRunner(os.path.join(directory, tflite.model_file(q)), args.threads)
+                        for q in tflite.QUANTIZATIONS}
+        targets = {}
+        for size in args.sizes.split(","):
+            height, width = (int(v) for v in size.lower().split("x"))
+            rng = np.random.default_rng(0)
+            image = rng.integers(0, 256, (1, height, width, 3)).astype(np.float32)
+            mask = np.zeros((1, height, width, 1), np.float32)
+            h, w = round(height * 101 / 256), round(width * 87 / 256)
+            mask[:, (height - h) // 2:(height + h) // 2, (width - w) // 2:(width + w) // 2] = 1
+            hole = mask[0, :, :, 0] > 0
+            runs = args.runs if height * width <= 256 * 256 else max(3, args.runs // 2)
+            tensors = {"image": tf.constant(image), "mask": tf.constant(mask)}
+            functions = {"saved_model": lambda: inpaint(**tensors)["inpainted"].numpy()}
+            functions.update({name: (lambda r=runner: r.run(image, mask)["inpainted"])
+                              for name, runner in interpreters.items()})
+            reference = functions["saved_model"]()
+            medians = {}
+            for name in FORMATS:
+                output = functions[name]()
+                diff = np.abs(output - reference)[0][hole]
+                timing = common.time_runs(functions[name], runs, warmup=2, wait=not args.no_wait)
+                medians[name] = timing["median"]
+                record = {"bench": "deploy_latency", "format": name, "size": size, "weights": weights,
+                          "threads": args.threads if name.startswith("tflite") else "tensorflow default",
+                          "seconds": round(timing["median"], 4),
+                          "ratio_to_saved_model": round(timing["median"] / medians["saved_model"], 3),
+                          "hole_mean_abs_diff": round(float(diff.mean()), 4),
+                          "hole_max_abs_diff": round(float(diff.max()), 4), **timing}
+                if name == "tflite_int8_dynamic":
+                    record["speedup_over_tflite_fp32"] = round(medians["tflite_fp32"] / timing["median"], 3)
+                common.emit(record)
+            targets[size] = {
+                "tflite_fp32_over_saved_model": round(medians["tflite_fp32"] / medians["saved_model"], 3),
+                "tflite_fp32_over_int8_dynamic": round(medians["tflite_fp32"] / medians["tflite_int8_dynamic"], 3)}
+        met = all(t["tflite_fp32_over_saved_model"] <= 1.5 and t["tflite_fp32_over_int8_dynamic"] >= 1.5
+                  for t in targets.values())
+        common.emit({"bench": "deploy_targets", "targets": "fp32/saved_model <= 1.5, fp32/int8 >= 1.5",
+                     "by_size": targets, "met": met})
+
+
+if __name__ == "__main__":
+    main()
