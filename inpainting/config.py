@@ -11,7 +11,7 @@ import os
 from inpainting.errors import ConfigError
 
 CONFIG_FILE = "model_config.json"
-VERSIONS = ("v1",)
+VERSIONS = ("v1", "v2")
 PADDINGS = ("same", "reflect", "symmetric")
 
 
@@ -29,12 +29,16 @@ class ModelConfig:
     """Describes a DeepFill network completely enough to rebuild it.
 
     Attributes:
-        version: network family, "v1" (CVPR 2018, contextual attention).
-        cnum: base width; the first convolution has `cnum` filters. 32 for the released v1 models.
+        version: network family, "v1" (CVPR 2018, contextual attention) or "v2" (ICCV 2019, gated
+            convolutions, SN-PatchGAN critic).
+        cnum: base width; the first convolution has `cnum` filters. 32 for the released v1 models,
+            48 for v2 (whose gated convolutions output half their filters).
         padding: "same" (zero padding, what the released checkpoints used), or "reflect" /
             "symmetric" (mirror padding, as the v1 paper describes).
         image_size: (height, width) of training images, which is the global critic's input size.
-        local_size: (height, width) of the hole box, which is the local critic's input size.
+        local_size: (height, width) of the hole box, which is the local critic's input size
+            (v1; v2 has no local critic).
+        guided: v2 only: stage 1 also takes a sketch (edge map) of the hole as a 4th channel.
     """
 
     version: str = "v1"
@@ -42,6 +46,7 @@ class ModelConfig:
     padding: str = "same"
     image_size: tuple = (256, 256)
     local_size: tuple = (128, 128)
+    guided: bool = False
 
     def __post_init__(self):
         # Lists come back from JSON; keep the dataclass hashable and comparable.
@@ -53,6 +58,13 @@ class ModelConfig:
             raise ConfigError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
         if not isinstance(self.cnum, int) or self.cnum < 2 or self.cnum % 2:
             raise ConfigError(f"cnum must be an even integer >= 2, got {self.cnum!r}")
+        if self.version == "v2" and self.cnum % 4:
+            raise ConfigError(f"v2's gated convolutions halve cnum // 2 filters: cnum must be a "
+                              f"multiple of 4, got {self.cnum}")
+        if not isinstance(self.guided, bool):
+            raise ConfigError(f"guided must be true or false, got {self.guided!r}")
+        if self.guided and self.version != "v2":
+            raise ConfigError("guided (sketch input) exists only for version v2")
         for name in ("image_size", "local_size"):
             size = getattr(self, name)
             if len(size) != 2 or min(size) < 16 or any(v % 16 for v in size):

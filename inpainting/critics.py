@@ -1,8 +1,11 @@
-"""The DeepFill v1 critics: a local one on the hole box and a global one on the whole image.
+"""The DeepFill critics. v1: a local one on the hole box and a global one on the whole image.
 
 Both are WGAN critics (no output activation): four 5x5 stride-2 convolutions with leaky ReLU
 (slope 0.2) and TF 'SAME' padding, flattened in (height, width, channel) order, then a dense
 layer to one score.
+
+v2: one SN-PatchGAN critic on the image and its mask (and sketch), six spectral-normalised
+convolutions whose output map is a score per patch, trained with the hinge loss.
 """
 
 import keras
@@ -110,3 +113,112 @@ class Critics(keras.Model):
         config = super().get_config()
         config.update(config=self.config.to_dict())
         return config
+
+
+SN_PATCH_WIDTHS = (1, 2, 4, 4, 4, 4)  # x64 channels: 64, 128, 256, 256, 256, 256
+SN_EPSILON = 1e-12
+
+
+def _l2_normalize(x):
+    return x / (tf.norm(x) + SN_EPSILON)
+
+
+@keras.saving.register_keras_serializable(package="inpainting")
+class SpectralConv(Conv):
+    """A `Conv` whose kernel is divided by its spectral norm, estimated by power iteration.
+
+    As in the original SN-PatchGAN, every call (training or not) runs one power iteration from
+    the stored vector `u` [1, filters] and stores the new one: with the kernel reshaped to
+    W [k*k*in, filters], `v = l2n(u W^T)`, `u' = l2n(v W)`, `sigma = v W u'^T`, and the
+    convolution uses `W / sigma`; `l2n(x) = x / (||x|| + 1e-12)`. So two calls on the same input
+    give different outputs while `u` converges. `u` is a non-trainable, checkpointed weight;
+    `u'` and `v` are constants for the gradient (Miyato et al., 2018).
+
+    Args: those of `Conv`.
+
+    Reference: Miyato et al., "Spectral Normalization for Generative Adversarial Networks", ICLR 2018.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.u = self.add_weight(name="u", shape=(1, self.filters), trainable=False,
+                                 initializer=keras.initializers.TruncatedNormal(stddev=1.0),
+                                 aggregation="only_first_replica")
+
+    def normalized_kernel(self):
+        """(W / sigma, u'): the kernel to use and the new power-iteration vector."""
+        matrix = tf.reshape(self.kernel, [-1, self.filters])
+        u = tf.cast(self.u, matrix.dtype)
+        v = tf.stop_gradient(_l2_normalize(tf.matmul(u, matrix, transpose_b=True)))
+        new_u = tf.stop_gradient(_l2_normalize(tf.matmul(v, matrix)))
+        sigma = tf.matmul(tf.matmul(v, matrix), new_u, transpose_b=True)
+        return self.kernel / sigma[0, 0], new_u
+
+    def effective_kernel(self):
+        kernel, new_u = self.normalized_kernel()
+        self.u.assign(new_u)
+        return kernel
+
+
+@keras.saving.register_keras_serializable(package="inpainting")
+class SNPatchGAN(keras.Model):
+    """The DeepFill v2 critic: six spectral-normalised 5x5 stride-2 convolutions, a score per patch.
+
+    Args:
+        config: a `ModelConfig` (v2); a guided model's critic also sees the sketch.
+
+    Call arguments:
+        inputs: `[image, mask]` or, guided, `[image, mask, sketch]`: RGB in [-1, 1]
+            [B, H, W, 3], the hole [B or 1, H, W, 1], the sketch [B, H, W, 1].
+
+    Returns:
+        A dict with `patches`: [B, (H/64) * (W/64) * 256], the flattened map of patch scores in
+        (height, width, channel) order (4096 at 256x256).
+
+    Reference: Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019.
+    """
+
+    def __init__(self, config=None, **kwargs):
+        kwargs.setdefault("name", "discriminator")
+        super().__init__(**kwargs)
+        self.config = ModelConfig.coerce(config)
+        for i, width in enumerate(SN_PATCH_WIDTHS):
+            setattr(self, f"conv{i + 1}", SpectralConv(width * CRITIC_CNUM, 5, 2,
+                                                       activation="leaky_relu", name=f"conv{i + 1}"))
+
+    @property
+    def convs(self):
+        return [getattr(self, f"conv{i + 1}") for i in range(len(SN_PATCH_WIDTHS))]
+
+    @property
+    def input_channels(self):
+        return 5 if self.config.guided else 4
+
+    def build(self, input_shape=None):
+        shape = (None, *self.config.image_size, self.input_channels)
+        for conv in self.convs:
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+        self.built = True
+
+    def call(self, inputs, training=False):
+        if len(inputs) != 2 + self.config.guided:
+            raise ValueError(f"the {'guided ' * self.config.guided}v2 critic takes "
+                             f"[image, mask{', sketch' * self.config.guided}], got {len(inputs)} inputs")
+        image, mask = inputs[:2]
+        mask = tf.broadcast_to(tf.cast(mask, image.dtype), tf.concat([tf.shape(image)[:3], [1]], 0))
+        x = tf.concat([image, mask] + [tf.cast(s, image.dtype) for s in inputs[2:]], axis=-1)
+        for conv in self.convs:
+            x = conv(x)
+        return {"patches": tf.reshape(x, [tf.shape(x)[0], -1])}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict())
+        return config
+
+
+def make_critics(config):
+    """The critics of a model config: `Critics` (v1) or `SNPatchGAN` (v2), not built."""
+    config = ModelConfig.coerce(config)
+    return SNPatchGAN(config) if config.version == "v2" else Critics(config)

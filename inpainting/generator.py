@@ -1,9 +1,15 @@
-"""The DeepFill v1 coarse-to-fine generator.
+"""The DeepFill coarse-to-fine generator, v1 and v2.
 
 Stage 1 (coarse) is an encoder / dilated-convolution / decoder network. Its output is pasted into
 the hole and refined by stage 2, whose two branches (dilated convolutions, and contextual attention)
 are merged by a decoder. Layer names are those of the original checkpoints (`conv1`,
 `xconv1`, `pmconv1`, `allconv11`, ...), so importing them is a table (`inpainting.tf1`).
+
+v1 and v2 share the layout and the layer table. v2 differs in four places: every convolution
+with an activation is gated (and outputs half its filters), the outputs go through tanh instead
+of being clipped, stage 2 sees only the 3-channel pasted image (v1 adds the ones and mask
+channels), and the attention flow is enlarged bilinearly. A guided v2 model takes a sketch (edge
+map) of the hole as a 4th input channel of stage 1.
 """
 
 import keras
@@ -44,7 +50,7 @@ INPUT_LAYERS = ("conv1", "xconv1", "pmconv1")
 OUTPUT_LAYERS = ("conv17", "allconv17")
 
 
-def _make_layers(model, spec, cnum, padding):
+def _make_layers(model, spec, cnum, padding, gated):
     """Creates the layers of `spec` as attributes of `model` and returns their names in order.
 
     Each layer is its own attribute (not an element of a list) because `tf.train.Checkpoint`
@@ -54,11 +60,11 @@ def _make_layers(model, spec, cnum, padding):
     for name, width, *rest in spec:
         filters = 3 if width is None else int(width * cnum)
         if rest == ["up"]:
-            layer = UpConv(filters, padding=padding, name=name)
+            layer = UpConv(filters, padding=padding, gated=gated, name=name)
         else:
             kernel, stride, dilation, *activation = rest
             activation = None if width is None else (activation[0] if activation else "elu")
-            layer = Conv(filters, kernel, stride, dilation, padding, activation, name=name)
+            layer = Conv(filters, kernel, stride, dilation, padding, activation, gated, name=name)
         setattr(model, name, layer)
         names.append(name)
     return tuple(names)
@@ -66,17 +72,18 @@ def _make_layers(model, spec, cnum, padding):
 
 @keras.saving.register_keras_serializable(package="inpainting")
 class Generator(keras.Model):
-    """DeepFill v1 generator: coarse network, paste, refinement with contextual attention.
+    """DeepFill generator: coarse network, paste, refinement with contextual attention.
 
     Args:
-        config: a `ModelConfig` (or its dict), which fixes the architecture.
+        config: a `ModelConfig` (or its dict), which fixes the architecture (v1 or v2, guided).
         attention: contextual-attention implementation, "matmul" (default) or "patches".
         flow_dtype: float type of the flow colouring, "float64" (exact) or "float32".
 
     Call arguments:
-        inputs: `[image, mask]`: image RGB float32 [B, H, W, 3] in [-1, 1] (the hole is masked
-            out inside), mask float32 [B, H, W, 1] or [1, H, W, 1], 1 = hole. H and W must be
-            multiples of 8.
+        inputs: `[image, mask]`, or `[image, mask, sketch]` for a guided model: image RGB float32
+            [B, H, W, 3] in [-1, 1] (the hole is masked out inside), mask float32 [B, H, W, 1] or
+            [1, H, W, 1], 1 = hole, sketch float32 [B, H, W, 1] in {0, 1}, the edges to follow in
+            the hole (only its hole part is used). H and W must be multiples of 8.
 
     Returns:
         A dict: `coarse` and `refined` [B, H, W, 3], the raw stage outputs in [-1, 1] (not pasted);
@@ -89,7 +96,8 @@ class Generator(keras.Model):
         >>> out["refined"].shape, out["flow"].shape
         (TensorShape([1, 64, 64, 3]), TensorShape([1, 16, 16, 3]))
 
-    Reference: Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018.
+    References: Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018;
+    Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019.
     """
 
     def __init__(self, config=None, attention="matmul", flow_dtype="float64", **kwargs):
@@ -99,17 +107,19 @@ class Generator(keras.Model):
         self.attention_implementation = attention
         self.flow_dtype = flow_dtype
         cnum, padding = self.config.cnum, self.config.padding
-        self._stages = {key: _make_layers(self, spec, cnum, padding) for key, spec in (
+        self.v2 = self.config.version == "v2"
+        self._stages = {key: _make_layers(self, spec, cnum, padding, self.v2) for key, spec in (
             ("stage1", STAGE1), ("conv_branch", STAGE2_CONV), ("attention_in", STAGE2_ATTENTION_IN),
             ("attention_out", STAGE2_ATTENTION_OUT), ("merge", STAGE2_MERGE))}
         self.contextual_attention = ContextualAttention(
-            implementation=attention, flow_upsample="nearest", flow_dtype=flow_dtype,
+            implementation=attention, flow_upsample="bilinear" if self.v2 else "nearest",
+            flow_dtype=flow_dtype,
             name="contextual_attention", dtype="float32")
 
     def build(self, input_shape=None):
         # Building runs the network once on a small input; every layer infers its own shapes.
-        image = tf.zeros([1, 32, 32, 3])
-        self.call([image, tf.zeros([1, 32, 32, 1])])
+        inputs = [tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 1])]
+        self.call(inputs + [tf.zeros([1, 32, 32, 1])] * self.config.guided)
         self.built = True
 
     def conv_layers(self):
@@ -123,18 +133,24 @@ class Generator(keras.Model):
         return x
 
     def call(self, inputs, training=False):
-        image, mask = inputs
+        if len(inputs) != 2 + self.config.guided:
+            raise ValueError(f"a {'guided ' * self.config.guided}{self.config.version} generator takes "
+                             f"[image, mask{', sketch' * self.config.guided}], got {len(inputs)} inputs")
+        image, mask = inputs[:2]
         # Under a mixed-precision policy the convolutions run in 16 bits; attention stays float32.
         image = tf.cast(image, self.compute_dtype)
         mask = tf.cast(mask, image.dtype)
         _check_spatial(image, mask)
         masked = image * (1.0 - mask)
         ones = tf.ones_like(image[..., :1])
-        stage1 = self.run_stage("stage1", tf.concat([masked, ones, ones * mask], axis=-1))
-        coarse = tf.clip_by_value(stage1, -1.0, 1.0)
+        channels = [masked, ones, ones * mask]
+        if self.config.guided:
+            channels.insert(1, tf.cast(inputs[2], image.dtype) * mask)
+        coarse = self._output(self.run_stage("stage1", tf.concat(channels, axis=-1)))
 
         pasted = coarse * mask + masked * (1.0 - mask)
-        x = tf.concat([pasted, ones, ones * mask], axis=-1)
+        # v2's stage 2 sees the pasted image only; v1's also the ones and mask channels.
+        x = pasted if self.v2 else tf.concat([pasted, ones, ones * mask], axis=-1)
         hallucinated = self.run_stage("conv_branch", x)
         features = self.run_stage("attention_in", x)
         small = tf.shape(features)[1:3]
@@ -142,10 +158,12 @@ class Generator(keras.Model):
         attention = self.contextual_attention(
             [features, features, tf.cast(resize_nearest(mask, small), tf.float32)])
         attended = self.run_stage("attention_out", tf.cast(attention["output"], image.dtype))
-        refined = self.run_stage("merge", tf.concat([hallucinated, attended], axis=-1))
-        refined = tf.clip_by_value(refined, -1.0, 1.0)
+        refined = self._output(self.run_stage("merge", tf.concat([hallucinated, attended], axis=-1)))
         return {"coarse": coarse, "refined": refined, "flow": attention["flow"],
                 "offsets": attention["offsets"]}
+
+    def _output(self, x):
+        return tf.tanh(x) if self.v2 else tf.clip_by_value(x, -1.0, 1.0)
 
     def get_config(self):
         config = super().get_config()

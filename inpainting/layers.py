@@ -123,7 +123,11 @@ class Conv(keras.layers.Layer):
     """A 2D convolution with bias, a choice of padding, and an activation.
 
     This is DeepFill's `gen_conv` (v1: convolution + ELU) and, with a 5x5 kernel, stride 2 and
-    leaky ReLU, its critic convolution. `padding="same"` is TF's SAME, which pads asymmetrically
+    leaky ReLU, its critic convolution. With `gated=True` it is DeepFill v2's gated convolution:
+    the `filters` outputs are split into two halves along channels and the layer returns
+    `activation(first) * sigmoid(second)`, so it has `filters // 2` output channels (the original
+    halves the width this way); without an activation the gate is skipped, as in the original's
+    output layers. `padding="same"` is TF's SAME, which pads asymmetrically
     (less on the top/left) for stride 2 on even sizes, exactly like the original. "reflect" and
     "symmetric" mirror-pad `dilation_rate * (kernel_size - 1) / 2` pixels on every side and then
     convolve VALID, as the v1 paper describes.
@@ -135,17 +139,21 @@ class Conv(keras.layers.Layer):
         dilation_rate: dilation (atrous rate).
         padding: "same", "reflect" or "symmetric".
         activation: "elu", "relu", "leaky_relu" (slope 0.2) or None.
+        gated: gate the activated first half of the outputs with the sigmoid of the second.
 
     Example:
         >>> conv = Conv(32, 5, name="conv1")
         >>> conv(tf.zeros([1, 64, 64, 5])).shape
         TensorShape([1, 64, 64, 32])
+        >>> Conv(48, 5, gated=True)(tf.zeros([1, 64, 64, 5])).shape
+        TensorShape([1, 64, 64, 24])
 
-    Reference: Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018.
+    References: Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018;
+    Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019.
     """
 
     def __init__(self, filters, kernel_size, strides=1, dilation_rate=1, padding="same",
-                 activation="elu", **kwargs):
+                 activation="elu", gated=False, **kwargs):
         super().__init__(**kwargs)
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
@@ -159,6 +167,14 @@ class Conv(keras.layers.Layer):
         self.dilation_rate = dilation_rate
         self.padding = padding
         self.activation = activation
+        self.gated = gated
+        if self.is_gated and filters % 2:
+            raise ValueError(f"a gated convolution needs an even number of filters, got {filters}")
+
+    @property
+    def is_gated(self):
+        """Whether the gate applies (it is skipped for a layer without activation)."""
+        return self.gated and self.activation is not None
 
     def build(self, input_shape):
         in_channels = input_shape[-1]
@@ -167,28 +183,37 @@ class Conv(keras.layers.Layer):
             initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
+    def effective_kernel(self):
+        """The kernel the convolution uses (subclasses normalise it)."""
+        return self.kernel
+
     def call(self, x):
         x = pad_for_conv(x, self.kernel_size, self.dilation_rate, self.padding)
         y = tf.nn.conv2d(
-            x, tf.cast(self.kernel, x.dtype), strides=self.strides,
+            x, tf.cast(self.effective_kernel(), x.dtype), strides=self.strides,
             padding="SAME" if self.padding == "same" else "VALID",
             dilations=self.dilation_rate)
         y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
         activation = ACTIVATIONS[self.activation]
-        return y if activation is None else activation(y)
+        if activation is None:
+            return y
+        if self.is_gated:
+            features, gate = tf.split(y, 2, axis=-1)
+            return activation(features) * tf.sigmoid(gate)
+        return activation(y)
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
         s = self.strides
         h = None if h is None else -(-h // s)
         w = None if w is None else -(-w // s)
-        return (b, h, w, self.filters)
+        return (b, h, w, self.filters // 2 if self.is_gated else self.filters)
 
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
                       dilation_rate=self.dilation_rate, padding=self.padding,
-                      activation=self.activation)
+                      activation=self.activation, gated=self.gated)
         return config
 
 
@@ -200,18 +225,21 @@ class UpConv(keras.layers.Layer):
         filters: number of output channels.
         padding: "same", "reflect" or "symmetric".
         activation: activation of the convolution (ELU in v1).
+        gated: a gated convolution (v2), whose output has `filters // 2` channels.
 
     Example:
         >>> UpConv(64, name="conv13_upsample")(tf.zeros([1, 16, 16, 128])).shape
         TensorShape([1, 32, 32, 64])
     """
 
-    def __init__(self, filters, padding="same", activation="elu", **kwargs):
+    def __init__(self, filters, padding="same", activation="elu", gated=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.padding = padding
         self.activation = activation
-        self.conv = Conv(filters, 3, padding=padding, activation=activation, name=f"{self.name}_conv")
+        self.gated = gated
+        self.conv = Conv(filters, 3, padding=padding, activation=activation, gated=gated,
+                         name=f"{self.name}_conv")
 
     def build(self, input_shape):
         b, h, w, c = input_shape
@@ -221,10 +249,12 @@ class UpConv(keras.layers.Layer):
         return self.conv(upsample_nearest(x, 2))
 
     def compute_output_shape(self, input_shape):
-        b, h, w, _ = input_shape
-        return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+        b, h, w, c = input_shape
+        return self.conv.compute_output_shape((b, None if h is None else 2 * h,
+                                               None if w is None else 2 * w, c))
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, padding=self.padding, activation=self.activation)
+        config.update(filters=self.filters, padding=self.padding, activation=self.activation,
+                      gated=self.gated)
         return config

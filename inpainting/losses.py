@@ -1,4 +1,4 @@
-"""DeepFill v1 losses as pure functions of tensors.
+"""DeepFill v1 and v2 losses as pure functions of tensors.
 
 Every function returns one value per example (shape [B]); the loss of a batch is their mean, and
 under a `tf.distribute` strategy each replica divides the sum of its values by the global batch
@@ -14,6 +14,14 @@ https://arxiv.org/abs/1801.07892, with the weights of the released configuration
 
 D is the spatial discounting mask of the box, `coarse`/`refined` are the un-pasted stage outputs,
 and the critics see the pasted image. The gradient penalty is taken over the hole only.
+
+The v2 objective (Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019,
+https://arxiv.org/abs/1806.03589), with the SN-PatchGAN critic D scoring every patch of
+[image, mask(, sketch)]:
+
+    ae      = mean|x - coarse| + mean|x - refined|                     over the whole image
+    g_loss  = -mean(D(completed)) + ae
+    d_loss  = 0.5 * mean(relu(1 - D(x))) + 0.5 * mean(relu(1 + D(completed)))
 """
 
 import dataclasses
@@ -237,3 +245,80 @@ def generator_losses(critics, images, outputs, mask, bbox, local_size, weights=L
     terms = reconstruction_losses(images, outputs, mask, bbox, local_size, weights)
     g_loss = weights.gan * adversarial + weights.l1 * terms["l1"] + weights.ae * terms["ae"]
     return {"g_loss": g_loss, "g_adversarial": adversarial, **terms}
+
+
+@dataclasses.dataclass(frozen=True)
+class V2LossWeights:
+    """Weights of the v2 objective; the defaults are those of the released models.
+
+    Attributes:
+        coarse: weight of the coarse output's L1 (the refined output has 1).
+        ae: weight of the L1 terms in the generator loss.
+        gan: weight of the adversarial term in the generator loss.
+    """
+
+    coarse: float = 1.0
+    ae: float = 1.0
+    gan: float = 1.0
+
+
+def hinge_critic_loss(real_scores, fake_scores):
+    """Per example: 0.5 * mean(relu(1 - real)) + 0.5 * mean(relu(1 + fake)) over the patch scores."""
+    return 0.5 * (_mean_per_example(tf.nn.relu(1.0 - real_scores))
+                  + _mean_per_example(tf.nn.relu(1.0 + fake_scores)))
+
+
+def hinge_generator_loss(fake_scores):
+    """Per example: -mean(fake) over the patch scores."""
+    return -_mean_per_example(fake_scores)
+
+
+def _patch_scores(critic, images, mask, sketch):
+    inputs = [images, mask] + ([] if sketch is None else [sketch])
+    return tf.cast(critic(inputs)["patches"], tf.float32)
+
+
+def v2_critic_losses(critic, images, completed, mask, sketch=None):
+    """The SN-PatchGAN hinge loss.
+
+    Args:
+        critic: an `SNPatchGAN`; its spectral-norm vectors advance by one power iteration.
+        images: real images [B, H, W, 3] in [-1, 1].
+        completed: the refined output pasted into the hole, same shape.
+        mask: [B or 1, H, W, 1], 1 = hole; the critic sees it beside each image.
+        sketch: [B, H, W, 1] for a guided model, else None.
+
+    Returns:
+        A dict of per-example values: `d_loss`, and the mean patch scores `real` and `fake`.
+    """
+    batch = tf.shape(images)[0]
+    mask = tf.broadcast_to(tf.cast(mask, images.dtype), tf.concat([tf.shape(images)[:3], [1]], 0))
+    doubled = None if sketch is None else tf.concat([sketch, sketch], axis=0)
+    # One critic call on [real; fake], as the original does (one power iteration).
+    scores = _patch_scores(critic, tf.concat([images, completed], axis=0),
+                           tf.concat([mask, mask], axis=0), doubled)
+    real, fake = scores[:batch], scores[batch:]
+    return {"d_loss": hinge_critic_loss(real, fake), "real": _mean_per_example(real),
+            "fake": _mean_per_example(fake)}
+
+
+def v2_reconstruction_losses(images, outputs, weights=V2LossWeights()):
+    """`ae`: the L1 of both stages over the whole image, per example."""
+    return {"ae": weights.coarse * _mean_per_example(tf.abs(images - outputs["coarse"]))
+            + _mean_per_example(tf.abs(images - outputs["refined"]))}
+
+
+def v2_generator_losses(critic, images, outputs, mask, sketch=None, weights=V2LossWeights()):
+    """The v2 generator loss: the hinge adversarial term plus the whole-image L1 terms.
+
+    The critic only scores the completed images (the real half of the original's joint call
+    does not depend on the generator, and spectral normalisation does not depend on the input).
+
+    Returns:
+        A dict of per-example values: `g_loss` (the total), `g_adversarial`, `ae`.
+    """
+    completed = paste(images, outputs["refined"], mask)
+    adversarial = hinge_generator_loss(_patch_scores(critic, completed, mask, sketch))
+    terms = v2_reconstruction_losses(images, outputs, weights)
+    return {"g_loss": weights.gan * adversarial + weights.ae * terms["ae"],
+            "g_adversarial": adversarial, **terms}

@@ -137,7 +137,11 @@ def _square_size(features, channels, key, path):
 
 def generator_config(variables, padding="same", path="checkpoint"):
     """The `ModelConfig` of the generator stored in `variables`."""
-    cnum = int(variables[f"{GENERATOR_SCOPE}/conv1/kernel"].shape[-1])
+    conv1 = variables[f"{GENERATOR_SCOPE}/conv1/kernel"]
+    cnum = int(conv1.shape[-1])
+    if detect_version(variables, path) == "v2":
+        # A guided model's stage 1 takes [image, sketch, ones, mask]: 6 channels instead of 5.
+        return ModelConfig(version="v2", cnum=cnum, padding=padding, guided=conv1.shape[2] == 6)
     local_fc = variables.get(f"{CRITIC_SCOPE}/dout_local_fc/kernel")
     global_fc = variables.get(f"{CRITIC_SCOPE}/dout_global_fc/kernel")
     sizes = {}
@@ -184,7 +188,7 @@ def load_official_generator(path, version="v1", padding="same", attention="matmu
     Args:
         path: an original TF1 checkpoint folder (with `checkpoint` or `checkpoint.txt`, `*.index`,
             `*.data-*`, optionally `*.meta` and optimizer slots) or a checkpoint prefix.
-        version: "v1".
+        version: "v1" or "v2" (a guided v2 checkpoint is recognised by its first convolution).
         padding: padding of the rebuilt network; "same" is what the released models used.
         attention: contextual-attention implementation, "matmul" or "patches".
         flow_dtype: "float64" or "float32" flow colouring.
@@ -212,32 +216,52 @@ def build_generator(variables, path="checkpoint", padding="same", attention="mat
     return generator
 
 
+SN_SCOPE = f"{CRITIC_SCOPE}/sn_patch_gan"
+
+
 def has_critics(variables):
-    """Whether an original checkpoint's `variables` hold the WGAN critics."""
-    return f"{CRITIC_SCOPE}/dout_local_fc/kernel" in variables
+    """Whether an original checkpoint's `variables` hold the critics (v1 WGAN pair or v2 SN-PatchGAN)."""
+    return (f"{CRITIC_SCOPE}/dout_local_fc/kernel" in variables
+            or f"{SN_SCOPE}/conv1/kernel" in variables)
+
+
+def assign_sn_patch_gan(critic, variables, path="checkpoint"):
+    """Copies the original SN-PatchGAN weights and power-iteration vectors, converting BGR to RGB."""
+    for i, conv in enumerate(critic.convs):
+        scope = f"{SN_SCOPE}/conv{i + 1}"
+        kernel = _take(variables, f"{scope}/kernel", conv.kernel.shape, path)
+        if i == 0:
+            kernel = kernel[:, :, [2, 1, 0] + list(range(3, kernel.shape[2])), :]
+        _assign(conv, kernel, _take(variables, f"{scope}/bias", conv.bias.shape, path))
+        conv.u.assign(_take(variables, f"{scope}/kernel_sn/u", conv.u.shape, path))
 
 
 def build_critics(variables, path="checkpoint"):
-    """The v1 `Critics` with the weights in `variables` (from `read_variables`)."""
-    from inpainting.critics import Critics
+    """The critics (v1 `Critics` or v2 `SNPatchGAN`) with the weights in `variables`."""
+    from inpainting.critics import make_critics
 
     if not has_critics(variables):
-        raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel)")
-    critics = Critics(generator_config(variables, path=path))
+        raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel or "
+                              f"{SN_SCOPE}/conv1/kernel)")
+    config = generator_config(variables, path=path)
+    critics = make_critics(config)
     critics.build()
-    assign_critics(critics, variables, path)
+    if config.version == "v2":
+        assign_sn_patch_gan(critics, variables, path)
+    else:
+        assign_critics(critics, variables, path)
     return critics
 
 
 def load_official_critics(path, version="v1"):
-    """Builds the v1 `Critics` with the weights of an original DeepFill checkpoint.
+    """Builds the critics with the weights of an original DeepFill checkpoint.
 
     Args:
         path: an original TF1 checkpoint folder or prefix (see `load_official_generator`).
-        version: "v1".
+        version: "v1" (the WGAN-GP `Critics`) or "v2" (the `SNPatchGAN`, with its stored `u`).
 
     Returns:
-        Built `Critics` taking RGB.
+        Built critics taking RGB.
 
     Raises:
         CheckpointError: the checkpoint is missing, unreadable, of another version, or has no critics.
@@ -255,7 +279,7 @@ def convert(path, output, version="v1", overwrite=False):
     Args:
         path: original checkpoint folder or prefix.
         output: directory to write (`model_config.json` and a TF2 checkpoint).
-        version: "v1".
+        version: "v1" or "v2".
         overwrite: replace a checkpoint already in `output`.
 
     Returns:
