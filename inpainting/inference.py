@@ -58,26 +58,28 @@ class Inpainter:
 
     def __init__(self, generator):
         self.generator = generator
-        self._run = tf.function(
-            self._forward,
-            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32),
-                             tf.TensorSpec([1, None, None, 1], tf.float32)])
+        self.guided = generator.config.guided
+        specs = [tf.TensorSpec([1, None, None, 3], tf.float32)]
+        specs += [tf.TensorSpec([1, None, None, 1], tf.float32)] * (2 if self.guided else 1)
+        self._run = tf.function(self._forward, input_signature=specs)
 
-    def _forward(self, image, mask):
-        out = self.generator([image, mask], training=False)
+    def _forward(self, *inputs):
+        out = self.generator(list(inputs), training=False)
         return out["refined"], out["flow"]
 
     def check_size(self, height, width, path="image"):
         """Refuses images whose attention would not fit in this machine's memory."""
         check_size(height, width, path)
 
-    def __call__(self, rgb, mask, path="image"):
+    def __call__(self, rgb, mask, path="image", sketch=None):
         """Inpaints one image.
 
         Args:
             rgb: uint8 [H, W, 3] RGB.
             mask: float32 [H, W] in {0, 1}, 1 = hole.
             path: how to name the image in an error.
+            sketch: guided models: float32 [H, W] in {0, 1}, the lines the fill should follow
+                (only the hole part counts); None draws no lines. Other models take none.
 
         Returns:
             A dict: `filled` float32 [H, W, 3] RGB in 0..255, the network's output everywhere
@@ -89,7 +91,15 @@ class Inpainter:
         image, _ = imageio.pad_to_multiple(rgb, GRID)
         holes, _ = imageio.pad_to_multiple(mask.astype(np.float32), GRID, mode="constant")
         image = image.astype(np.float32) / 127.5 - 1.0
-        refined, flow = self._run(tf.constant(image[None]), tf.constant(holes[None, :, :, None]))
+        inputs = [tf.constant(image[None]), tf.constant(holes[None, :, :, None])]
+        if sketch is not None and not self.guided:
+            raise imageio.ImageError(f"{path}: a sketch was given but this model is not guided (it "
+                                     "was not trained with sketches)")
+        if self.guided:
+            lines = np.zeros_like(mask) if sketch is None else sketch
+            lines, _ = imageio.pad_to_multiple(lines.astype(np.float32), GRID, mode="constant")
+            inputs.append(tf.constant(lines[None, :, :, None]))
+        refined, flow = self._run(*inputs)
         filled = (refined.numpy()[0] + 1.0) * 127.5
         flow = np.rint((flow.numpy()[0] + 1.0) * 127.5).astype(np.uint8)
         flow = np.repeat(np.repeat(flow, 4, axis=0), 4, axis=1)
@@ -97,7 +107,7 @@ class Inpainter:
                 "flow": imageio.crop_to(flow, (height, width))}
 
 
-def inpaint_image(inpainter, image, mask, output_path, flow_path=None, overwrite=False):
+def inpaint_image(inpainter, image, mask, output_path, flow_path=None, overwrite=False, sketch=None):
     """Inpaints a loaded image and writes the result (and optionally the flow).
 
     Pixels outside the hole are bit-identical to the input; gray, 16-bit and alpha are preserved.
@@ -109,8 +119,9 @@ def inpaint_image(inpainter, image, mask, output_path, flow_path=None, overwrite
         output_path: where to write the result; the format follows the extension.
         flow_path: optional path for the colour-coded attention flow (PNG).
         overwrite: replace existing files.
+        sketch: for guided models, float32 [H, W] in {0, 1} (from `imageio.read_mask`), or None.
     """
-    result = inpainter(image.rgb, mask, image.path)
+    result = inpainter(image.rgb, mask, image.path, sketch)
     imageio.write_image(output_path, imageio.compose(image, result["filled"], mask), overwrite)
     if flow_path:
         imageio.write_image(flow_path, result["flow"][..., ::-1], overwrite)

@@ -1,8 +1,9 @@
 """Inpaint one image or a folder of images with a trained or imported DeepFill model.
 
     python -m inpainting.inpaint --checkpoint=DIR --image=IN --mask=MASK --output=OUT [--flow=FLOW]
+        [--sketch=LINES]
     python -m inpainting.inpaint --checkpoint=DIR --image_dir=DIR (--mask_dir=DIR | --mask=MASK)
-        --output_dir=DIR [--flow_dir=DIR]
+        --output_dir=DIR [--flow_dir=DIR] [--sketch_dir=DIR]
 
 Images of any size work: they are padded to the network's grid of 8 and cropped back. Gray,
 colour and colour+alpha images, 8 or 16 bits, are read; the output keeps the input's layout and
@@ -10,6 +11,8 @@ bit depth, and its pixels outside the hole are identical to the input's (write P
 keep that exact: JPEG and WebP re-compress). Existing files are never replaced without
 --overwrite. In folder mode each image's mask is the file in --mask_dir with the same relative
 path and name (any image extension), and outputs are written as PNG with the same relative path.
+Guided (sketch) v2 models take the lines the fill should follow as an image like a mask (white
+lines on black, only the part in the hole counts); without one they fill without lines.
 """
 
 import os
@@ -40,6 +43,10 @@ def define_flags():
                         "and file name without extension.")
     flags.DEFINE_string("output_dir", None, "Folder for the inpainted images of --image_dir (PNG).")
     flags.DEFINE_string("flow_dir", None, "Optional folder for the attention flow PNGs of --image_dir.")
+    flags.DEFINE_string("sketch", None, "Guided v2 models: lines the fill of --image should follow, an "
+                        "image of its size with white lines on black (only the part in the hole counts).")
+    flags.DEFINE_string("sketch_dir", None, "Guided v2 models: folder of sketches for --image_dir, "
+                        "matched like --mask_dir; images without one are filled without lines.")
     flags.DEFINE_bool("overwrite", False, "Replace output files that already exist.")
     flags.DEFINE_enum("attention", "matmul", ["matmul", "patches"],
                       "Contextual-attention implementation: matmul (fast) or patches (reference).")
@@ -56,15 +63,15 @@ def _jobs():
         for name in ("mask", "output"):
             if getattr(FLAGS, name) is None:
                 raise app.UsageError(f"--image needs --{name}")
-        for name in ("mask_dir", "output_dir", "flow_dir"):
+        for name in ("mask_dir", "output_dir", "flow_dir", "sketch_dir"):
             if getattr(FLAGS, name) is not None:
                 raise app.UsageError(f"--{name} goes with --image_dir, not --image")
-        return [(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow)]
+        return [(FLAGS.image, FLAGS.mask, FLAGS.output, FLAGS.flow, FLAGS.sketch)]
     if FLAGS.output_dir is None:
         raise app.UsageError("--image_dir needs --output_dir")
     if (FLAGS.mask_dir is None) == (FLAGS.mask is None):
         raise app.UsageError("--image_dir needs exactly one of --mask_dir or --mask")
-    for name in ("output", "flow"):
+    for name in ("output", "flow", "sketch"):
         if getattr(FLAGS, name) is not None:
             raise app.UsageError(f"--{name} goes with --image, not --image_dir (use --{name}_dir)")
     jobs = []
@@ -72,18 +79,30 @@ def _jobs():
         stem = os.path.splitext(rel)[0] + ".png"
         mask = FLAGS.mask or imageio.find_mask_for(rel, FLAGS.mask_dir)
         flow = os.path.join(FLAGS.flow_dir, stem) if FLAGS.flow_dir else None
-        jobs.append((os.path.join(FLAGS.image_dir, rel), mask, os.path.join(FLAGS.output_dir, stem), flow))
+        sketch = _optional_match(rel, FLAGS.sketch_dir) if FLAGS.sketch_dir else None
+        jobs.append((os.path.join(FLAGS.image_dir, rel), mask, os.path.join(FLAGS.output_dir, stem), flow,
+                     sketch))
     if not jobs:
         raise imageio.ImageError(f"{FLAGS.image_dir}: no images found "
                                  f"({', '.join(imageio.IMAGE_EXTENSIONS)})")
     return jobs
 
 
+def _optional_match(rel, directory):
+    """The file in `directory` matching image `rel` (as masks are matched), or None if there is none."""
+    try:
+        return imageio.find_mask_for(rel, directory)
+    except imageio.ImageError as err:
+        if "no mask found" in str(err):
+            return None
+        raise imageio.ImageError(str(err).replace("masks", "sketches")) from None
+
+
 def _check_outputs(jobs):
     """Fails before any work if an output would replace an input or, without --overwrite, a file."""
-    inputs = {os.path.realpath(p) for job in jobs for p in job[:2]}
+    inputs = {os.path.realpath(p) for job in jobs for p in (job[0], job[1], job[4]) if p}
     for job in jobs:
-        for path in filter(None, job[2:]):
+        for path in filter(None, job[2:4]):
             if os.path.realpath(path) in inputs:
                 raise imageio.ImageError(f"{path}: output would replace an input file; choose another path")
             if os.path.exists(path) and not FLAGS.overwrite:
@@ -101,16 +120,17 @@ def main(argv):
         jobs = _jobs()
         _check_outputs(jobs)
         inpainter = None
-        for i, (image_path, mask_path, output, flow) in enumerate(jobs, 1):
+        for i, (image_path, mask_path, output, flow, sketch_path) in enumerate(jobs, 1):
             start = time.perf_counter()
             image = imageio.read_image(image_path)
             mask = imageio.read_mask(mask_path, size=image.size)
+            sketch = imageio.read_mask(sketch_path, size=image.size) if sketch_path else None
             if inpainter is None:  # inputs are checked before TensorFlow and the model load
                 from inpainting import checkpoints, inference
 
                 generator = checkpoints.load_generator(FLAGS.checkpoint, FLAGS.attention)
                 inpainter = inference.Inpainter(generator)
-            inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite)
+            inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
             note = "  (the mask has no hole: output equals input)" if not mask.any() else ""
             print(f"[{i}/{len(jobs)}] {output}  hole {100 * mask.mean():.1f}%  "
                   f"{time.perf_counter() - start:.2f}s{note}", file=sys.stderr)

@@ -52,9 +52,12 @@ class SavedModelRunner:
     def __call__(self, rgb, mask, name="image"):
         import tensorflow as tf
 
+        inputs = {"image": tf.constant(rgb[None].astype(np.float32)),
+                  "mask": tf.constant(mask[None, :, :, None].astype(np.float32))}
+        if "sketch" in self._signature.structured_input_signature[1]:  # guided: no lines
+            inputs["sketch"] = tf.zeros_like(inputs["mask"])
         try:
-            out = self._signature(image=tf.constant(rgb[None].astype(np.float32)),
-                                  mask=tf.constant(mask[None, :, :, None].astype(np.float32)))
+            out = self._signature(**inputs)
         except tf.errors.InvalidArgumentError as err:  # the signature's own checks (size, mask)
             found = re.search(r"assertion failed: \[(.*?)\]", err.message)
             if found is None:

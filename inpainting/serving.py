@@ -68,7 +68,7 @@ def _pad_bottom_right(x, multiple, zeros=False):
     return padded
 
 
-def inpaint_graph(generator, image, mask, flow_dtype=tf.float64):
+def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None):
     """The `inpaint` signature's computation, without checks (TFLite runs it as it is).
 
     Args:
@@ -76,6 +76,7 @@ def inpaint_graph(generator, image, mask, flow_dtype=tf.float64):
         image: float32 [B, H, W, 3], RGB 0..255.
         mask: float32 [B, H, W, 1], hole where > 0.5.
         flow_dtype: float type of the flow colouring (float32 for TFLite).
+        sketch: guided models: float32 [B, H, W, 1], lines where > 0.5 (the hole part counts).
 
     Returns:
         A dict: `inpainted` float32 [B, H, W, 3] 0..255 and `flow` float32 [B, H, W, 3] 0..255.
@@ -85,7 +86,11 @@ def inpaint_graph(generator, image, mask, flow_dtype=tf.float64):
     hole = tf.cast(mask > 0.5, tf.float32)
     # Symmetric mirroring of the image, as `imageio.pad_to_multiple`; the padding is known content.
     padded = _pad_bottom_right(image, inference.GRID) / 127.5 - 1.0
-    out = generator([padded, _pad_bottom_right(hole, inference.GRID, zeros=True)], training=False)
+    inputs = [padded, _pad_bottom_right(hole, inference.GRID, zeros=True)]
+    if sketch is not None:
+        lines = tf.cast(sketch > 0.5, tf.float32)
+        inputs.append(_pad_bottom_right(lines, inference.GRID, zeros=True))
+    out = generator(inputs, training=False)
     filled = (out["refined"][:, :height, :width, :] + 1.0) * 127.5
     inpainted = filled * hole + image * (1.0 - hole)
     colours = flow_lib.flow_to_color(out["offsets"], dtype=flow_dtype, per_image=True)
@@ -130,6 +135,10 @@ def _decode_mask(data):
 class ServingModule(tf.Module):
     """The generator with the two serving signatures (see the module docstring).
 
+    A guided model's signatures have one more input: `sketch` float32 [B, H, W, 1] (lines where
+    > 0.5) in `inpaint`, and `sketch_bytes` (images read like masks; all black draws no lines) in
+    `serving_default`.
+
     Args:
         generator: a built `Generator`.
         max_pixels: the largest height x width either signature accepts.
@@ -142,37 +151,42 @@ class ServingModule(tf.Module):
         # through the model are saved, but TensorFlow's graph loader (TF Serving's) cannot find them.
         self.tf_variables = [v.value for v in generator.weights]
         self.max_pixels = int(max_pixels)
+        guided = generator.config.guided
+        maps = ["mask", "sketch"] if guided else ["mask"]
         self.inpaint = tf.function(self._inpaint, input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
-            tf.TensorSpec([None, None, None, 1], tf.float32, name="mask")])
+            tf.TensorSpec([None, None, None, 3], tf.float32, name="image")] + [
+            tf.TensorSpec([None, None, None, 1], tf.float32, name=name) for name in maps])
         self.serve_bytes = tf.function(self._serve_bytes, input_signature=[
-            tf.TensorSpec([None], tf.string, name="image_bytes"),
-            tf.TensorSpec([None], tf.string, name="mask_bytes")])
+            tf.TensorSpec([None], tf.string, name=f"{name}_bytes") for name in ["image"] + maps])
 
-    def _inpaint(self, image, mask):
-        image_shape, mask_shape = tf.shape(image), tf.shape(mask)
+    def _inpaint(self, image, mask, sketch=None):
+        image_shape = tf.shape(image)
         checks = _check_size(image_shape[1], image_shape[2], self.max_pixels, "inpaint")
-        checks.append(_check_mask(image_shape[:3], mask_shape[:3], "inpaint"))
+        checks += [_check_mask(image_shape[:3], tf.shape(m)[:3], "inpaint")
+                   for m in (mask, sketch) if m is not None]
         with tf.control_dependencies(checks):
-            return inpaint_graph(self.generator, tf.identity(image), mask)
+            return inpaint_graph(self.generator, tf.identity(image), mask, sketch=sketch)
 
-    def _serve_bytes(self, image_bytes, mask_bytes):
-        tf.debugging.assert_equal(tf.size(image_bytes), tf.size(mask_bytes),
-                                  message="serving_default: send as many mask_bytes as image_bytes")
+    def _serve_bytes(self, image_bytes, mask_bytes, sketch_bytes=None):
+        others = [mask_bytes] + ([] if sketch_bytes is None else [sketch_bytes])
+        for name, values in zip(("mask_bytes", "sketch_bytes"), others):
+            tf.debugging.assert_equal(tf.size(image_bytes), tf.size(values),
+                                      message=f"serving_default: send as many {name} as image_bytes")
 
-        def one(pair):
-            rgb = tf.io.decode_image(pair[0], channels=3, dtype=tf.uint8, expand_animations=False)
-            holes = _decode_mask(pair[1])
+        def one(items):
+            rgb = tf.io.decode_image(items[0], channels=3, dtype=tf.uint8, expand_animations=False)
+            maps = [_decode_mask(data) for data in items[1:]]  # the hole, then the sketch's lines
             checks = _check_size(tf.shape(rgb)[0], tf.shape(rgb)[1], self.max_pixels, "serving_default")
-            checks.append(_check_mask(tf.shape(rgb)[:2], tf.shape(holes), "serving_default"))
+            checks += [_check_mask(tf.shape(rgb)[:2], tf.shape(m), "serving_default") for m in maps]
             with tf.control_dependencies(checks):
-                hole = tf.cast(holes, tf.float32)[None, :, :, None]
                 image = tf.cast(rgb, tf.float32)[None]
-            result = inpaint_graph(self.generator, image, hole)["inpainted"][0]
+                inputs = [tf.cast(m, tf.float32)[None, :, :, None] for m in maps]
+            result = inpaint_graph(self.generator, image, inputs[0],
+                                   sketch=inputs[1] if len(inputs) > 1 else None)["inpainted"][0]
             filled = tf.cast(tf.clip_by_value(tf.round(result), 0.0, 255.0), tf.uint8)
-            return tf.io.encode_png(tf.where(holes[..., None], filled, rgb))
+            return tf.io.encode_png(tf.where(maps[0][..., None], filled, rgb))
 
-        output = tf.map_fn(one, (image_bytes, mask_bytes), fn_output_signature=tf.string)
+        output = tf.map_fn(one, tuple([image_bytes] + others), fn_output_signature=tf.string)
         return {"output_bytes": output}
 
 
@@ -215,6 +229,10 @@ def warmup_requests(generator, model_name):
             "image": rgb[None].astype(np.float32),
             "mask": (hole[None, :, :, None] > 0).astype(np.float32)},
     }
+    if generator.config.guided:  # a diagonal line through the hole
+        lines = np.where(np.abs(rows - cols) < 2, hole, 0).astype(np.uint8)
+        inputs["serving_default"]["sketch_bytes"] = [tf.io.encode_png(lines[..., None]).numpy()]
+        inputs["inpaint"]["sketch"] = (lines[None, :, :, None] > 0).astype(np.float32)
     logs = []
     for signature, tensors in inputs.items():
         request = predict_pb2.PredictRequest(

@@ -42,12 +42,13 @@ class _TFLiteModule(tf.Module):
         self.generator = generator
         self.tf_variables = [v.value for v in generator.weights]
         height, width = size or (None, None)
+        maps = ["mask", "sketch"] if generator.config.guided else ["mask"]
         self.inpaint = tf.function(self._inpaint, input_signature=[
-            tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
-            tf.TensorSpec([1, height, width, 1], tf.float32, name="mask")])
+            tf.TensorSpec([1, height, width, 3], tf.float32, name="image")] + [
+            tf.TensorSpec([1, height, width, 1], tf.float32, name=name) for name in maps])
 
-    def _inpaint(self, image, mask):
-        return serving.inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32)
+    def _inpaint(self, image, mask, sketch=None):
+        return serving.inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32, sketch=sketch)
 
 
 def _flex_ops(message):
@@ -160,18 +161,25 @@ class TFLiteRunner:
                               f"{', '.join(signatures) or 'none'}); export it with export.py --tflite")
         self._runner = self.interpreter.get_signature_runner(SIGNATURE)
         inputs = self._runner.get_input_details()
+        self.guided = "sketch" in inputs
         self.fixed_size = None
         shape = inputs["image"]["shape_signature"]
         if shape[1] > 0 and shape[2] > 0:
             self.fixed_size = (int(shape[1]), int(shape[2]))
 
-    def run(self, image, mask):
-        """image float32 [1, H, W, 3] 0..255, mask [1, H, W, 1] -> the signature's outputs."""
+    def run(self, image, mask, sketch=None):
+        """image float32 [1, H, W, 3] 0..255, mask [1, H, W, 1] (and, guided, sketch [1, H, W, 1])
+        -> the signature's outputs. A guided model given no sketch draws no lines."""
         if self.fixed_size is not None and tuple(image.shape[1:3]) != self.fixed_size:
             height, width = self.fixed_size
             raise ExportError(f"{self.path} takes {width}x{height} images only (exported with "
                               f"--tflite_size); got {image.shape[2]}x{image.shape[1]}")
-        return self._runner(image=np.asarray(image, np.float32), mask=np.asarray(mask, np.float32))
+        inputs = {"image": np.asarray(image, np.float32), "mask": np.asarray(mask, np.float32)}
+        if self.guided:
+            inputs["sketch"] = np.zeros_like(inputs["mask"]) if sketch is None else np.asarray(sketch, np.float32)
+        elif sketch is not None:
+            raise ExportError(f"{self.path}: a sketch was given but this model is not guided")
+        return self._runner(**inputs)
 
     def __call__(self, rgb, mask, name="image"):
         inference.check_size(*mask.shape, name)

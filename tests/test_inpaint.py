@@ -166,11 +166,13 @@ def test_cli_flag_misuse(files, tiny_checkpoint):
     assert "Traceback" not in result.stderr
 
 
-def test_cli_checkpoint_of_another_version(files, official_checkpoint):
+def test_cli_checkpoint_that_fits_no_network(files, official_checkpoint):
+    # v1 weights with a v2-shaped stage 2 input: read as v2, whose other layers do not fit.
     variables = tf1.read_variables(official_checkpoint("v1"))
     variables["inpaint_net/xconv1/kernel"] = np.zeros((5, 5, 3, 48), np.float32)
     write_tf1_checkpoint(files / "v2", variables)
     result = run_module("inpainting.inpaint", f"--checkpoint={files / 'v2'}", f"--image={files / 'img.png'}",
                         f"--mask={files / 'mask.png'}", f"--output={files / 'out.png'}")
-    assert_user_error(result, "is a DeepFill v2 checkpoint")
+    assert_user_error(result, "inpaint_net/conv2_downsample/kernel has shape [3, 3, 32, 64], expected "
+                              "[3, 3, 16, 64]")
     assert not (files / "out.png").exists()

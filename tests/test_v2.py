@@ -168,3 +168,71 @@ def test_version_mismatch_is_refused(v2_variables, tmp_path):
     write_tf1_checkpoint(tmp_path, v2_variables)
     with pytest.raises(CheckpointError, match="is a DeepFill v2 checkpoint .* pass --version=v2"):
         tf1.load_official_generator(tmp_path, version="v1")
+
+
+@pytest.mark.slow
+def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from inpainting import serving, tflite
+    from inpainting.inference import Inpainter
+
+    ref = load_reference("v2", "g_guided_256x256_b1.npz")
+    generator = tf1.build_generator(dict(v2_variables, **{"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]}))
+    directory = serving.export_saved_model(
+        generator, tmp_path / "export", extra=lambda path: tflite.write_models(generator, path, quantizations=("fp32",)))
+    rgb, mask, edge = ref["image_u8_bgr"][0][..., ::-1], ref["mask"][0, :, :, 0], ref["edge"][0, :, :, 0]
+    filled = Inpainter(generator)(rgb, mask, sketch=edge)["filled"]
+    expected = np.where(mask[..., None] > 0.5, filled, rgb.astype(np.float32))
+    # The graph loader, in a fresh process, with the sketch input of the guided signature.
+    for name, value in (("image", rgb[None]), ("mask", mask[None, :, :, None]), ("sketch", edge[None, :, :, None])):
+        np.save(tmp_path / f"{name}.npy", value.astype(np.float32))
+    inputs = ";".join(f"{name}={tmp_path / name}.npy" for name in ("image", "mask", "sketch"))
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "saved_model_cli"), "run", "--dir", directory,
+         "--tag_set", "serve", "--signature_def", "inpaint", "--inputs", inputs, "--outdir", tmp_path / "out"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "out" / "inpainted.npy")[0]
+    assert np.abs(served - expected).max() <= 0.05
+    model = os.path.join(directory, tflite.model_file("fp32"))
+    ops = tflite.op_names(model)
+    assert not [op for op in ops if op.lower().startswith("flex")] and "LOGISTIC" in ops  # the gates
+    out = tflite.TFLiteRunner(model).run(rgb[None].astype(np.float32), mask[None, :, :, None],
+                                         edge[None, :, :, None])
+    assert np.abs(out["inpainted"][0] - served).max() <= 0.05
+    # The warm-up requests carry a sketch too, and the bytes signature takes sketch_bytes.
+    loaded = tf.saved_model.load(directory)
+    assert sorted(loaded.signatures["serving_default"].structured_input_signature[1]) == [
+        "image_bytes", "mask_bytes", "sketch_bytes"]
+
+
+def test_sketch_reaches_only_guided_models(tmp_path):
+    from inpainting.errors import ImageError
+    from inpainting.inference import Inpainter
+
+    tf.keras.utils.set_random_seed(2)
+    config = ModelConfig(version="v2", cnum=8, guided=True, image_size=(64, 64), local_size=(32, 32))
+    generator = Generator(config)
+    generator.build()
+    for weight in generator.weights:  # at the initial scale gated layers shrink activations to nothing
+        if weight.path.endswith("kernel"):
+            weight.assign(weight * 2.5)
+    inpainter = Inpainter(generator)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    mask = np.zeros((37, 45), np.float32)
+    mask[8:30, 10:40] = 1
+    lines = np.zeros_like(mask)
+    lines[:, 20] = 1
+    plain, sketched = inpainter(rgb, mask)["filled"], inpainter(rgb, mask, sketch=lines)["filled"]
+    assert np.abs(plain - sketched)[mask > 0].max() > 1e-3
+    # Lines outside the hole change nothing.
+    outside = inpainter(rgb, mask, sketch=lines * (1 - mask))["filled"]
+    np.testing.assert_allclose(outside, plain, atol=1e-4)
+    unguided = Generator(ModelConfig(version="v2", cnum=8, image_size=(64, 64), local_size=(32, 32)))
+    unguided.build()
+    with pytest.raises(ImageError, match="a sketch was given but this model is not guided"):
+        Inpainter(unguided)(rgb, mask, "photo.png", sketch=lines)
