@@ -1,8 +1,9 @@
-"""Forward-pass speed of the v1 generator at batch 1, as JSON lines.
+"""Forward-pass speed of the v1 and v2 generators at batch 1, as JSON lines.
 
-    .venv/bin/python bench/infer.py [--sizes=256x256,512x680] [--implementations=matmul,patches]
+    .venv/bin/python bench/infer.py [--versions=v1,v2] [--sizes=256x256,512x680]
+        [--implementations=matmul,patches]
 
-One line per (implementation, size) with seconds per image, the FLOPs of the network as the
+One line per (version, implementation, size) with seconds per image, the FLOPs of the network as the
 original computes it and the effective GFLOP/s, and one line with this machine's float32
 matmul GFLOP/s measured in the same run. `patches` is the reference formulation of contextual
 attention, the same operations as the original code (extract_patches, convolution, fuse by
@@ -20,7 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 
-ORIGINAL_SECONDS = {(256, 256): 0.145, (512, 680): 1.62}  # reference timing.txt, v1 forward
+# Reference timing.txt, forward pass at batch 1.
+ORIGINAL_SECONDS = {("v1", 256, 256): 0.145, ("v1", 512, 680): 1.62,
+                    ("v2", 256, 256): 0.173, ("v2", 512, 680): 1.615}
+RELEASED_CNUM = {"v1": 32, "v2": 48}
 
 
 STAGE_INPUT_SCALE = {"stage1": 1, "conv_branch": 1, "attention_in": 1, "attention_out": 4, "merge": 4}
@@ -38,7 +42,7 @@ def generator_gflop(generator, height, width):
             kh, kw, cin, cout = conv.kernel.shape
             total += 2 * kh * kw * cin * cout * (height // scale) * (width // scale)
     positions = (height // 8) * (width // 8)
-    channels = 4 * generator.config.cnum
+    channels = generator.pmconv6.kernel.shape[-1] // (2 if generator.config.version == "v2" else 1)
     # Matching (3x3 patches) and pasting (4x4 patches) against every background patch.
     total += 2 * positions * positions * (9 + 16) * channels
     return total / 1e9
@@ -46,6 +50,7 @@ def generator_gflop(generator, height, width):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--versions", default="v1,v2", help="DeepFill versions, comma-separated")
     parser.add_argument("--sizes", default="256x256,512x680", help="HxW list, comma-separated")
     parser.add_argument("--implementations", default="matmul,patches",
                         help="contextual-attention implementations to time")
@@ -61,9 +66,11 @@ def main():
 
     gflops, matmul_timing = common.matmul_gflops()
     common.emit({"bench": "matmul_float32", "n": 2048, "gflops": round(gflops, 1), **matmul_timing})
-    for implementation in args.implementations.split(","):
+    for version, implementation in ((v, i) for v in args.versions.split(",")
+                                    for i in args.implementations.split(",")):
         tf.keras.utils.set_random_seed(0)
-        generator = Generator(ModelConfig(), attention=implementation)
+        generator = Generator(ModelConfig(version=version, cnum=RELEASED_CNUM[version]),
+                              attention=implementation)
         generator.build()
         forward = tf.function(lambda image, mask: generator([image, mask])["refined"])
         for size in args.sizes.split(","):
@@ -77,9 +84,9 @@ def main():
             timing = common.time_runs(lambda: forward(image, mask).numpy(), runs, warmup=3,
                                       wait=not args.no_wait)
             flop = generator_gflop(generator, height, width)
-            original = ORIGINAL_SECONDS.get((height, width))
+            original = ORIGINAL_SECONDS.get((version, height, width))
             common.emit({
-                "bench": "infer", "model": "v1", "implementation": implementation, "batch": 1,
+                "bench": "infer", "model": version, "implementation": implementation, "batch": 1,
                 "height": height, "width": width, "hole_fraction": round(float(np.mean(mask)), 4),
                 "seconds": round(timing["median"], 4), "gflop": round(flop, 2),
                 "effective_gflops": round(flop / timing["median"], 1),

@@ -1,10 +1,11 @@
-"""Training speed of DeepFill v1, as JSON lines.
+"""Training speed of DeepFill v1 or v2, as JSON lines.
 
-    .venv/bin/python bench/train.py [--batch_size=4] [--size=256] [--iterations=6] [--xla]
+    .venv/bin/python bench/train.py [--version=v1] [--batch_size=4] [--size=256] [--iterations=6] [--xla]
 
 One training iteration is what the original's trainer does per step and what reference
-`timing.txt` measures: 5 critic updates (WGAN-GP, each re-running the generator forward on its own
-batch) and 1 generator update, at 256x256 with batch 4 and the released widths. The steps are the
+`timing.txt` measures: for v1, 5 critic updates (WGAN-GP, each re-running the generator forward on
+its own batch) and 1 generator update; for v2, 1 critic update (SN-PatchGAN hinge) and 1 generator
+update; at 256x256 with batch 4 and the released widths. The steps are the
 training loop's own `tf.function`s (`inpainting.training.Trainer`), fed from a constant batch of
 real photos (the bundled samples) so that the input pipeline is not measured, as in the reference.
 `--precision=mixed_bfloat16` measures 16-bit convolutions, which is not the original's math, so
@@ -21,7 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 
-ORIGINAL_SECONDS = {"iteration": 8.84, "critic_update": 1.338, "generator_update": 2.109}
+ORIGINAL_SECONDS = {
+    "v1": {"iteration": 8.84, "critic_update": 1.338, "generator_update": 2.109},
+    "v2": {"iteration": 3.372, "critic_update": 1.008, "generator_update": 2.367},
+}
 
 
 def constant_batches(config):
@@ -34,12 +38,13 @@ def constant_batches(config):
     images = data.image_dataset(source, image_size=config.image_size, training=True, seed=1)
     batch = next(iter(data.training_batches(
         lambda **kw: images, batch_size=config.batch_size, image_size=config.image_size,
-        box_size=config.box_size, seed=1)))
+        box_size=config.box_size, seed=1, free_form=config.free_form_masks)))
     return tf.data.Dataset.from_tensors(batch).repeat()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", default="v1", choices=sorted(ORIGINAL_SECONDS))
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=6)
@@ -56,7 +61,8 @@ def main():
 
     keras.mixed_precision.set_global_policy(args.precision)
     with tempfile.TemporaryDirectory() as model_dir:
-        config = TrainConfig(model_dir=model_dir, image_size=args.size, box_size=args.size // 2,
+        config = TrainConfig(model_dir=model_dir, version=args.version, image_size=args.size,
+                             box_size=args.size // 2,
                              batch_size=args.batch_size, xla=args.xla, precision=args.precision)
         trainer = training.Trainer(config)
         iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
@@ -72,8 +78,8 @@ def main():
     for name, timing in (("iteration", iteration), ("critic_update", critic),
                          ("generator_update", generator)):
         same_math = (args.batch_size, args.size, args.precision) == (4, 256, "float32")
-        original = ORIGINAL_SECONDS[name] if same_math else None
-        common.emit({"bench": "train_v1", "measure": name, **common_fields,
+        original = ORIGINAL_SECONDS[args.version][name] if same_math else None
+        common.emit({"bench": f"train_{args.version}", "measure": name, **common_fields,
                      "seconds": round(timing["median"], 4), "min": round(timing["min"], 4),
                      "quiet_median": timing["quiet_median"] and round(timing["quiet_median"], 4),
                      "runs": timing["runs"], "quiet_runs": timing["quiet_runs"],

@@ -1,4 +1,4 @@
-"""DeepFill generative image inpainting (v1, CVPR 2018) in TensorFlow 2 / Keras 3.
+"""DeepFill generative image inpainting (v1, CVPR 2018; v2, ICCV 2019) in TensorFlow 2 / Keras 3.
 
     import inpainting
     generator = inpainting.load_official_generator("release_places2_256")  # original TF1 checkpoint
@@ -13,6 +13,7 @@ _EXPORTS = {
     "ModelConfig": "inpainting.config",
     "Generator": "inpainting.generator",
     "Critics": "inpainting.critics",
+    "SNPatchGAN": "inpainting.critics",
     "ContextualAttention": "inpainting.attention",
     "load_official_generator": "inpainting.tf1",
     "load_official_critics": "inpainting.tf1",

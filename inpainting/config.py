@@ -136,12 +136,25 @@ def parse_size(value, name):
     return size
 
 
+# Fields whose default depends on --version: the released models' values. A field left at None
+# takes its version's value when the config is created.
+VERSION_DEFAULTS = {
+    "v1": {"cnum": 32, "critic_steps": 5, "beta2": 0.9, "coarse_weight": 1.2, "ae_weight": 1.2,
+           "gan_weight": 0.001, "free_form_masks": False},
+    "v2": {"cnum": 48, "critic_steps": 1, "beta2": 0.999, "coarse_weight": 1.0, "ae_weight": 1.0,
+           "gan_weight": 1.0, "free_form_masks": True},
+}
+# v1's loss terms that v2 does not have: with --version=v2 they must keep their defaults.
+V1_ONLY = ("l1_weight", "global_gan_weight", "gradient_penalty", "discount_gamma")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; one field per flag of `train.py` (see `inpainting.flags`).
 
     It is validated when created (errors name the flag) and written into `model_dir` as
-    `train_config.json`.
+    `train_config.json`. Fields that default to None take the value of their --version in
+    `VERSION_DEFAULTS` (those of the released models).
     """
 
     model_dir: str = "runs/inpainting"
@@ -153,22 +166,24 @@ class TrainConfig:
     flip: bool = True
     mask_dir: str = ""
     version: str = "v1"
-    cnum: int = 32
+    guided: bool = False
+    cnum: int = None
     padding: str = "same"
     image_size: tuple = (256, 256)
     box_size: tuple = (128, 128)
     max_delta: tuple = (32, 32)
     margins: tuple = (0, 0)
+    free_form_masks: bool = None
     batch_size: int = 16
-    critic_steps: int = 5
+    critic_steps: int = None
     learning_rate: float = 1e-4
     beta1: float = 0.5
-    beta2: float = 0.9
+    beta2: float = None
     adam_epsilon: float = 1e-8
-    coarse_weight: float = 1.2
+    coarse_weight: float = None
     l1_weight: float = 1.2
-    ae_weight: float = 1.2
-    gan_weight: float = 0.001
+    ae_weight: float = None
+    gan_weight: float = None
     global_gan_weight: float = 1.0
     gradient_penalty: float = 10.0
     discount_gamma: float = 0.9
@@ -192,6 +207,11 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("image_size", "box_size", "max_delta", "margins"):
             object.__setattr__(self, name, parse_size(getattr(self, name), name))
+        if self.free_form_masks is None and self.mask_dir:  # the mask folder gives the holes
+            object.__setattr__(self, "free_form_masks", False)
+        for name, value in VERSION_DEFAULTS.get(self.version, {}).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         self._check()
 
     def _check(self):
@@ -205,6 +225,14 @@ class TrainConfig:
                               ("attention", ("matmul", "patches"))):
             if getattr(self, name) not in choices:
                 fail(name, f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.free_form_masks and self.mask_dir:
+            fail("free_form_masks", "cannot be combined with --mask_dir, whose masks are the holes; "
+                 "leave one out")
+        if self.version == "v2":
+            for name in V1_ONLY:
+                if getattr(self, name) != TrainConfig.__dataclass_fields__[name].default:
+                    fail(name, "is a term of the v1 loss; DeepFill v2 has no such term (leave it out "
+                         "with --version=v2)")
         for name in ("batch_size", "critic_steps", "max_steps", "checkpoint_every", "keep_checkpoints",
                      "summary_every", "validation_every", "validation_images", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -239,7 +267,7 @@ class TrainConfig:
     def model_config(self):
         """The `ModelConfig` of the network this run trains."""
         return ModelConfig(version=self.version, cnum=self.cnum, padding=self.padding,
-                           image_size=self.image_size, local_size=self.box_size)
+                           image_size=self.image_size, local_size=self.box_size, guided=self.guided)
 
     @property
     def batches_per_step(self):

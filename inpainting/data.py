@@ -42,6 +42,13 @@ Unreadable files
     `tf.errors.OutOfRangeError` / `get_next_as_optional` without a value inside a
     `tf.function`), and must treat that as a fatal data error.
 
+Holes and edges
+    `training_batches` gives every batch one hole: a trimmed DeepFill v1 box, a
+    mask from a folder, or (`free_form`, DeepFill v2) the box joined with brush
+    strokes. With `edges` a batch also carries the Canny edge map of its images
+    (`canny_edges`, OpenCV's Canny(gray, 100, 200) in TensorFlow ops), the input
+    of guided (sketch) models.
+
 Every step is a TensorFlow op inside `tf.data` (no Python per element), decoded
 in parallel with deterministic order, and every random draw is stateless.
 """
@@ -80,6 +87,8 @@ FILE_ORDER = 1
 AUGMENT = 2
 BATCH = 3
 RECORD_WINDOW = 4
+# Folded into seed 0 for the fixed stroke mask of validation (the same for every run).
+VALIDATION_STROKES = 5
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ENDLESS = tf.int64.max
@@ -462,6 +471,108 @@ def preprocess_image(image, image_size, *, preprocess="crop", key=None, flip=Fal
     return tf.ensure_shape(image, [height, width, 3])
 
 
+# ------------------------------------------------------------------------------ edges
+
+# OpenCV's fixed-point BT.601 weights (R, G, B) for 8-bit RGB -> gray, scaled by 2 ** 15.
+_GRAY_WEIGHTS = (9798, 19235, 3735)
+# tan(22.5 degrees) scaled by 2 ** 15, rounded: OpenCV's sector test in the non-maximum step.
+_TAN_22 = 13573
+
+
+def gray_levels(image):
+    """8-bit gray levels of uint8 RGB pixels, exactly as OpenCV's COLOR_RGB2GRAY.
+
+    That is BT.601 luma (0.299, 0.587, 0.114) in 15-bit fixed point, rounded:
+    (9798 R + 19235 G + 3735 B + 16384) >> 15. It differs from the rounded
+    floating-point luma by one level on a few colours (about 0.1%).
+
+    Args:
+        image: uint8 [..., 3] RGB.
+
+    Returns:
+        int32 [...] in 0..255.
+    """
+    pixels = tf.cast(image, tf.int32)
+    weighted = tf.reduce_sum(pixels * tf.constant(_GRAY_WEIGHTS, tf.int32), axis=-1)
+    return tf.bitwise.right_shift(weighted + (1 << 14), 15)
+
+
+def canny_edges(image, low=100, high=200):
+    """Canny edge maps of uint8 RGB images, computed as OpenCV's `Canny(gray, low, high)`.
+
+    The edge input of the guided (sketch) DeepFill v2 model. Steps, all TensorFlow
+    ops (usable in `tf.data`): gray levels (`gray_levels`); 3x3 Sobel gradients
+    gx, gy with the border pixels replicated; magnitude |gx| + |gy| (OpenCV's
+    default L1 norm); non-maximum suppression along the gradient's sector
+    (horizontal when |gy| < tan(22.5) |gx|, vertical when |gy| > tan(67.5) |gx|,
+    else the diagonal of the signs; strict against the previous neighbour and
+    non-strict against the next one on the two axis directions, strict on both
+    on the diagonals; magnitudes outside the image are 0); then hysteresis:
+    surviving pixels above `low` are candidates, those above `high` are edges,
+    and edges grow into 8-connected candidates (a constrained dilation repeated
+    in a `tf.while_loop` until nothing changes). Thresholds are floored, as
+    OpenCV does with the L1 norm.
+
+    Args:
+        image: uint8 [..., H, W, 3] RGB, any number of leading batch axes.
+        low: lower hysteresis threshold.
+        high: upper hysteresis threshold (>= low).
+
+    Returns:
+        float32 [..., H, W, 1]: 1 on edges, 0 elsewhere.
+
+    Raises:
+        DataError: the image is not uint8 [..., H, W, 3], or the thresholds are
+            negative or in the wrong order.
+    """
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8 or image.shape.rank is not None and (
+            image.shape.rank < 3 or image.shape[-1] not in (None, 3)):
+        raise DataError(f"canny_edges needs uint8 [..., H, W, 3] RGB images, got "
+                        f"{image.dtype.name} {image.shape}; convert the image to 8-bit RGB")
+    if not 0 <= low <= high:
+        raise DataError(f"canny_edges thresholds must satisfy 0 <= low <= high, got low={low}, "
+                        f"high={high}")
+    shape = tf.shape(image)
+    gray = gray_levels(tf.reshape(image, tf.concat([[-1], shape[-3:]], 0)))
+    padded = tf.pad(gray, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")  # replicates the border
+
+    def window(row, col):  # the neighbour at offset (row - 1, col - 1) of every pixel
+        return padded[:, row:row + tf.shape(gray)[1], col:col + tf.shape(gray)[2]]
+
+    grad_x = (window(0, 2) + 2 * window(1, 2) + window(2, 2)
+              - window(0, 0) - 2 * window(1, 0) - window(2, 0))
+    grad_y = (window(2, 0) + 2 * window(2, 1) + window(2, 2)
+              - window(0, 0) - 2 * window(0, 1) - window(0, 2))
+    magnitude = tf.abs(grad_x) + tf.abs(grad_y)
+    around = tf.pad(magnitude, [[0, 0], [1, 1], [1, 1]])  # zeros outside the image
+
+    def near(row, col):
+        return around[:, row:row + tf.shape(gray)[1], col:col + tf.shape(gray)[2]]
+
+    size_x = tf.abs(grad_x)
+    size_y = tf.abs(grad_y) * (1 << 15)
+    horizontal = size_y < size_x * _TAN_22
+    vertical = ~horizontal & (size_y > size_x * (_TAN_22 + (1 << 16)))
+    same_sign = (grad_x < 0) == (grad_y < 0)
+    peak = tf.where(
+        horizontal, (magnitude > near(1, 0)) & (magnitude >= near(1, 2)),
+        tf.where(vertical, (magnitude > near(0, 1)) & (magnitude >= near(2, 1)),
+                 tf.where(same_sign, (magnitude > near(0, 0)) & (magnitude > near(2, 2)),
+                          (magnitude > near(0, 2)) & (magnitude > near(2, 0)))))
+    candidate = peak & (magnitude > math.floor(low))
+    strong = candidate & (magnitude > math.floor(high))
+    candidate = tf.cast(candidate, tf.float32)[..., None]
+
+    def grow(edges, _):
+        grown = tf.nn.max_pool2d(edges, 3, 1, "SAME") * candidate
+        return grown, tf.reduce_any(grown != edges)
+
+    edges, _ = tf.while_loop(lambda edges, changed: changed, grow,
+                             (tf.cast(strong, tf.float32)[..., None], tf.constant(True)))
+    return tf.reshape(edges, tf.concat([shape[:-1], [1]], 0))
+
+
 # ------------------------------------------------------------------------------ streams
 
 def _permutation(size, key):
@@ -750,16 +861,31 @@ def _stream(images, consumed=0, skipped_before=0):
     return images(start_example=consumed + skipped_before, skipped_before=skipped_before)
 
 
+def _hole_options(mask_dir, free_form, strokes):
+    """The stroke configuration to use (None without free_form); refuses mask_dir with it."""
+    if not free_form:
+        return None
+    if mask_dir is not None:
+        raise DataError(f"free_form brush strokes cannot be combined with mask_dir {mask_dir}: "
+                        f"the holes come either from the mask folder or from boxes and strokes; "
+                        f"drop one of the two")
+    return masks.StrokeConfig.of(strokes)
+
+
 def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32, 32),
-                     margins=(0, 0), seed=0, start_batch=0, skipped_before=0, mask_dir=None):
+                     margins=(0, 0), seed=0, start_batch=0, skipped_before=0, mask_dir=None,
+                     free_form=False, strokes=None, edges=False):
     """Training batches: images, one hole per batch, its box and gradient-penalty weights.
 
     As in DeepFill v1, every batch has one box and one mask repeated along the batch
     axis, so a distribution strategy can split every component along axis 0. The box
     comes from `masks.random_bbox` and the hole from `masks.bbox_to_mask` with a
-    random trim; with `mask_dir`, batch k takes element k of
-    `masks.mask_folder_dataset` and the box from `masks.mask_bbox`. Batch k's box,
-    trim and alphas depend only on (seed, k).
+    random trim; with `free_form` (DeepFill v2) the hole is the union of that
+    trimmed box and a `masks.brush_stroke_mask`, while `bbox` stays the box. With
+    `mask_dir`, batch k takes element k of `masks.mask_folder_dataset` and the box
+    from `masks.mask_bbox`. Batch k's box, trim, strokes and alphas depend only on
+    (seed, k), and the box, trim and alphas are the same with or without
+    `free_form`.
 
     Args:
         images: the image stream: a function called as
@@ -779,17 +905,28 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
             stopping (0 if no file was skipped): with it the resumed stream is
             exactly the uninterrupted one even when files were skipped.
         mask_dir: folder of mask images used instead of boxes.
+        free_form: add DeepFill v2 brush strokes to the box hole (not with `mask_dir`).
+        strokes: the strokes' `masks.StrokeConfig` (or a dict of its fields; None for
+            the defaults); used only with `free_form`.
+        edges: add "edge", the `canny_edges` of the images (unmasked), the input of
+            guided (sketch) models.
 
     Returns:
         `tf.data.Dataset` of {"image": uint8 [B, H, W, 3], "mask": float32 [B, H, W, 1]
         (1 = hole), "bbox": int32 [B, 4] (top, left, height, width), "alpha_local":
         float32 [B, 1], "alpha_global": float32 [B, 1] (uniform in [0, 1)),
-        "skipped": int64 [B], each example's cumulative count of skipped files}.
+        "skipped": int64 [B], each example's cumulative count of skipped files}, plus
+        "edge": float32 [B, H, W, 1] in {0, 1} with `edges`.
+
+    Raises:
+        DataError: a bad size or count, the box does not fit, a bad stroke
+            configuration, or `free_form` together with `mask_dir`.
     """
     image_size, box_size, margins = masks.check_box(image_size, box_size, margins)
     if batch_size < 1 or start_batch < 0 or skipped_before < 0:
         raise DataError(f"batch_size must be >= 1 and start_batch, skipped_before >= 0, got "
                         f"{batch_size}, {start_batch}, {skipped_before}")
+    strokes = _hole_options(mask_dir, free_form, strokes)
     stream = _stream(images, start_batch * batch_size, skipped_before)
     parts = [stream.batch(batch_size, drop_remainder=True),
              tf.data.Dataset.range(start_batch, _ENDLESS)]
@@ -801,9 +938,12 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
         if mask is None:
             bbox = masks.random_bbox(masks.stream_seed(key, 0), image_size, box_size, margins)
             mask = masks.bbox_to_mask(bbox, image_size, max_delta, seed=masks.stream_seed(key, 1))
+            if strokes is not None:
+                mask = tf.maximum(mask, masks.brush_stroke_mask(
+                    image_size, masks.stream_seed(key, 4), strokes))
         else:
             bbox = masks.mask_bbox(mask, box_size, image_size)
-        return {
+        out = {
             "image": batch["image"],
             "mask": tf.tile(mask[None], [batch_size, 1, 1, 1]),
             "bbox": tf.tile(bbox[None], [batch_size, 1]),
@@ -813,13 +953,17 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
                                                         masks.stream_seed(key, 3)),
             "skipped": batch["skipped"],
         }
+        if edges:
+            out["edge"] = canny_edges(batch["image"])
+        return out
 
     batches = tf.data.Dataset.zip(tuple(parts)).map(
         assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def validation_batches(images, *, count, image_size, box_size, mask_dir=None):
+def validation_batches(images, *, count, image_size, box_size, mask_dir=None, free_form=False,
+                       strokes=None, edges=False):
     """One validation batch: the first `count` images with the centre box (or fixed masks).
 
     Args:
@@ -830,18 +974,31 @@ def validation_batches(images, *, count, image_size, box_size, mask_dir=None):
         box_size: (h, w) of the box.
         mask_dir: folder of mask images: example i gets the i-th mask of
             `masks.fixed_masks` and the box from `masks.mask_bbox`.
+        free_form: add one fixed stroke mask (`masks.brush_stroke_mask` with the
+            key stream_seed(0, VALIDATION_STROKES), the same in every run) to the
+            centre box hole of every example (not with `mask_dir`).
+        strokes: the strokes' `masks.StrokeConfig` (None for the defaults).
+        edges: add "edge", the `canny_edges` of the images.
 
     Returns:
         `tf.data.Dataset` of one batch with the layout of `training_batches`;
-        without `mask_dir` every example has the untrimmed centre box as hole; both
-        alphas are 0.5.
+        without `mask_dir` every example has the untrimmed centre box as hole
+        (joined with the fixed strokes with `free_form`); both alphas are 0.5.
+
+    Raises:
+        DataError: a bad size or count, a bad stroke configuration, or
+            `free_form` together with `mask_dir`.
     """
     image_size = _check_size(image_size)
     if count < 1:
         raise DataError(f"validation count must be >= 1, got {count}")
+    strokes = _hole_options(mask_dir, free_form, strokes)
     if mask_dir is None:
         bbox = masks.center_bbox(image_size, box_size)
         hole = masks.bbox_to_mask(bbox, image_size)
+        if strokes is not None:
+            hole = tf.maximum(hole, masks.brush_stroke_mask(
+                image_size, masks.stream_seed(0, VALIDATION_STROKES), strokes))
         holes, boxes = hole[None], bbox[None]
     else:
         holes = masks.fixed_masks(mask_dir, image_size, count)
@@ -854,8 +1011,11 @@ def validation_batches(images, *, count, image_size, box_size, mask_dir=None):
         else:
             mask, bbox = holes[:size], boxes[:size]
         half = tf.fill([size, 1], 0.5)
-        return {"image": batch["image"], "mask": mask, "bbox": bbox, "alpha_local": half,
-                "alpha_global": half, "skipped": batch["skipped"]}
+        out = {"image": batch["image"], "mask": mask, "bbox": bbox, "alpha_local": half,
+               "alpha_global": half, "skipped": batch["skipped"]}
+        if edges:
+            out["edge"] = canny_edges(batch["image"])
+        return out
 
     stream = images if isinstance(images, tf.data.Dataset) else images()
     return stream.take(count).batch(count).map(assemble).prefetch(tf.data.AUTOTUNE)

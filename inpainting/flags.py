@@ -2,14 +2,18 @@
 
     python train.py --flagfile=configs/places2.cfg [--model_dir=... more overrides]
 
-The defaults are those of the released DeepFill v1 models (`TrainConfig`).
+The defaults are those of the released DeepFill models of the chosen --version (`TrainConfig`).
 """
+
+import dataclasses
+import types
 
 from absl import flags
 
-from inpainting.config import PRECISIONS, PREPROCESSING, STRATEGIES, TrainConfig
+from inpainting.config import PRECISIONS, PREPROCESSING, STRATEGIES, VERSIONS, TrainConfig
 
-_D = TrainConfig()
+# The declared defaults: None where the value depends on --version (see VERSION_DEFAULTS).
+_D = types.SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(TrainConfig)})
 
 
 def _size(value):
@@ -41,8 +45,15 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("mask_dir", _D.mask_dir, "Folder of mask images (white = hole) to train and "
                         "validate with instead of random boxes.", flag_values=flag_values)
     # The network.
-    flags.DEFINE_enum("version", _D.version, ["v1"], "DeepFill version.", flag_values=flag_values)
-    flags.DEFINE_integer("cnum", _D.cnum, "Base width of the generator (32 for the released models).", flag_values=flag_values)
+    flags.DEFINE_enum("version", _D.version, list(VERSIONS), "DeepFill version: v1 (contextual attention, "
+                      "WGAN-GP global and local critics) or v2 (gated convolutions, SN-PatchGAN critic, "
+                      "free-form masks). Flags marked 'per version' default to the released models' values "
+                      "of the version.", flag_values=flag_values)
+    flags.DEFINE_bool("guided", _D.guided, "v2 only: train a sketch-guided model, whose stage 1 also "
+                      "takes an edge map of the hole; the edges are derived from each training image "
+                      "(Canny, thresholds 100 and 200).", flag_values=flag_values)
+    flags.DEFINE_integer("cnum", _D.cnum, "Base width of the generator (per version: 32 for v1, 48 "
+                         "for v2).", flag_values=flag_values)
     flags.DEFINE_enum("padding", _D.padding, ["same", "reflect", "symmetric"], "Convolution padding: "
                       "same (zeros, as the released models) or mirror padding (reflect, symmetric).", flag_values=flag_values)
     flags.DEFINE_string("image_size", _size(_D.image_size), "Training image size, HxW or N; multiples "
@@ -53,23 +64,31 @@ def define_flags(flag_values=flags.FLAGS):
                         "max_delta/2 pixels on each side (HxW or N; 0 makes the hole the box).", flag_values=flag_values)
     flags.DEFINE_string("margins", _size(_D.margins), "Minimum distance from the box to the image "
                         "border (HxW or N).", flag_values=flag_values)
+    flags.DEFINE_bool("free_form_masks", _D.free_form_masks, "Holes are the box's hole united with "
+                      "random brush strokes, as DeepFill v2 trains (per version: off for v1, on for "
+                      "v2).", flag_values=flag_values)
     # Optimisation.
     flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size, split across devices.", flag_values=flag_values)
     flags.DEFINE_integer("critic_steps", _D.critic_steps, "Critic updates per generator update, each "
-                         "on its own batch and box.", flag_values=flag_values)
+                         "on its own batch and box (per version: 5 for v1, 1 for v2).", flag_values=flag_values)
     flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate.", flag_values=flag_values)
     flags.DEFINE_float("beta1", _D.beta1, "Adam beta1.", flag_values=flag_values)
-    flags.DEFINE_float("beta2", _D.beta2, "Adam beta2. One Adam optimizer serves the generator and the "
-                       "critics, as in the original.", flag_values=flag_values)
+    flags.DEFINE_float("beta2", _D.beta2, "Adam beta2 (per version: 0.9 for v1, 0.999 for v2). One "
+                       "Adam optimizer serves the generator and the critics, as in the original.",
+                       flag_values=flag_values)
     flags.DEFINE_float("adam_epsilon", _D.adam_epsilon, "Adam epsilon (1e-8 as in the original).", flag_values=flag_values)
-    flags.DEFINE_float("coarse_weight", _D.coarse_weight, "Weight of the coarse output in the L1 terms.", flag_values=flag_values)
-    flags.DEFINE_float("l1_weight", _D.l1_weight, "Weight of the spatially discounted L1 on the hole box.", flag_values=flag_values)
-    flags.DEFINE_float("ae_weight", _D.ae_weight, "Weight of the L1 on the known region.", flag_values=flag_values)
-    flags.DEFINE_float("gan_weight", _D.gan_weight, "Weight of the adversarial terms in the generator loss.", flag_values=flag_values)
-    flags.DEFINE_float("global_gan_weight", _D.global_gan_weight, "Weight of the global critic relative "
-                       "to the local one.", flag_values=flag_values)
-    flags.DEFINE_float("gradient_penalty", _D.gradient_penalty, "WGAN-GP lambda.", flag_values=flag_values)
-    flags.DEFINE_float("discount_gamma", _D.discount_gamma, "Base of the spatial discounting mask "
+    flags.DEFINE_float("coarse_weight", _D.coarse_weight, "Weight of the coarse output in the L1 terms "
+                       "(per version: 1.2 for v1, 1 for v2).", flag_values=flag_values)
+    flags.DEFINE_float("l1_weight", _D.l1_weight, "v1: weight of the spatially discounted L1 on the "
+                       "hole box.", flag_values=flag_values)
+    flags.DEFINE_float("ae_weight", _D.ae_weight, "Weight of the L1 terms: v1, on the known region "
+                       "(1.2); v2, on the whole image (1).", flag_values=flag_values)
+    flags.DEFINE_float("gan_weight", _D.gan_weight, "Weight of the adversarial terms in the generator "
+                       "loss (per version: 0.001 for v1, 1 for v2).", flag_values=flag_values)
+    flags.DEFINE_float("global_gan_weight", _D.global_gan_weight, "v1: weight of the global critic "
+                       "relative to the local one.", flag_values=flag_values)
+    flags.DEFINE_float("gradient_penalty", _D.gradient_penalty, "v1: WGAN-GP lambda.", flag_values=flag_values)
+    flags.DEFINE_float("discount_gamma", _D.discount_gamma, "v1: base of the spatial discounting mask "
                        "(1 disables discounting).", flag_values=flag_values)
     # The run.
     flags.DEFINE_integer("max_steps", _D.max_steps, "Stop after this many generator updates (total, "

@@ -15,11 +15,21 @@ Mask folders
     scaled to 8 bits; a partly transparent alpha channel alone is the mask).
     `mask_bbox` then places the local critic's box on the hole.
 
+Free-form brush strokes (DeepFill v2)
+    `brush_stroke_mask` draws 1..`StrokeConfig.max_strokes` random zig-zag strokes
+    (see `stroke_parameters` for the exact distribution). A stroke is a polyline of
+    round-capped thick segments: a pixel is a hole when the distance from its
+    centre to the polyline is at most half the stroke width. DeepFill v2 trains on
+    the union of such strokes and a v1 box hole, one mask per batch.
+
 Randomness
     Every random draw is stateless: it takes a key made by `stream_seed` from a
     user seed and integer indices, so a stream is a pure function of (seed,
     position) and a resumed run sees the same masks as an uninterrupted one.
 """
+
+import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -28,6 +38,10 @@ from inpainting.errors import DataError
 # Parts folded into the user seed so that the streams drawn from one seed are independent.
 MASK_ORDER = 101
 MASK_FLIP = 102
+
+# Parts folded into a stroke mask's key, one per kind of draw.
+_STROKE_COUNT, _STROKE_VERTICES, _STROKE_WIDTH, _STROKE_SPREAD = 0, 1, 2, 3
+_STROKE_ANGLE, _STROKE_START, _STROKE_RADIUS, _STROKE_FLIP = 4, 5, 6, 7
 
 # ITU-R BT.601 luma weights, the ones OpenCV and `inpainting.imageio` use.
 _LUMA = (0.299, 0.587, 0.114)
@@ -301,3 +315,225 @@ def fixed_masks(mask_dir, image_size, count):
             raise DataError(f"{path}: cannot read this mask image ({reason}); replace or remove "
                             f"it from the mask folder {mask_dir}") from None
     return tf.stack([loaded[paths[i % len(paths)]] for i in range(count)])
+
+
+# ------------------------------------------------------------------------ brush strokes
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrokeConfig:
+    """The distribution of DeepFill v2 free-form brush strokes; the defaults are the original's.
+
+    Attributes:
+        max_strokes: the number of strokes of a mask is uniform in 1..max_strokes
+            (inclusive).
+        min_vertices: smallest number of segments of a stroke.
+        max_vertices: exclusive upper bound of the number of segments: each stroke
+            has a uniform number in [min_vertices, max_vertices) of segments after
+            its start point (the original calls them vertices).
+        mean_angle: mean direction of the odd segments in radians, from the x axis
+            (towards y, i.e. downwards); the even ones head to 2 pi minus their
+            angle, so strokes zig-zag.
+        angle_range: each stroke draws its angle interval as
+            [mean_angle - u1, mean_angle + u2], u1 and u2 uniform in [0, angle_range).
+        min_width: smallest stroke width in pixels.
+        max_width: exclusive upper bound of the width: each stroke has one width,
+            a uniform integer in [min_width, max_width).
+
+    Raises:
+        DataError: a value is out of range (checked on construction).
+    """
+
+    max_strokes: int = 3
+    min_vertices: int = 4
+    max_vertices: int = 12
+    mean_angle: float = 2 * math.pi / 5
+    angle_range: float = 2 * math.pi / 15
+    min_width: int = 12
+    max_width: int = 40
+
+    def __post_init__(self):
+        if not _is_int(self.max_strokes) or self.max_strokes < 1:
+            raise DataError(f"StrokeConfig: max_strokes must be an integer >= 1, got "
+                            f"{self.max_strokes!r}")
+        for low, high in (("min_vertices", "max_vertices"), ("min_width", "max_width")):
+            first, second = getattr(self, low), getattr(self, high)
+            if not (_is_int(first) and _is_int(second)) or not 1 <= first < second:
+                raise DataError(f"StrokeConfig: {low} and {high} must be integers with "
+                                f"1 <= {low} < {high} ({high} is an exclusive bound), got "
+                                f"{first!r} and {second!r}")
+        for name, lowest in (("mean_angle", -math.inf), ("angle_range", 0.0)):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < lowest:
+                bound = f" >= {lowest:g}" if math.isfinite(lowest) else ""
+                raise DataError(f"StrokeConfig: {name} must be a finite number of radians"
+                                f"{bound}, got {value!r}")
+
+    @classmethod
+    def of(cls, value):
+        """A `StrokeConfig` from None (the defaults), a `StrokeConfig` or a dict of its fields.
+
+        Raises:
+            DataError: another type, an unknown field, or a value out of range.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            fields = [field.name for field in dataclasses.fields(cls)]
+            unknown = sorted(set(value) - set(fields))
+            if unknown:
+                raise DataError(f"StrokeConfig: unknown field(s) {', '.join(map(str, unknown))}; "
+                                f"the fields are {', '.join(fields)}")
+            return cls(**value)
+        raise DataError(f"strokes must be a StrokeConfig, a dict of its fields or None, got "
+                        f"{type(value).__name__}")
+
+
+def stroke_parameters(image_size, seed, config=None):
+    """The random strokes of `brush_stroke_mask`, in fixed-size tensors.
+
+    The distribution follows DeepFill v2, with x along the width, y along the
+    height and working flips. With S = max_strokes and V = max_vertices - 1:
+    the number of strokes is uniform in 1..S; stroke s gets a number of segments
+    uniform in [min_vertices, max_vertices), a width uniform in
+    [min_width, max_width) (integers), an angle interval [lo, hi] =
+    [mean_angle - u1, mean_angle + u2] (u1, u2 uniform in [0, angle_range)) and a
+    start point uniform in [0, W) x [0, H). Segment i heads in the direction a
+    (radians from the x axis towards y), a uniform in [lo, hi] and replaced by
+    2 pi - a when i is even, and has a length
+    r = clip(normal(R, R / 2), 0, 2 R) with R = sqrt(H^2 + W^2) / 8; the next
+    vertex is (clip(x + r cos a, 0, W), clip(y + r sin a, 0, H)). Finally all
+    points are mirrored left-right (x -> W - x) and top-bottom (y -> H - y), each
+    with probability 1/2. Coordinates are in pixels: pixel (row i, column j)
+    covers [j, j + 1) x [i, i + 1), its centre is (j + 0.5, i + 0.5).
+
+    Args:
+        image_size: (H, W) of the mask.
+        seed: a user seed (int) or a key from `stream_seed`.
+        config: a `StrokeConfig`, a dict of its fields, or None for the defaults.
+
+    Returns:
+        dict of "count": int32 scalar, the number of strokes; "segments": int32 [S],
+        the segments of each stroke (0 for s >= count); "width": int32 [S];
+        "points": float32 [S, V + 1, 2], the vertices (x, y) of each stroke, of which
+        the first segments[s] + 1 are used; "flip": bool [2], (left-right,
+        top-bottom).
+    """
+    config = StrokeConfig.of(config)
+    height, width = size_pair(image_size, "image_size")
+    if min(height, width) < 1:
+        raise DataError(f"image_size must be positive, got {(height, width)}")
+    strokes, steps = config.max_strokes, config.max_vertices - 1
+    key = stream_seed(seed)
+
+    def draw(part, shape, low=0.0, high=1.0, dtype=tf.float32):
+        return tf.random.stateless_uniform(shape, stream_seed(key, part), minval=low,
+                                           maxval=high, dtype=dtype)
+
+    count = draw(_STROKE_COUNT, [], 1, strokes + 1, tf.int32)
+    segments = draw(_STROKE_VERTICES, [strokes], config.min_vertices, config.max_vertices,
+                    tf.int32)
+    segments = tf.where(tf.range(strokes) < count, segments, 0)
+    widths = draw(_STROKE_WIDTH, [strokes], config.min_width, config.max_width, tf.int32)
+    spread = draw(_STROKE_SPREAD, [2, strokes], 0.0, config.angle_range)
+    lowest = config.mean_angle - spread[0]
+    highest = config.mean_angle + spread[1]
+    angles = lowest[:, None] + (highest - lowest)[:, None] * draw(_STROKE_ANGLE, [strokes, steps])
+    even = tf.range(steps) % 2 == 0
+    angles = tf.where(even[None], 2 * math.pi - angles, angles)
+    size = tf.constant([width, height], tf.float32)
+    start = draw(_STROKE_START, [strokes, 2]) * size
+    radius = math.sqrt(height ** 2 + width ** 2) / 8
+    lengths = tf.random.stateless_normal([strokes, steps], stream_seed(key, _STROKE_RADIUS),
+                                         mean=radius, stddev=radius / 2)
+    lengths = tf.clip_by_value(lengths, 0.0, 2 * radius)
+    moves = lengths[:, :, None] * tf.stack([tf.cos(angles), tf.sin(angles)], axis=2)
+    points = [start]
+    for step in range(steps):  # each vertex is clipped before the next move
+        points.append(tf.clip_by_value(points[-1] + moves[:, step], 0.0, size))
+    points = tf.stack(points, axis=1)
+    flip = draw(_STROKE_FLIP, [2]) < 0.5
+    points = tf.where(flip[None, None], size - points, points)
+    return {"count": count, "segments": segments, "width": widths, "points": points,
+            "flip": flip}
+
+
+@tf.function(jit_compile=True)
+def _capsules(points, widths, segments, height, width):
+    """`draw_strokes` on static sizes, compiled by XLA (it fuses the [S * V, H, W] steps)."""
+    steps = points.shape[1] - 1
+    starts = tf.reshape(points[:, :-1], [-1, 2])  # [N, 2], N = S * V
+    deltas = tf.reshape(points[:, 1:], [-1, 2]) - starts
+    used = tf.reshape(tf.range(steps)[None] < segments[:, None], [-1])
+    half = tf.cast(widths, tf.float32) / 2
+    limit = tf.reshape(tf.tile((half * half)[:, None], [1, steps]), [-1])
+    limit = tf.where(used, limit, -1.0)[:, None, None]  # nothing is within -1 of a segment
+    start_x, start_y = starts[:, 0, None, None], starts[:, 1, None, None]
+    delta_x, delta_y = deltas[:, 0, None, None], deltas[:, 1, None, None]
+    along_x = tf.range(width, dtype=tf.float32)[None, None, :] + 0.5 - start_x  # [N, 1, W]
+    along_y = tf.range(height, dtype=tf.float32)[None, :, None] + 0.5 - start_y  # [N, H, 1]
+    length2 = delta_x * delta_x + delta_y * delta_y
+    share = (tf.math.divide_no_nan(along_x * delta_x, length2)
+             + tf.math.divide_no_nan(along_y * delta_y, length2))
+    share = tf.clip_by_value(share, 0.0, 1.0)  # the nearest point of the segment
+    off_x = along_x - share * delta_x
+    off_y = along_y - share * delta_y
+    gap = tf.reduce_min(off_x * off_x + off_y * off_y - limit, axis=0)
+    return tf.cast(gap <= 0.0, tf.float32)[:, :, None]
+
+
+def draw_strokes(points, widths, segments, image_size):
+    """Rasterises thick polylines: pixels whose centre is within width / 2 of a used segment.
+
+    Every stroke is a union of capsules (segments with round caps), so its vertices
+    are discs of diameter `width`. The work is one vectorised distance computation
+    between the pixel centres and all S * V segments, unused ones masked out,
+    compiled with XLA (once per shape).
+
+    Args:
+        points: float [S, V + 1, 2] vertices (x, y) in pixels (see `stroke_parameters`).
+        widths: int or float [S] stroke widths in pixels.
+        segments: int [S], how many of the V segments of each stroke are drawn.
+        image_size: (H, W) of the mask.
+
+    Returns:
+        float32 [H, W, 1], 1 = hole.
+    """
+    height, width = size_pair(image_size, "image_size")
+    points = tf.convert_to_tensor(points, tf.float32)
+    points.shape.assert_is_compatible_with([None, None, 2])
+    strokes, vertices = points.shape[:2]
+    if strokes is None or vertices is None or vertices < 2:
+        raise DataError(f"points must have a static shape [S, V + 1, 2] with V >= 1, got "
+                        f"{points.shape}")
+    widths = tf.ensure_shape(tf.convert_to_tensor(widths), [strokes])
+    segments = tf.ensure_shape(tf.cast(segments, tf.int32), [strokes])
+    return _capsules(points, widths, segments, height, width)
+
+
+def brush_stroke_mask(image_size, seed, config=None):
+    """A DeepFill v2 free-form mask: 1..max_strokes random brush strokes.
+
+    A stateless pure function of `seed`; works for any image size (non-square too)
+    and inside `tf.data` / `tf.function`. The strokes are those of
+    `stroke_parameters`, drawn by `draw_strokes`.
+
+    Args:
+        image_size: (H, W) of the mask.
+        seed: a user seed (int) or a key from `stream_seed`.
+        config: a `StrokeConfig`, a dict of its fields, or None for the defaults.
+
+    Returns:
+        float32 [H, W, 1], 1 = hole.
+
+    Raises:
+        DataError: a bad image size or configuration.
+    """
+    strokes = stroke_parameters(image_size, seed, config)
+    return draw_strokes(strokes["points"], strokes["width"], strokes["segments"], image_size)

@@ -8,6 +8,7 @@ with the colour channels reversed.
 Command line, converting into a checkpoint directory of this project:
 
     python -m inpainting.tf1 --checkpoint=release_places2_256 --version=v1 --output=places2_v1
+    python -m inpainting.tf1 --checkpoint=release_places2_256_v2 --version=v2 --output=places2_v2
 """
 
 import os
@@ -107,6 +108,15 @@ def check_version(variables, version, path):
     raise CheckpointError(f"{what}; this release of inpainting loads only {', '.join(VERSIONS)}")
 
 
+def check_guided(variables, guided, path):
+    """Raises CheckpointError if `guided` (True/False) disagrees with the checkpoint; None accepts both."""
+    found = tuple(variables[f"{GENERATOR_SCOPE}/conv1/kernel"].shape)[2] == 6
+    if guided is not None and bool(guided) != found:
+        kind = "a guided (sketch)" if found else "an unguided"
+        raise CheckpointError(f"{path} holds {kind} generator (inpaint_net/conv1/kernel takes "
+                              f"{6 if found else 5} channels); pass --{'' if found else 'no'}guided")
+
+
 def _generator_key(name, part):
     if name.endswith("_upsample"):
         return f"{GENERATOR_SCOPE}/{name}/{name}_conv/{part}"
@@ -182,7 +192,7 @@ def assign_critics(critics, variables, path="checkpoint"):
 
 
 def load_official_generator(path, version="v1", padding="same", attention="matmul",
-                            flow_dtype="float64"):
+                            flow_dtype="float64", guided=None):
     """Builds a `Generator` with the weights of an original DeepFill checkpoint.
 
     Args:
@@ -192,6 +202,7 @@ def load_official_generator(path, version="v1", padding="same", attention="matmu
         padding: padding of the rebuilt network; "same" is what the released models used.
         attention: contextual-attention implementation, "matmul" or "patches".
         flow_dtype: "float64" or "float32" flow colouring.
+        guided: v2: True or False to require a sketch-guided model or not; None accepts either.
 
     Returns:
         A built `Generator` taking and returning RGB.
@@ -201,6 +212,7 @@ def load_official_generator(path, version="v1", padding="same", attention="matmu
     """
     variables = read_variables(path)
     check_version(variables, version, path)
+    check_guided(variables, guided, path)
     return build_generator(variables, path, padding, attention, flow_dtype)
 
 
@@ -253,12 +265,13 @@ def build_critics(variables, path="checkpoint"):
     return critics
 
 
-def load_official_critics(path, version="v1"):
+def load_official_critics(path, version="v1", guided=None):
     """Builds the critics with the weights of an original DeepFill checkpoint.
 
     Args:
         path: an original TF1 checkpoint folder or prefix (see `load_official_generator`).
         version: "v1" (the WGAN-GP `Critics`) or "v2" (the `SNPatchGAN`, with its stored `u`).
+        guided: as for `load_official_generator`.
 
     Returns:
         Built critics taking RGB.
@@ -268,10 +281,11 @@ def load_official_critics(path, version="v1"):
     """
     variables = read_variables(path)
     check_version(variables, version, path)
+    check_guided(variables, guided, path)
     return build_critics(variables, path)
 
 
-def convert(path, output, version="v1", overwrite=False):
+def convert(path, output, version="v1", overwrite=False, guided=None):
     """Converts an original checkpoint into a checkpoint directory of this project.
 
     The critics are converted too when the checkpoint has them (for fine-tuning).
@@ -281,6 +295,7 @@ def convert(path, output, version="v1", overwrite=False):
         output: directory to write (`model_config.json` and a TF2 checkpoint).
         version: "v1" or "v2".
         overwrite: replace a checkpoint already in `output`.
+        guided: as for `load_official_generator`.
 
     Returns:
         The path of the written checkpoint.
@@ -289,6 +304,7 @@ def convert(path, output, version="v1", overwrite=False):
 
     variables = read_variables(path)
     check_version(variables, version, path)
+    check_guided(variables, guided, path)
     generator = build_generator(variables, path)
     critics = build_critics(variables, path) if has_critics(variables) else None
     return checkpoints.save(output, generator, critics, overwrite=overwrite)
@@ -302,7 +318,7 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     with cli.user_errors():
-        written = convert(FLAGS.checkpoint, FLAGS.output, FLAGS.version, FLAGS.overwrite)
+        written = convert(FLAGS.checkpoint, FLAGS.output, FLAGS.version, FLAGS.overwrite, FLAGS.guided)
         print(f"wrote {written} (model config in {FLAGS.output}/model_config.json)")
 
 
@@ -314,6 +330,8 @@ def define_flags():
     flags.DEFINE_enum("version", "v1", list(VERSIONS), "DeepFill version of the checkpoint.")
     flags.DEFINE_string("output", None, "Checkpoint directory to write.", required=True)
     flags.DEFINE_bool("overwrite", False, "Replace a checkpoint that already exists in --output.")
+    flags.DEFINE_bool("guided", None, "v2: require a sketch-guided (--guided) or an unguided "
+                      "(--noguided) checkpoint; default: take what the checkpoint holds.")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Training of DeepFill v1: WGAN-GP critic updates and generator updates under `tf.distribute`.
+"""Training of DeepFill v1 and v2: critic updates and generator updates under `tf.distribute`.
+
+v1 trains a global and a local WGAN-GP critic; v2 an SN-PatchGAN critic with the hinge loss, on
+holes that unite a box and brush strokes (and, guided, edge maps of the images).
 
 One training step is what the original calls an iteration: `critic_steps` critic updates, each on
 its own batch, box and mask, then one generator update on a further batch. All randomness (data
@@ -25,7 +28,7 @@ from absl import logging
 
 from inpainting import checkpoints, data, losses, tf1
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
-from inpainting.critics import Critics
+from inpainting.critics import make_critics
 from inpainting.errors import TrainingError
 from inpainting.generator import Generator
 from inpainting.layers import upsample_nearest
@@ -85,16 +88,21 @@ class Trainer:
         self.config = config
         self.strategy = strategy or make_strategy(config)
         self.model_config = config.model_config()
-        self.weights = losses.LossWeights(
-            coarse=config.coarse_weight, l1=config.l1_weight, ae=config.ae_weight,
-            gan=config.gan_weight, global_gan=config.global_gan_weight,
-            gradient_penalty=config.gradient_penalty, discount_gamma=config.discount_gamma)
+        self.v2 = config.version == "v2"
+        if self.v2:
+            self.weights = losses.V2LossWeights(coarse=config.coarse_weight, ae=config.ae_weight,
+                                                gan=config.gan_weight)
+        else:
+            self.weights = losses.LossWeights(
+                coarse=config.coarse_weight, l1=config.l1_weight, ae=config.ae_weight,
+                gan=config.gan_weight, global_gan=config.global_gan_weight,
+                gradient_penalty=config.gradient_penalty, discount_gamma=config.discount_gamma)
         self._check_model_dir()
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.generator = Generator(self.model_config, attention=config.attention, flow_dtype="float32")
             self.generator.build()
-            self.critics = Critics(self.model_config)
+            self.critics = make_critics(self.model_config)
             self.critics.build()
             self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1,
                                                    beta_2=config.beta2,
@@ -119,7 +127,7 @@ class Trainer:
             if config.xla else self._generator_update
         self.critic_step = tf.function(self._critic_step)
         self.generator_step = tf.function(self._generator_step)
-        self._outputs = tf.function(lambda images, mask: self.generator([images, mask]))
+        self._outputs = tf.function(lambda inputs: self.generator(inputs))
 
     # ---- set-up --------------------------------------------------------------------------------
 
@@ -169,18 +177,25 @@ class Trainer:
             self._check_init_config(source, path)
             tf1.assign_generator(self.generator, variables, path)
             with_critics = tf1.has_critics(variables) and self._same_critic_sizes(source)
-            if with_critics:
+            if with_critics and self.v2:
+                tf1.assign_sn_patch_gan(self.critics, variables, path)
+            elif with_critics:
                 tf1.assign_critics(self.critics, variables, path)
         what = "generator and critics" if with_critics else "generator (critics random)"
         return f"initialised the {what} from {path}"
 
     def _check_init_config(self, source, path):
-        if (source.version, source.cnum) != (self.model_config.version, self.model_config.cnum):
-            raise TrainingError(f"--init_checkpoint={path} holds a {source.version} model with "
-                                f"cnum={source.cnum}; the flags ask for {self.model_config.version} with "
-                                f"cnum={self.model_config.cnum}")
+        def describe(config, noun=""):
+            return f"{config.version}{' guided' * config.guided}{noun} with cnum={config.cnum}"
+
+        keys = ("version", "cnum", "guided")
+        if any(getattr(source, k) != getattr(self.model_config, k) for k in keys):
+            raise TrainingError(f"--init_checkpoint={path} holds a {describe(source, ' model')}; the "
+                                f"flags ask for {describe(self.model_config)}")
 
     def _same_critic_sizes(self, source):
+        if self.v2:  # the SN-PatchGAN takes any image size
+            return True
         same = (source.image_size, source.local_size) == (self.model_config.image_size,
                                                            self.model_config.local_size)
         if not same:
@@ -207,27 +222,41 @@ class Trainer:
         return {key: tf.nn.compute_average_loss(value, global_batch_size=batch)
                 for key, value in values.items()}
 
+    def _inputs(self, batch):
+        """(images in [-1, 1], mask, sketch or None) of a batch; the generator's input list."""
+        images, mask = _to_float(batch["image"]), batch["mask"]
+        sketch = batch["edge"] if self.model_config.guided else None
+        return images, mask, sketch, [images, mask] + ([] if sketch is None else [sketch])
+
     def _critic_update(self, batch):
-        images, mask, bbox = _to_float(batch["image"]), batch["mask"], batch["bbox"][0]
-        refined = tf.cast(self.generator([images, mask], training=True)["refined"], tf.float32)
+        images, mask, sketch, inputs = self._inputs(batch)
+        refined = tf.cast(self.generator(inputs, training=True)["refined"], tf.float32)
         completed = losses.paste(images, tf.stop_gradient(refined), mask)
         variables = self.critics.trainable_variables
         with tf.GradientTape() as tape:
-            terms = losses.critic_losses(self.critics, images, completed, mask, bbox, batch["alpha_local"],
-                                         batch["alpha_global"], self.model_config.local_size, self.weights)
+            if self.v2:
+                terms = losses.v2_critic_losses(self.critics, images, completed, mask, sketch)
+            else:
+                terms = losses.critic_losses(
+                    self.critics, images, completed, mask, batch["bbox"][0], batch["alpha_local"],
+                    batch["alpha_global"], self.model_config.local_size, self.weights)
             stats = self._average(terms)
         stats["critic_grad_norm"] = self._apply(stats["d_loss"], tape, variables)
         stats["skipped_files"] = tf.reduce_max(batch["skipped"])
         return stats
 
     def _generator_update(self, batch):
-        images, mask, bbox = _to_float(batch["image"]), batch["mask"], batch["bbox"][0]
+        images, mask, sketch, inputs = self._inputs(batch)
         variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self.generator([images, mask], training=True)
+            outputs = self.generator(inputs, training=True)
             outputs = {key: tf.cast(outputs[key], tf.float32) for key in ("coarse", "refined")}
-            terms = losses.generator_losses(self.critics, images, outputs, mask, bbox,
-                                            self.model_config.local_size, self.weights)
+            if self.v2:
+                terms = losses.v2_generator_losses(self.critics, images, outputs, mask, sketch,
+                                                   self.weights)
+            else:
+                terms = losses.generator_losses(self.critics, images, outputs, mask, batch["bbox"][0],
+                                                self.model_config.local_size, self.weights)
             stats = self._average(terms)
         stats["generator_grad_norm"] = self._apply(stats["g_loss"], tape, variables)
         stats["skipped_files"] = tf.reduce_max(batch["skipped"])
@@ -263,6 +292,7 @@ class Trainer:
         batches = data.training_batches(
             images, batch_size=c.batch_size, image_size=c.image_size, box_size=c.box_size,
             max_delta=c.max_delta, margins=c.margins, seed=c.seed, mask_dir=c.mask_dir or None,
+            free_form=c.free_form_masks, edges=c.guided,
             start_batch=int(self.step.numpy()) * c.batches_per_step,
             skipped_before=int(self.skipped_files.numpy()))
         return iter(self.strategy.experimental_distribute_dataset(batches))
@@ -275,7 +305,8 @@ class Trainer:
                                     flip=False, seed=c.seed, training=False,
                                     data_dir=c.data_dir or None, download=c.download)
         batches = data.validation_batches(images, count=c.validation_images, image_size=c.image_size,
-                                          box_size=c.box_size, mask_dir=c.mask_dir or None)
+                                          box_size=c.box_size, mask_dir=c.mask_dir or None,
+                                          free_form=c.free_form_masks, edges=c.guided)
         for batch in batches.take(1):
             return {key: value.numpy() for key, value in batch.items()}
         raise TrainingError(f"no readable validation image in "
@@ -285,12 +316,14 @@ class Trainer:
 
     def validate(self, batch, writer, step):
         """Writes validation losses and the image grid input | masked | coarse | refined | flow."""
-        images = _to_float(batch["image"])
-        mask = tf.constant(batch["mask"])
-        outputs = self._outputs(images, mask)
+        images, mask, _, inputs = self._inputs({key: tf.constant(value) for key, value in batch.items()})
+        outputs = self._outputs(inputs)
         outputs = {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
-        terms = losses.reconstruction_losses(images, outputs, mask, batch["bbox"],
-                                             self.model_config.local_size, self.weights)
+        if self.v2:
+            terms = losses.v2_reconstruction_losses(images, outputs, self.weights)
+        else:
+            terms = losses.reconstruction_losses(images, outputs, mask, batch["bbox"],
+                                                 self.model_config.local_size, self.weights)
         factor = self.model_config.image_size[0] // outputs["flow"].shape[1]
         columns = [images, images * (1.0 - mask) + mask, outputs["coarse"],
                    losses.paste(images, outputs["refined"], mask),

@@ -533,6 +533,101 @@ def test_validation_batches(tmp_path):
     assert batch["bbox"][0].tolist() == [0, 21, 16, 8]
 
 
+def _blocks(root, count, size=(40, 40)):
+    """A folder of images of random 8 x 8 colour blocks (they have Canny edges)."""
+    rng = np.random.default_rng(5)
+    for index in range(count):
+        small = (rng.integers(0, 4, (size[0] // 8, size[1] // 8, 3)) * 85).astype(np.uint8)
+        _save(root / f"b{index}.png", np.kron(small, np.ones((8, 8, 1), np.uint8)))
+    return root
+
+
+def test_free_form_training_batches_join_strokes_to_the_box(tmp_path):
+    folder = f"folder:{_folder(tmp_path / 'img', range(1, 8), (40, 40))}"
+    make = functools.partial(data.training_batches, _images(folder, seed=1), batch_size=2,
+                             image_size=(32, 32), box_size=(16, 16), max_delta=(8, 8), seed=6)
+    boxes = _read(make(), 4)
+    free = _read(make(free_form=True), 4)
+    # The box, trim, alphas and images do not change; no "edge" unless asked for.
+    _assert_batches_equal(free, boxes, ["image", "bbox", "alpha_local", "alpha_global",
+                                        "skipped"])
+    assert free[0].keys() == boxes[0].keys()
+    for index, (batch, box) in enumerate(zip(free, boxes)):
+        mask = batch["mask"]
+        assert mask.dtype == np.float32 and set(np.unique(mask)) == {0.0, 1.0}
+        assert (mask == mask[:1]).all()
+        assert (mask >= box["mask"]).all() and mask.sum() > box["mask"].sum()
+        # The strokes are a pure function of (seed, batch index): deterministic.
+        key = masks.stream_seed(masks.stream_seed(6, data.BATCH, index), 4)
+        strokes = masks.brush_stroke_mask((32, 32), key).numpy()
+        np.testing.assert_array_equal(mask[0], np.maximum(box["mask"][0], strokes))
+    assert len({batch["mask"].tobytes() for batch in free}) == 4
+    _assert_batches_equal(_read(make(free_form=True, start_batch=2), 2), free[2:])
+    # A stroke configuration is passed on.
+    thin = {"max_strokes": 1, "min_vertices": 1, "max_vertices": 2, "min_width": 1,
+            "max_width": 2}
+    [batch] = _read(make(free_form=True, strokes=thin), 1)
+    key = masks.stream_seed(masks.stream_seed(6, data.BATCH, 0), 4)
+    np.testing.assert_array_equal(batch["mask"][1], np.maximum(
+        boxes[0]["mask"][0], masks.brush_stroke_mask((32, 32), key, thin).numpy()))
+
+
+def test_edge_maps_of_training_and_validation_batches(tmp_path):
+    folder = f"folder:{_blocks(tmp_path / 'img', 5)}"
+    batches = data.training_batches(_images(folder, seed=2), batch_size=2, image_size=(32, 32),
+                                    box_size=(16, 16), seed=2, edges=True, free_form=True)
+    spec = batches.element_spec["edge"]
+    assert spec.shape == (2, 32, 32, 1) and spec.dtype == tf.float32
+    for batch in _read(batches, 2):
+        edges = batch["edge"]
+        assert set(np.unique(edges)) == {0.0, 1.0}
+        np.testing.assert_array_equal(edges, data.canny_edges(batch["image"]).numpy())
+        for image, edge in zip(batch["image"], edges):  # the unmasked images' edges
+            expected = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 100, 200) > 0
+            np.testing.assert_array_equal(edge[..., 0], expected)
+    [batch] = _read(data.validation_batches(
+        functools.partial(data.image_dataset, folder, image_size=(32, 32), training=False),
+        count=8, image_size=(32, 32), box_size=(16, 16), edges=True))
+    assert batch["edge"].shape == (5, 32, 32, 1) and batch["edge"].any()
+    np.testing.assert_array_equal(batch["edge"], data.canny_edges(batch["image"]).numpy())
+
+
+def test_free_form_validation_batches_use_one_fixed_stroke_mask(tmp_path):
+    folder = f"folder:{_folder(tmp_path / 'img', [1, 2, 3], (32, 48))}"
+
+    def make(**kwargs):
+        stream = data.image_dataset(folder, image_size=(32, 48), training=False)
+        [batch] = _read(data.validation_batches(stream, count=3, image_size=(32, 48),
+                                                box_size=(16, 16), **kwargs))
+        return batch
+
+    box, free = make(), make(free_form=True)
+    _assert_batches_equal([free], [box], ["image", "bbox", "alpha_local", "alpha_global"])
+    strokes = masks.brush_stroke_mask((32, 48), masks.stream_seed(0, data.VALIDATION_STROKES))
+    np.testing.assert_array_equal(free["mask"],
+                                  np.maximum(box["mask"], strokes.numpy()[None]))
+    assert free["mask"].sum() > box["mask"].sum() and (free["mask"] == free["mask"][:1]).all()
+    thin = make(free_form=True, strokes=masks.StrokeConfig(max_strokes=1, max_width=13))
+    assert box["mask"].sum() < thin["mask"].sum() < free["mask"].sum()
+
+
+def test_free_form_and_a_mask_folder_are_refused_together(tmp_path):
+    folder = f"folder:{_folder(tmp_path / 'img', [1, 2], (32, 32))}"
+    _save(tmp_path / "masks" / "m.png", np.full((32, 32), 255, np.uint8))
+    with pytest.raises(DataError) as excinfo:
+        data.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
+                              box_size=(16, 16), mask_dir=tmp_path / "masks", free_form=True)
+    _message(excinfo, "free_form", str(tmp_path / "masks"), "drop one")
+    with pytest.raises(DataError) as excinfo:
+        data.validation_batches(_images(folder, training=False), count=2, image_size=(32, 32),
+                                box_size=(16, 16), mask_dir=tmp_path / "masks", free_form=True)
+    _message(excinfo, "free_form", "mask_dir")
+    with pytest.raises(DataError) as excinfo:
+        data.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
+                              box_size=(16, 16), free_form=True, strokes={"min_width": 0})
+    _message(excinfo, "StrokeConfig", "min_width")
+
+
 # ------------------------------------------------------------------------------ samples
 
 def test_samples_are_the_bundled_photos_without_the_held_out_ones():

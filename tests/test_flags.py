@@ -48,6 +48,21 @@ def test_release_configs_hold_the_original_hyper_parameters():
         assert config.preprocess == mode and config.dataset.startswith("tfds:"), name
 
 
+def test_v2_configs_hold_the_original_v2_hyper_parameters():
+    expected = dict(version="v2", cnum=48, image_size=(256, 256), box_size=(128, 128),
+                    max_delta=(32, 32), free_form_masks=True, batch_size=16, critic_steps=1,
+                    learning_rate=1e-4, beta1=0.5, beta2=0.999, coarse_weight=1.0, ae_weight=1.0,
+                    gan_weight=1.0, padding="same")
+    for name, guided in (("places2_v2", False), ("celeba_hq_v2", False), ("places2_v2_guided", True)):
+        config = parse(f"--flagfile={REPO / 'configs' / (name + '.cfg')}")
+        assert {key: getattr(config, key) for key in expected} == expected, name
+        assert config.guided == guided, name
+    # Without a config, --version=v2 alone gives the same per-version values.
+    bare = parse("--version=v2")
+    assert {key: getattr(bare, key) for key in ("cnum", "critic_steps", "beta2", "free_form_masks")} == {
+        "cnum": 48, "critic_steps": 1, "beta2": 0.999, "free_form_masks": True}
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(batch_size=0), "--batch_size: must be a positive integer, got 0"),
     (dict(image_size="264"), "--image_size must be (height, width), multiples of 16, got (264, 264)"),

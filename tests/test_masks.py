@@ -1,11 +1,15 @@
-"""Tests for inpainting.masks: DeepFill v1 boxes and trims, mask boxes, mask folders."""
+"""Tests for inpainting.masks: DeepFill v1 boxes and trims, mask boxes, mask folders, brush
+strokes; and the Canny edge maps of inpainting.data against OpenCV."""
+
+import math
+import os
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from inpainting import masks
+from inpainting import data, masks
 from inpainting.errors import DataError
 
 
@@ -13,6 +17,13 @@ def _many(function, count):
     """Evaluates function(i) for i in range(count) inside tf.data and stacks the results."""
     stream = tf.data.Dataset.range(count).map(function).batch(count)
     return next(iter(stream)).numpy()
+
+
+def _many_parameters(image_size, count, seed, config=None):
+    """`masks.stroke_parameters` of keys stream_seed(seed, i), i < count, as numpy arrays."""
+    stream = tf.data.Dataset.range(count).map(
+        lambda i: masks.stroke_parameters(image_size, masks.stream_seed(seed, i), config))
+    return next(stream.batch(count).as_numpy_iterator())
 
 
 def _message(excinfo, *parts):
@@ -296,3 +307,311 @@ def test_fixed_masks_are_the_first_in_sorted_order(tmp_path):
     with pytest.raises(DataError) as excinfo:
         masks.fixed_masks(folder, (16, 16), 2)
     _message(excinfo, "0broken.png", "cannot read", str(folder))
+
+
+# ------------------------------------------------------------------------ brush strokes
+
+STROKE_SAMPLES = 1000
+
+
+def _stroke_masks(image_size, count, seed=1, config=None):
+    """`count` stroke masks [count, H, W] of keys stream_seed(seed, i), drawn inside tf.data."""
+    return _many(lambda i: masks.brush_stroke_mask(image_size, masks.stream_seed(seed, i),
+                                                   config), count)[..., 0]
+
+
+@pytest.fixture(scope="module")
+def square_strokes():
+    """Masks and parameters of STROKE_SAMPLES default strokes on 256 x 256 images."""
+    def sample(index):
+        key = masks.stream_seed(1, index)
+        params = masks.stroke_parameters((256, 256), key)
+        return masks.brush_stroke_mask((256, 256), key)[..., 0], params
+
+    stream = tf.data.Dataset.range(STROKE_SAMPLES).map(
+        sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return next(stream.batch(STROKE_SAMPLES).as_numpy_iterator())
+
+
+def _reference_original_masks(image_size, count, seed):
+    """Hole fractions of the original generator's algorithm, written from its description.
+
+    numpy draws, OpenCV drawing (lines of the stroke width and filled discs of radius
+    width // 2 at the vertices), x along the width and y along the height; flips
+    are left out (they do not change the area).
+    """
+    rng = np.random.default_rng(seed)
+    height, width = image_size
+    radius = math.sqrt(height ** 2 + width ** 2) / 8
+    fractions = []
+    for _ in range(count):
+        mask = np.zeros(image_size, np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            vertices = rng.integers(4, 12)
+            thickness = int(rng.uniform(12, 40))
+            low = 2 * math.pi / 5 - rng.uniform(0, 2 * math.pi / 15)
+            high = 2 * math.pi / 5 + rng.uniform(0, 2 * math.pi / 15)
+            x, y = int(rng.integers(width)), int(rng.integers(height))
+            points = [(x, y)]
+            for index in range(vertices):
+                angle = rng.uniform(low, high)
+                angle = 2 * math.pi - angle if index % 2 == 0 else angle
+                step = np.clip(rng.normal(radius, radius / 2), 0, 2 * radius)
+                x = int(np.clip(x + step * math.cos(angle), 0, width))
+                y = int(np.clip(y + step * math.sin(angle), 0, height))
+                points.append((x, y))
+            for start, end in zip(points[:-1], points[1:]):
+                cv2.line(mask, start, end, 1, thickness)
+            for point in points:
+                cv2.circle(mask, point, thickness // 2, 1, -1)
+        fractions.append(mask.mean())
+    return np.array(fractions)
+
+
+def _capsule_reference(points, widths, segments, image_size):
+    """The stroke mask from its parameters: numpy distances from pixel centres to segments."""
+    height, width = image_size
+    rows, cols = np.mgrid[:height, :width] + 0.5
+    hole = np.zeros(image_size, bool)
+    for stroke in range(len(widths)):
+        for index in range(segments[stroke]):
+            start, end = points[stroke, index].astype(np.float64), points[stroke, index + 1]
+            delta = end - start
+            length2 = delta @ delta
+            share = ((cols - start[0]) * delta[0] + (rows - start[1]) * delta[1]) / length2 \
+                if length2 > 0 else np.zeros(image_size)
+            share = np.clip(share, 0, 1)
+            distance2 = ((cols - start[0] - share * delta[0]) ** 2
+                         + (rows - start[1] - share * delta[1]) ** 2)
+            hole |= distance2 <= (widths[stroke] / 2) ** 2
+    return hole
+
+
+def test_stroke_parameters_follow_the_configuration(square_strokes):
+    _, params = square_strokes
+    count, segments, widths = params["count"], params["segments"], params["width"]
+    assert count.shape == (STROKE_SAMPLES,) and segments.shape == widths.shape == (
+        STROKE_SAMPLES, 3)
+    assert params["points"].shape == (STROKE_SAMPLES, 3, 12, 2)  # max_vertices - 1 segments
+    # Strokes 1..3, segments 4..11 and widths 12..39 (exclusive upper bounds), all drawn.
+    assert sorted(set(count)) == [1, 2, 3]
+    assert np.bincount(count)[1:].min() > STROKE_SAMPLES / 3 * 0.8
+    used = np.arange(3)[None] < count[:, None]
+    assert (segments[~used] == 0).all()
+    assert sorted(set(segments[used])) == list(range(4, 12))
+    assert sorted(set(widths[used])) == list(range(12, 40))
+    # Vertices stay in the image rectangle, [0, W] x [0, H].
+    points = params["points"]
+    assert points.min() >= 0 and points.max() <= 256
+    # Segment lengths are at most 2 R, R = sqrt(H^2 + W^2) / 8, and average about R.
+    lengths = np.linalg.norm(np.diff(points, axis=2), axis=3)
+    radius = math.sqrt(2 * 256 ** 2) / 8
+    assert lengths.max() <= 2 * radius + 1e-3
+    assert 0.6 * radius < lengths[used].mean() < radius
+    # Both flips happen about half of the time, independently.
+    flips = params["flip"]
+    assert flips.shape == (STROKE_SAMPLES, 2)
+    assert 0.4 < flips[:, 0].mean() < 0.6 and 0.4 < flips[:, 1].mean() < 0.6
+    assert 0.15 < (flips[:, 0] & flips[:, 1]).mean() < 0.35
+
+
+def test_flips_change_the_direction_of_the_strokes(square_strokes):
+    """Before flipping, segment 0 goes up (angle 2 pi - a, a in (48, 96) degrees) and strokes
+    drift right (cos a > 0 for most angles); each flip reverses one of these."""
+    _, params = square_strokes
+    first = params["points"][:, 0, 1] - params["points"][:, 0, 0]  # segment 0 of stroke 0
+    moved = np.abs(first[:, 1]) > 1e-3
+    up = first[:, 1] < 0
+    np.testing.assert_array_equal(up[moved], ~params["flip"][moved, 1])
+    drift = params["points"][:, 0, -1, 0] - params["points"][:, 0, 0, 0]
+    right = drift > 0
+    agree = (right == ~params["flip"][:, 0])[np.abs(drift) > 20]
+    assert agree.mean() > 0.95
+
+
+def test_stroke_masks_are_the_capsules_of_their_parameters(square_strokes):
+    holes, params = square_strokes
+    for index in range(12):
+        reference = _capsule_reference(params["points"][index], params["width"][index],
+                                       params["segments"][index], (256, 256))
+        # Pixel centres exactly on a stroke's border may round either way.
+        assert (holes[index] != reference).sum() <= 4, index
+
+
+def test_stroke_hole_area_statistics(square_strokes):
+    """Hole fractions of 1000 masks of 256 x 256, with bounds from the configuration.
+
+    Lower bound per mask: a stroke covers at least the disc of diameter min_width = 12
+    at its start point, which lies in the image, so at least the quarter of that disc
+    on the image side; it contains a square of side 6 / sqrt(2) > 4, hence at least
+    4 x 4 pixel centres. Upper bound of the mean: the union is at most the sum of the
+    capsule areas, whose expectation is E[strokes] E[segments] (E[length] E[width] +
+    pi E[width^2] / 4) = 2 * 7.5 * (R * 25.5 + pi * 715.5 / 4) pixels (R the mean
+    segment length, which the clipping keeps at sqrt(H^2 + W^2) / 8), about 39% of
+    the image; strokes overlap (they zig-zag back) and leave the image, so far less
+    is covered. The distribution must match the original algorithm (numpy and OpenCV
+    drawing, `_reference_original_masks`) up to sampling noise (the mean of 1000
+    fractions varies by about 0.003) and OpenCV's rasterisation, whose integer
+    vertices and inclusive thick lines cover about 4% more pixels (about +0.006).
+    """
+    holes, _ = square_strokes
+    assert holes.dtype == np.float32 and set(np.unique(holes)) == {0.0, 1.0}
+    areas = holes.sum(axis=(1, 2))
+    assert areas.min() >= 16
+    fractions = areas / 256 ** 2
+    radius = math.sqrt(2 * 256 ** 2) / 8
+    bound = 2 * 7.5 * (radius * 25.5 + math.pi * (((40 - 12) ** 2 - 1) / 12 + 25.5 ** 2) / 4)
+    assert 0.3 < bound / 256 ** 2 < 0.4
+    assert 0.05 < fractions.mean() < bound / 256 ** 2
+    assert fractions.max() < 0.8  # a sanity check: about 0.4 is seen, 1 is possible
+    original = _reference_original_masks((256, 256), STROKE_SAMPLES, seed=0)
+    assert abs(fractions.mean() - original.mean()) < 0.02, (fractions.mean(), original.mean())
+    for quantile in (0.1, 0.5, 0.9):
+        assert abs(np.quantile(fractions, quantile) - np.quantile(original, quantile)) < 0.03
+
+
+def test_strokes_cover_the_whole_of_a_non_square_image():
+    """The original swapped height and width: on 128 x 384 its strokes stayed in the first
+    128 columns. Here every third of the width is covered alike, and the mean mask is
+    symmetric left-right and top-bottom (the flips)."""
+    holes = _stroke_masks((128, 384), 400, seed=2)
+    assert holes.shape == (400, 128, 384)
+    thirds = [holes[:, :, k * 128:(k + 1) * 128].mean() for k in range(3)]
+    assert min(thirds) > 0.8 * max(thirds), thirds
+    left, right = holes[:, :, :192].mean(), holes[:, :, 192:].mean()
+    assert abs(left - right) < 0.1 * (left + right) / 2, (left, right)
+    top, bottom = holes[:, :64].mean(), holes[:, 64:].mean()
+    assert abs(top - bottom) < 0.1 * (top + bottom) / 2, (top, bottom)
+    columns = holes.mean(axis=(0, 1))
+    assert np.abs(columns - columns[::-1]).mean() < 0.2 * columns.mean()
+    assert (holes.sum(axis=(1, 2)) >= 16).all()
+
+
+def test_stroke_masks_are_deterministic_per_key_and_work_eagerly_and_in_graphs():
+    key = masks.stream_seed(4, 11)
+    eager = masks.brush_stroke_mask((40, 72), key).numpy()
+    assert eager.shape == (40, 72, 1) and eager.dtype == np.float32
+    np.testing.assert_array_equal(eager, masks.brush_stroke_mask((40, 72), key).numpy())
+    graph = tf.function(lambda k: masks.brush_stroke_mask((40, 72), k))
+    np.testing.assert_array_equal(eager, graph(key).numpy())
+    others = [masks.brush_stroke_mask((40, 72), k).numpy() for k in
+              (masks.stream_seed(4, 12), masks.stream_seed(5, 11))]
+    assert all(not np.array_equal(eager, other) for other in others)
+    np.testing.assert_array_equal(masks.brush_stroke_mask((40, 72), 3).numpy(),
+                                  masks.brush_stroke_mask((40, 72), 3).numpy())
+
+
+def test_stroke_config_changes_the_strokes():
+    config = masks.StrokeConfig(max_strokes=1, min_vertices=1, max_vertices=2, min_width=3,
+                                max_width=4, angle_range=0.0)
+    params = _many_parameters((64, 64), 200, seed=3, config=config)
+    assert (params["count"] == 1).all() and (params["segments"] == 1).all()
+    assert (params["width"] == 3).all() and params["points"].shape == (200, 1, 2, 2)
+    holes = _stroke_masks((64, 64), 200, seed=3, config={"max_strokes": 1, "min_vertices": 1,
+                                                          "max_vertices": 2, "min_width": 3,
+                                                          "max_width": 4, "angle_range": 0.0})
+    thin = holes.sum(axis=(1, 2))
+    # One segment of width 3 and length <= 2 R = 22.6: at most about 3 * 22.6 + 9 pixels.
+    assert thin.min() >= 1 and thin.max() <= 3 * 2 * math.sqrt(2 * 64 ** 2) / 8 + 3 * 3 + 4
+    default = _stroke_masks((64, 64), 200, seed=3).sum(axis=(1, 2))
+    assert thin.mean() < default.mean() / 4
+
+
+@pytest.mark.parametrize("fields, shown", [
+    ({"max_strokes": 0}, "max_strokes must be an integer >= 1, got 0"),
+    ({"max_strokes": 2.5}, "max_strokes"),
+    ({"min_vertices": 5, "max_vertices": 5}, "1 <= min_vertices < max_vertices"),
+    ({"min_vertices": 0}, "min_vertices"),
+    ({"min_width": 40, "max_width": 12}, "got 40 and 12"),
+    ({"min_width": True}, "min_width"),
+    ({"mean_angle": float("nan")}, "mean_angle must be a finite number"),
+    ({"angle_range": -0.1}, "angle_range must be a finite number of radians >= 0"),
+])
+def test_bad_stroke_configs_are_refused(fields, shown):
+    with pytest.raises(DataError) as excinfo:
+        masks.StrokeConfig(**fields)
+    _message(excinfo, "StrokeConfig", shown)
+    with pytest.raises(DataError):
+        masks.StrokeConfig.of(fields)
+
+
+def test_stroke_config_of():
+    assert masks.StrokeConfig.of(None) == masks.StrokeConfig()
+    config = masks.StrokeConfig(max_width=20)
+    assert masks.StrokeConfig.of(config) is config
+    assert masks.StrokeConfig.of({"max_width": 20}) == config
+    with pytest.raises(DataError) as excinfo:
+        masks.StrokeConfig.of({"widths": 3})
+    _message(excinfo, "unknown field(s) widths", "max_strokes")
+    with pytest.raises(DataError) as excinfo:
+        masks.brush_stroke_mask((16, 16), 0, config=[3])
+    _message(excinfo, "StrokeConfig", "list")
+    with pytest.raises(DataError) as excinfo:
+        masks.brush_stroke_mask((0, 16), 0)
+    _message(excinfo, "image_size")
+
+
+# --------------------------------------------------------------------------------- edges
+
+def _photo(name):
+    """A photo shipped with scikit-image, as uint8 RGB."""
+    import skimage.data
+
+    path = os.path.join(os.path.dirname(skimage.data.__file__), name)
+    return cv2.imread(path)[:, :, ::-1].copy()
+
+
+def test_gray_levels_are_opencvs_for_every_colour():
+    levels = np.arange(256, dtype=np.uint8)
+    colours = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(
+        4096, 4096, 3)
+    expected = cv2.cvtColor(colours, cv2.COLOR_RGB2GRAY)
+    np.testing.assert_array_equal(data.gray_levels(colours).numpy(), expected)
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "chelsea.png", "coins.png"])
+def test_canny_edges_match_opencv_on_photos(name):
+    rgb = _photo(name)
+    expected = cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 100, 200) > 0
+    edges = data.canny_edges(rgb).numpy()
+    assert edges.shape == (*rgb.shape[:2], 1) and edges.dtype == np.float32
+    assert set(np.unique(edges)) == {0.0, 1.0}
+    # Exactly the same edges (at least 99% of the pixels would be required).
+    assert (edges[..., 0] == expected).mean() == 1.0, ((edges[..., 0] != expected).sum(),
+                                                       expected.sum())
+    assert expected.sum() > 1000
+
+
+def test_canny_edges_match_opencv_on_small_images_thresholds_and_batches():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (3, 17, 23, 3), dtype=np.uint8)  # many ties and corners
+    smooth = np.stack([cv2.GaussianBlur(image, (5, 5), 2) for image in noise])
+    graph = tf.function(lambda images: data.canny_edges(images, 50, 150),
+                        input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8)])
+    for images in (noise, smooth):
+        expected = np.stack([cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 50, 150)
+                             for image in images]) > 0
+        assert expected.any()
+        batched = data.canny_edges(images, 50, 150).numpy()
+        assert batched.shape == (3, 17, 23, 1)
+        np.testing.assert_array_equal(batched[..., 0], expected)
+        np.testing.assert_array_equal(graph(images[None]).numpy()[0], batched)
+    for low, high in ((0, 0), (10.7, 20.2), (300, 300)):
+        image = noise[0]
+        expected = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), low, high) > 0
+        np.testing.assert_array_equal(data.canny_edges(image, low, high).numpy()[..., 0],
+                                      expected)
+    single = np.full((1, 1, 3), 7, np.uint8)
+    np.testing.assert_array_equal(data.canny_edges(single).numpy(), np.zeros((1, 1, 1)))
+
+
+def test_canny_edges_refuse_bad_inputs():
+    with pytest.raises(DataError) as excinfo:
+        data.canny_edges(np.zeros((8, 8, 3), np.float32))
+    _message(excinfo, "uint8", "float32", "8-bit RGB")
+    with pytest.raises(DataError) as excinfo:
+        data.canny_edges(np.zeros((8, 8), np.uint8))
+    _message(excinfo, "uint8 [..., H, W, 3]")
+    with pytest.raises(DataError) as excinfo:
+        data.canny_edges(np.zeros((8, 8, 3), np.uint8), 200, 100)
+    _message(excinfo, "low=200", "high=100")

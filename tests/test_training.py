@@ -16,7 +16,7 @@ from conftest import REPO
 from inpainting import checkpoints, training
 from inpainting.config import ModelConfig, TrainConfig
 from inpainting.critics import Critics
-from inpainting.errors import TrainingError
+from inpainting.errors import ConfigError, TrainingError
 from inpainting.tf1 import load_official_generator
 
 TINY = dict(cnum=4, image_size=(64, 64), box_size=(32, 32), max_delta=(8, 8), batch_size=2,
@@ -102,6 +102,71 @@ def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
     generator = checkpoints.load_generator(full)
     np.testing.assert_array_equal(generator.conv1.kernel.numpy(),
                                   expected["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"])
+
+
+V2 = dict(version="v2", guided=True, cnum=8, critic_steps=1)
+
+
+def test_v2_guided_trains_and_resumes_exactly(tmp_path, image_folder):
+    full_config = tiny_config(tmp_path / "full", image_folder, max_steps=3, **V2)
+    training.configure_devices(full_config)
+    tf.config.experimental.enable_op_determinism()
+    assert full_config.beta2 == 0.999 and full_config.free_form_masks  # v2's own defaults
+    assert training.train(full_config)["step"] == 3
+    full = tmp_path / "full"
+    assert ModelConfig.load(full) == ModelConfig(version="v2", cnum=8, guided=True, image_size=(64, 64),
+                                                 local_size=(32, 32))
+    scalars = read_events(full / "train")
+    for tag in ("d_loss", "real", "fake", "g_loss", "g_adversarial", "ae", "critic_grad_norm",
+                "generator_grad_norm"):
+        assert sorted(scalars[tag]) == [1, 2, 3], tag
+    assert "gp" not in scalars and "l1" not in scalars
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, **V2))
+    resumed = training.train(tiny_config(tmp_path / "part", image_folder, max_steps=3, **V2))
+    assert resumed["checkpoint"] == str(tmp_path / "part" / "ckpt-3")
+    expected = checkpoint_values(full / "ckpt-3")
+    got = checkpoint_values(tmp_path / "part" / "ckpt-3")
+    assert expected.keys() == got.keys()
+    u_keys = [key for key in expected if key.endswith("/u/.ATTRIBUTES/VARIABLE_VALUE")]
+    assert len(u_keys) == 6  # the power-iteration vectors are checkpointed
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-6, err_msg=key)
+    generator = checkpoints.load_generator(full)
+    assert generator.config.guided
+
+
+def test_v2_mirrored_matches_one_device(tmp_path, image_folder):
+    # In a process of its own: two MirroredStrategy instances in one process share collective keys
+    # (the v1 test below has one). The critic's power-iteration vectors are updated inside the
+    # replicas, so they must agree too.
+    script = f"""
+import numpy as np, tensorflow as tf
+from test_training import TINY, V2, checkpoint_values
+from inpainting import training
+from inpainting.config import TrainConfig
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+results = {{}}
+for name, strategy in (("one", "one_device"), ("two", "mirrored")):
+    settings = dict(TINY, **V2, max_steps=1, batch_size=4, adam_epsilon=1e-3, deterministic=False)
+    config = TrainConfig(model_dir=r"{tmp_path}/" + name, dataset=r"folder:{image_folder}",
+                         strategy=strategy, **settings)
+    training.Trainer(config).fit()
+    results[name] = checkpoint_values(r"{tmp_path}/" + name + "/ckpt-1")
+assert results["one"].keys() == results["two"].keys()
+print(max(float(np.abs(results["two"][k] - v).max()) for k, v in results["one"].items()))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                            cwd=REPO / "tests", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.split()[-1]) <= 1e-5
+
+
+def test_v1_loss_flags_are_refused_for_v2(tmp_path, image_folder):
+    with pytest.raises(ConfigError, match="--gradient_penalty: is a term of the v1 loss"):
+        tiny_config(tmp_path, image_folder, gradient_penalty=5.0, **V2)
+    with pytest.raises(ConfigError, match="guided .* only for version v2"):
+        tiny_config(tmp_path, image_folder, guided=True)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder):

@@ -75,8 +75,10 @@ def test_guided_generator_matches_original(v2_variables, tmp_path):
     assert np.abs(blank["refined"].numpy() - out["refined"].numpy()).max() > 1e-2
     # Loading through a checkpoint folder recognises the guided model too.
     write_tf1_checkpoint(tmp_path, variables)
-    loaded = tf1.load_official_generator(tmp_path, version="v2")
+    loaded = tf1.load_official_generator(tmp_path, version="v2", guided=True)
     assert loaded.config.guided
+    with pytest.raises(CheckpointError, match="holds a guided .sketch. generator .* pass --guided"):
+        tf1.load_official_generator(tmp_path, version="v2", guided=False)
     with pytest.raises(ValueError, match=r"a guided v2 generator takes \[image, mask, sketch\]"):
         loaded([ref["image"], ref["mask"]])
 
