@@ -162,11 +162,15 @@ print(max(float(np.abs(results["two"][k] - v).max()) for k, v in results["one"].
     assert float(result.stdout.split()[-1]) <= 1e-5
 
 
-def test_v1_loss_flags_are_refused_for_v2(tmp_path, image_folder):
+def test_v2_flag_rules(tmp_path, image_folder):
     with pytest.raises(ConfigError, match="--gradient_penalty: is a term of the v1 loss"):
         tiny_config(tmp_path, image_folder, gradient_penalty=5.0, **V2)
     with pytest.raises(ConfigError, match="guided .* only for version v2"):
         tiny_config(tmp_path, image_folder, guided=True)
+    # A mask folder gives the holes: v2's brush strokes are off unless asked for, which is an error.
+    assert not tiny_config(tmp_path, image_folder, mask_dir=str(image_folder), **V2).free_form_masks
+    with pytest.raises(ConfigError, match="--free_form_masks: cannot be combined with --mask_dir"):
+        tiny_config(tmp_path, image_folder, mask_dir=str(image_folder), free_form_masks=True, **V2)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder):
