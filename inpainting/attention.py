@@ -210,6 +210,141 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     return _col2im(pasted, rate, channels) / 4.0, offsets
 
 
+def _kept_columns(usable):
+    """The columns `_softmax_usable` keeps: (columns int32 [B, K], valid [B, 1, K], rest)."""
+    total = tf.shape(usable)[1]
+    keep = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(usable > 0, tf.int32), axis=1)), 1)
+    columns = tf.argsort(usable, axis=1, direction="DESCENDING", stable=True)[:, :keep]
+    valid = tf.gather(usable, columns, batch_dims=1)[:, None, :]
+    return columns, valid, tf.cast(total - keep, usable.dtype)
+
+
+def _masked_softmax(kept_scores, valid, rest, scale):
+    """The original's masked softmax on the kept columns (see `_softmax_usable`)."""
+    logits = kept_scores * (valid * scale)
+    largest = tf.reduce_max(logits, axis=-1, keepdims=True)
+    largest = tf.where(rest > 0, tf.maximum(largest, 0.0), largest)
+    exp = tf.exp(logits - largest)
+    denominator = tf.reduce_sum(exp, axis=-1, keepdims=True) + rest * tf.exp(-largest)
+    return exp / denominator * valid
+
+
+def _shift_columns(x, step):
+    """out[..., s] = x[..., s + step] along the last axis of a 3-D tensor, zero outside."""
+    if step > 0:
+        return tf.pad(x, [[0, 0], [0, 0], [0, step]])[:, :, step:]
+    return tf.pad(x, [[0, 0], [0, 0], [-step, 0]])[:, :, :step]
+
+
+def _diagonal_rows(queries, keys, start, stop):
+    """Rows [start, stop) of the first fuse pass (`_diagonal_sum` with k=3) of queries . keys^T.
+
+    Row r is sum over u in {-1, 0, 1} of S[r + u, s + u], S = queries keys^T zero-padded: it needs
+    the score rows start - 1 .. stop, computed here and nowhere else. Returns [B, stop - start, L].
+    """
+    total = tf.shape(queries)[1]
+    index = tf.range(start - 1, stop + 1)
+    inside = tf.cast((index >= 0) & (index < total), queries.dtype)[None, :, None]
+    rows = tf.gather(queries, tf.clip_by_value(index, 0, total - 1), axis=1) * inside
+    scores = tf.matmul(rows, keys, transpose_b=True)
+    n = stop - start
+    return _shift_columns(scores[:, :n], -1) + scores[:, 1:n + 1] + _shift_columns(scores[:, 2:n + 2], 1)
+
+
+def _column_major_step(position, step, height, width):
+    """Row-major index of the position `step` places away in column-major order, and if it exists."""
+    total = height * width
+    index = (position % width) * height + position // width + step
+    exists = (index >= 0) & (index < total)
+    index = tf.clip_by_value(index, 0, total - 1)
+    return (index % height) * width + index // height, exists
+
+
+def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fuse=True,
+                             block_rows=8):
+    """`attention_matmul` with memory linear in the image area: the score matrix in row blocks.
+
+    The foreground positions are processed `block_rows` rows (of the 1/rate grid) at a time. The
+    fuse step (with fuse_k = 3) mixes a score with its neighbours along the diagonal in row-major
+    order and then in column-major order; the first pass needs one score row above and below,
+    the second the first-pass rows of the positions one grid row above and below and, at the
+    first and last grid rows, the column-major neighbours that wrap to the other end. Those rows
+    are computed beside each block (the two wrap rows once), so every block's fused scores equal
+    the unchunked ones and the result is the same up to rounding. Peak memory is about
+    (block_rows + 2) * width * L floats instead of L**2.
+
+    Args: those of `attention_matmul` (fuse_k is 3), and block_rows: rows per block, a positive
+        int or int32 scalar tensor.
+
+    Returns: as `attention_matmul`.
+    """
+    f, b, mask = _inputs(f, b, mask)
+    batch, _, _, channels = _shape(f)
+    fd = downsample_nearest(f, rate)
+    _, height, width, _ = _shape(fd)
+    patch = ksize * ksize * channels
+    total = height * width
+    queries = tf.reshape(_im2col(fd, ksize), [batch, total, patch])
+    if b is f:
+        keys = queries
+    else:
+        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, total, patch])
+    norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
+    keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
+    if mask is None:
+        mask = tf.zeros([1, height * rate, width * rate, 1], f.dtype)
+    usable = tf.broadcast_to(usable_patches(downsample_nearest(mask, rate), ksize), [batch, total])
+    columns, valid, rest = _kept_columns(usable)
+    raw_size = 4 * rate * rate * channels
+    raw = tf.reshape(_raw_patches(b, rate), [batch, total, raw_size])
+    raw = tf.gather(raw, columns, axis=1, batch_dims=1)
+    if fuse:  # the first-pass rows of the first and last grid rows, where column-major order wraps
+        edges = tf.concat([_diagonal_rows(queries, keys, 0, width),
+                           _diagonal_rows(queries, keys, (height - 1) * width, total)], axis=1)
+        neighbours = {step: _column_major_step(columns, step, height, width) for step in (-1, 0, 1)}
+    block_rows = tf.maximum(tf.cast(block_rows, tf.int32), 1)
+    blocks = (height + block_rows - 1) // block_rows
+
+    def block(i, pasted, indices):
+        top = i * block_rows
+        bottom = tf.minimum(top + block_rows, height)
+        positions = tf.range(top * width, bottom * width)
+        if fuse:
+            low, high = tf.maximum(top - 1, 0), tf.minimum(bottom + 1, height)
+            rows = tf.concat([_diagonal_rows(queries, keys, low * width, high * width), edges], axis=1)
+            inner = (high - low) * width
+            scores = 0.0
+            for step in (-1, 0, 1):
+                row, row_exists = _column_major_step(positions, step, height, width)
+                grid_row = row // width
+                local = tf.where((grid_row >= low) & (grid_row < high), row - low * width,
+                                 tf.where(grid_row == 0, inner + row % width, inner + width + row % width))
+                picked = tf.gather(rows, local, axis=1) * tf.cast(row_exists, rows.dtype)[None, :, None]
+                column, column_exists = neighbours[step]
+                picked = tf.gather(picked, column, axis=2, batch_dims=1)
+                scores += picked * tf.cast(column_exists, picked.dtype)[:, None, :]
+        else:
+            picked = tf.gather(queries, positions, axis=1)
+            scores = tf.matmul(picked, tf.gather(keys, columns, axis=1, batch_dims=1), transpose_b=True)
+        weights = _masked_softmax(scores, valid, rest, softmax_scale)
+        best = tf.argmax(weights, axis=-1, output_type=tf.int32)
+        index = tf.where(tf.reduce_max(weights, axis=-1) > 0, tf.gather(columns, best, batch_dims=1), 0)
+        # Blocks are stacked position-major ([n, B, ...]) so the TensorArrays concatenate them.
+        pasted = pasted.write(i, tf.transpose(tf.matmul(weights, raw), [1, 0, 2]))
+        indices = indices.write(i, tf.transpose(index))
+        return i + 1, pasted, indices
+
+    arrays = (tf.TensorArray(f.dtype, size=blocks, infer_shape=False),
+              tf.TensorArray(tf.int32, size=blocks, infer_shape=False))
+    _, pasted, indices = tf.while_loop(lambda i, *_: i < blocks, block, (tf.constant(0), *arrays))
+    # The reshapes restore the ranks that the TensorArrays lose.
+    pasted = tf.transpose(tf.reshape(pasted.concat(), [total, batch, raw_size]), [1, 0, 2])
+    index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
+    offsets = _relative_offsets(index, height, width)
+    pasted = tf.reshape(pasted, [batch, height, width, raw_size])
+    return _col2im(pasted, rate, channels) / 4.0, offsets
+
+
 def _softmax_usable(scores, usable, scale):
     """The original's masked softmax, computed on the usable columns only.
 
@@ -311,6 +446,9 @@ class ContextualAttention(keras.layers.Layer):
         softmax_scale: multiplies the scores before the softmax, 10 in DeepFill.
         fuse: whether to apply the fuse step.
         implementation: "matmul" (fast, TFLite built-ins) or "patches" (the reference).
+        block_rows: with "matmul", process the score matrix `block_rows` rows of the 1/rate grid
+            at a time (`attention_matmul_chunked`): the same result with memory linear in the
+            image area. None computes the whole matrix at once.
         flow_upsample: how the colour-coded flow is enlarged to the features' size: "nearest"
             (DeepFill v1) or "bilinear" (v2).
         flow_dtype: float type of the flow colouring; "float64" reproduces the original exactly,
@@ -334,7 +472,8 @@ class ContextualAttention(keras.layers.Layer):
     """
 
     def __init__(self, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True,
-                 implementation="matmul", flow_upsample="nearest", flow_dtype="float64", **kwargs):
+                 implementation="matmul", flow_upsample="nearest", flow_dtype="float64",
+                 block_rows=None, **kwargs):
         super().__init__(**kwargs)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
@@ -350,6 +489,10 @@ class ContextualAttention(keras.layers.Layer):
         self.implementation = implementation
         self.flow_upsample = flow_upsample
         self.flow_dtype = flow_dtype
+        if block_rows is not None and (implementation != "matmul" or fuse_k != 3 or block_rows < 1):
+            raise ValueError(f"block_rows needs implementation='matmul', fuse_k=3 and a positive value, "
+                             f"got {block_rows!r} with {implementation!r}, fuse_k={fuse_k}")
+        self.block_rows = block_rows
 
     def call(self, inputs):
         f, b, mask = inputs
@@ -358,8 +501,13 @@ class ContextualAttention(keras.layers.Layer):
         for dim in f.shape[1:3]:
             if dim is not None and dim % self.rate:
                 raise ValueError(f"height and width must be multiples of rate={self.rate}, got {f.shape}")
-        attend = attention_matmul if self.implementation == "matmul" else attention_patches
-        y, offsets = attend(f, b, mask, self.ksize, self.rate, self.fuse_k, self.softmax_scale, self.fuse)
+        if self.block_rows is not None:
+            y, offsets = attention_matmul_chunked(f, b, mask, self.ksize, self.rate, self.softmax_scale,
+                                                  self.fuse, self.block_rows)
+        else:
+            attend = attention_matmul if self.implementation == "matmul" else attention_patches
+            y, offsets = attend(f, b, mask, self.ksize, self.rate, self.fuse_k, self.softmax_scale,
+                                self.fuse)
         flow = flow_lib.flow_to_color(offsets, dtype=tf.as_dtype(self.flow_dtype))
         flow = flow_lib.upsample_flow(flow, self.rate, self.flow_upsample)
         return {"output": y, "offsets": offsets, "flow": flow}
@@ -375,6 +523,6 @@ class ContextualAttention(keras.layers.Layer):
         config.update(ksize=self.ksize, rate=self.rate, fuse_k=self.fuse_k,
                       softmax_scale=self.softmax_scale, fuse=self.fuse,
                       implementation=self.implementation, flow_upsample=self.flow_upsample,
-                      flow_dtype=self.flow_dtype)
+                      flow_dtype=self.flow_dtype, block_rows=self.block_rows)
         return config
 

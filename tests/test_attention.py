@@ -236,3 +236,70 @@ def test_no_usable_patch_at_all(implementation):
     np.testing.assert_array_equal(y, np.zeros_like(y))
     positions = np.stack(np.mgrid[0:4, 0:6], -1)
     np.testing.assert_array_equal(offsets, np.broadcast_to(-positions, (2, 4, 6, 2)))
+
+
+# ---- chunked attention: the score matrix in blocks of rows, the same result ----------------------
+
+@pytest.mark.parametrize("block_rows", [1, 2, 3, 5, 7, 100])  # 3, 5 and 7 do not divide 7 or 11 rows
+@pytest.mark.parametrize("fuse", [True, False])
+def test_chunked_equals_unchunked(block_rows, fuse):
+    f, b, masks = _random_case(batch=3, size=(14, 22), seed=5)
+    y, offsets = attention.attention_matmul(f, b, masks, fuse=fuse)
+    y_c, offsets_c = attention.attention_matmul_chunked(f, b, masks, fuse=fuse, block_rows=block_rows)
+    np.testing.assert_allclose(y_c, y, atol=1e-5)
+    np.testing.assert_array_equal(offsets_c, offsets)
+
+
+@pytest.mark.parametrize("size,with_mask", [((10, 12), True), ((12, 18), False), ((16, 6), True)])
+def test_chunked_matches_slow_loop_version(size, with_mask):
+    rng = np.random.default_rng(sum(size))
+    f = rng.normal(size=(1, *size, 3)).astype(np.float32)
+    b = rng.normal(size=(1, *size, 3)).astype(np.float32)
+    mask = None
+    if with_mask:
+        mask = np.zeros((1, *size, 1), np.float32)
+        mask[0, 2:7, 1:5] = 1
+    # Two grid rows per block: every block border and both wraps of the column-major pass matter.
+    y, offsets = attention.attention_matmul_chunked(f, b, mask, block_rows=2)
+    expected_y, expected_offsets = slow_attention(f[0], b[0], None if mask is None else mask[0, ..., 0])
+    np.testing.assert_allclose(y[0], expected_y, atol=1e-5)
+    np.testing.assert_array_equal(offsets[0], expected_offsets)
+
+
+def test_chunked_matches_original_reference_case():
+    ref = load_reference("v1", "contextual_attention.npz")
+    y, offsets = attention.attention_matmul_chunked(ref["f_A"], ref["f_A"], ref["mask_A"], block_rows=5)
+    assert _max_relative(y, ref["y_A"]) <= 1e-3
+    assert np.mean(np.all(offsets.numpy() == ref["offsets_raw_A"], axis=-1)) >= 0.99
+
+
+def test_chunked_gradients_equal_unchunked():
+    f, b, masks = _random_case(batch=2, size=(10, 18), seed=3)
+    probe = tf.random.stateless_normal(f.shape, seed=[1, 2])
+    grads = {}
+    for name, fn in (("whole", attention.attention_matmul),
+                     ("chunked", lambda *a: attention.attention_matmul_chunked(*a, block_rows=2))):
+        with tf.GradientTape() as tape:
+            tape.watch([f, b])
+            y, _ = fn(f, b, masks)
+            loss = tf.reduce_sum(y * probe)
+        grads[name] = tape.gradient(loss, [f, b])
+    for g_c, g_w in zip(grads["chunked"], grads["whole"]):
+        assert np.abs(g_w).max() > 0.1
+        np.testing.assert_allclose(g_c, g_w, atol=1e-5 * max(1.0, np.abs(g_w).max()))
+
+
+def test_chunked_layer_in_a_dynamic_shape_function():
+    layer = ContextualAttention(block_rows=3)
+    whole = ContextualAttention()
+    run = tf.function(lambda f, m: layer([f, f, m]), input_signature=[
+        tf.TensorSpec([None, None, None, 4]), tf.TensorSpec([None, None, None, 1])])
+    for size in ((16, 24), (22, 10)):
+        f, _, masks = _random_case(batch=1, size=size, channels=4, seed=size[0])
+        out, expected = run(f, masks), whole([f, f, masks])
+        np.testing.assert_allclose(out["output"], expected["output"], atol=1e-5)
+        np.testing.assert_array_equal(out["flow"], expected["flow"])
+    assert run.experimental_get_tracing_count() == 1
+    assert ContextualAttention.from_config(layer.get_config()).block_rows == 3
+    with pytest.raises(ValueError, match="block_rows needs implementation='matmul'"):
+        ContextualAttention(implementation="patches", block_rows=4)
