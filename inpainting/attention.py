@@ -34,6 +34,21 @@ from inpainting import flow as flow_lib
 from inpainting.layers import downsample_nearest
 
 IMPLEMENTATIONS = ("matmul", "patches")
+# Peak bytes per element of the score matrix (or of a block of it): the float32 scores and about
+# five copies of that size alive at once (fuse, transpose, softmax); measured 6.8 GB peak RSS
+# for the v1 generator at 1024x1024, whose score matrix has 128**4 elements.
+SCORE_BYTES = 4 * 6
+
+
+def block_rows_for(grid_height, grid_width, memory_mb):
+    """Rows of the 1/rate grid per block so a block's scores fit in `memory_mb` megabytes.
+
+    A block of k rows holds about (k + 2) * grid_width rows of the score matrix, each with
+    grid_height * grid_width columns. Works on ints or int32 scalar tensors; at least 1.
+    """
+    columns = grid_height * grid_width
+    budget = int(memory_mb * 2 ** 20) // SCORE_BYTES
+    return tf.maximum(budget // tf.maximum(grid_width * columns, 1) - 2, 1)
 
 
 def _shape(x):
@@ -449,6 +464,9 @@ class ContextualAttention(keras.layers.Layer):
         block_rows: with "matmul", process the score matrix `block_rows` rows of the 1/rate grid
             at a time (`attention_matmul_chunked`): the same result with memory linear in the
             image area. None computes the whole matrix at once.
+        memory_mb: with "matmul" and no `block_rows`, a memory budget for the score matrix: inputs
+            whose whole matrix would exceed it run in blocks that fit (`block_rows_for`), smaller
+            ones in one piece. None: no budget.
         flow_upsample: how the colour-coded flow is enlarged to the features' size: "nearest"
             (DeepFill v1) or "bilinear" (v2).
         flow_dtype: float type of the flow colouring; "float64" reproduces the original exactly,
@@ -473,7 +491,7 @@ class ContextualAttention(keras.layers.Layer):
 
     def __init__(self, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True,
                  implementation="matmul", flow_upsample="nearest", flow_dtype="float64",
-                 block_rows=None, **kwargs):
+                 block_rows=None, memory_mb=None, **kwargs):
         super().__init__(**kwargs)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
@@ -493,6 +511,10 @@ class ContextualAttention(keras.layers.Layer):
             raise ValueError(f"block_rows needs implementation='matmul', fuse_k=3 and a positive value, "
                              f"got {block_rows!r} with {implementation!r}, fuse_k={fuse_k}")
         self.block_rows = block_rows
+        if memory_mb is not None and (implementation != "matmul" or fuse_k != 3 or memory_mb <= 0):
+            raise ValueError(f"memory_mb needs implementation='matmul', fuse_k=3 and a positive value, "
+                             f"got {memory_mb!r} with {implementation!r}, fuse_k={fuse_k}")
+        self.memory_mb = memory_mb
 
     def call(self, inputs):
         f, b, mask = inputs
@@ -504,6 +526,15 @@ class ContextualAttention(keras.layers.Layer):
         if self.block_rows is not None:
             y, offsets = attention_matmul_chunked(f, b, mask, self.ksize, self.rate, self.softmax_scale,
                                                   self.fuse, self.block_rows)
+        elif self.memory_mb is not None:
+            grid = tf.shape(f)[1:3] // self.rate
+            rows = block_rows_for(grid[0], grid[1], self.memory_mb)
+            y, offsets = tf.cond(
+                rows >= grid[0],
+                lambda: attention_matmul(f, b, mask, self.ksize, self.rate, self.fuse_k,
+                                         self.softmax_scale, self.fuse),
+                lambda: attention_matmul_chunked(f, b, mask, self.ksize, self.rate,
+                                                 self.softmax_scale, self.fuse, rows))
         else:
             attend = attention_matmul if self.implementation == "matmul" else attention_patches
             y, offsets = attend(f, b, mask, self.ksize, self.rate, self.fuse_k, self.softmax_scale,
@@ -523,6 +554,6 @@ class ContextualAttention(keras.layers.Layer):
         config.update(ksize=self.ksize, rate=self.rate, fuse_k=self.fuse_k,
                       softmax_scale=self.softmax_scale, fuse=self.fuse,
                       implementation=self.implementation, flow_upsample=self.flow_upsample,
-                      flow_dtype=self.flow_dtype, block_rows=self.block_rows)
+                      flow_dtype=self.flow_dtype, block_rows=self.block_rows, memory_mb=self.memory_mb)
         return config
 

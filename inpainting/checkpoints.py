@@ -74,7 +74,7 @@ def checkpoint_step(prefix):
     return int(os.fspath(prefix).rsplit("-", 1)[1]) if prefix else -1
 
 
-def load_generator(path, attention="matmul", flow_dtype="float64"):
+def load_generator(path, attention="matmul", flow_dtype="float64", attention_memory_mb=None):
     """Loads a generator from a checkpoint directory of this project or an original checkpoint.
 
     Args:
@@ -82,6 +82,7 @@ def load_generator(path, attention="matmul", flow_dtype="float64"):
             (`.../ckpt-5000`), or an original DeepFill TF1 checkpoint folder or prefix.
         attention: contextual-attention implementation, "matmul" or "patches".
         flow_dtype: "float64" or "float32" flow colouring.
+        attention_memory_mb: memory budget of contextual attention (see `Generator`), or None.
 
     Returns:
         A built `Generator`.
@@ -95,9 +96,11 @@ def load_generator(path, attention="matmul", flow_dtype="float64"):
     if found is None:
         variables = tf1.read_variables(path)
         tf1.check_version(variables, None, path)
-        return tf1.build_generator(variables, path, attention=attention, flow_dtype=flow_dtype)
+        return tf1.build_generator(variables, path, attention=attention, flow_dtype=flow_dtype,
+                                   attention_memory_mb=attention_memory_mb)
     directory, prefix = found
-    generator = Generator(ModelConfig.load(directory), attention=attention, flow_dtype=flow_dtype)
+    generator = Generator(ModelConfig.load(directory), attention=attention, flow_dtype=flow_dtype,
+                          attention_memory_mb=attention_memory_mb)
     generator.build()
     try:
         status = tf.train.Checkpoint(generator=generator).restore(prefix).expect_partial()

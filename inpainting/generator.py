@@ -78,6 +78,9 @@ class Generator(keras.Model):
         config: a `ModelConfig` (or its dict), which fixes the architecture (v1 or v2, guided).
         attention: contextual-attention implementation, "matmul" (default) or "patches".
         flow_dtype: float type of the flow colouring, "float64" (exact) or "float32".
+        attention_memory_mb: a memory budget for contextual attention's score matrix: larger
+            inputs compute it in blocks, with the same result (memory linear in the image area).
+            None: always in one piece.
 
     Call arguments:
         inputs: `[image, mask]`, or `[image, mask, sketch]` for a guided model: image RGB float32
@@ -100,12 +103,14 @@ class Generator(keras.Model):
     Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019.
     """
 
-    def __init__(self, config=None, attention="matmul", flow_dtype="float64", **kwargs):
+    def __init__(self, config=None, attention="matmul", flow_dtype="float64", attention_memory_mb=None,
+                 **kwargs):
         kwargs.setdefault("name", "inpaint_net")
         super().__init__(**kwargs)
         self.config = ModelConfig.coerce(config)
         self.attention_implementation = attention
         self.flow_dtype = flow_dtype
+        self.attention_memory_mb = attention_memory_mb
         cnum, padding = self.config.cnum, self.config.padding
         self.v2 = self.config.version == "v2"
         self._stages = {key: _make_layers(self, spec, cnum, padding, self.v2) for key, spec in (
@@ -113,7 +118,7 @@ class Generator(keras.Model):
             ("attention_out", STAGE2_ATTENTION_OUT), ("merge", STAGE2_MERGE))}
         self.contextual_attention = ContextualAttention(
             implementation=attention, flow_upsample="bilinear" if self.v2 else "nearest",
-            flow_dtype=flow_dtype,
+            flow_dtype=flow_dtype, memory_mb=attention_memory_mb,
             name="contextual_attention", dtype="float32")
 
     def build(self, input_shape=None):
@@ -168,7 +173,7 @@ class Generator(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(config=self.config.to_dict(), attention=self.attention_implementation,
-                      flow_dtype=self.flow_dtype)
+                      flow_dtype=self.flow_dtype, attention_memory_mb=self.attention_memory_mb)
         return config
 
 

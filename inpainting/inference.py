@@ -11,12 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from inpainting import imageio
+from inpainting.attention import SCORE_BYTES as ATTENTION_BYTES_PER_SCORE
 
 GRID = 8
-# Peak bytes of contextual attention per score-matrix element: the scores and about five float32
-# copies of that size alive at once (fuse, transpose, softmax); measured 6.8 GB peak RSS for the v1
-# generator at 1024x1024, whose score matrix has 128**4 elements.
-ATTENTION_BYTES_PER_SCORE = 4 * 6
 
 
 def attention_memory_bytes(height, width):
@@ -32,15 +29,21 @@ def _physical_memory():
         return None
 
 
-def check_size(height, width, path="image"):
-    """Raises ImageError for an image whose attention would not fit in this machine's memory."""
+def check_size(height, width, path="image", memory_mb=None):
+    """Raises ImageError for an image whose attention would not fit in this machine's memory.
+
+    With a `memory_mb` budget the attention runs in blocks and needs at most that much.
+    """
     need = attention_memory_bytes(height, width)
+    if memory_mb is not None:
+        need = min(need, memory_mb * 2 ** 20)
     have = _physical_memory()
     if have is not None and need > 0.8 * have:
         raise imageio.ImageError(
             f"{path}: {width}x{height} is too large to inpaint in one piece on this machine "
             f"(contextual attention needs about {need / 2**30:.0f} GiB, the machine has "
-            f"{have / 2**30:.0f} GiB); downscale it or inpaint a crop around the hole")
+            f"{have / 2**30:.0f} GiB); downscale it, inpaint a crop around the hole, or give the "
+            "attention a memory budget (--attention_memory_mb)")
 
 
 class Inpainter:
@@ -69,7 +72,7 @@ class Inpainter:
 
     def check_size(self, height, width, path="image"):
         """Refuses images whose attention would not fit in this machine's memory."""
-        check_size(height, width, path)
+        check_size(height, width, path, self.generator.contextual_attention.memory_mb)
 
     def __call__(self, rgb, mask, path="image", sketch=None):
         """Inpaints one image.

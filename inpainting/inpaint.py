@@ -50,6 +50,10 @@ def define_flags():
     flags.DEFINE_bool("overwrite", False, "Replace output files that already exist.")
     flags.DEFINE_enum("attention", "matmul", ["matmul", "patches"],
                       "Contextual-attention implementation: matmul (fast) or patches (reference).")
+    flags.DEFINE_integer("attention_memory_mb", 1024, "Memory budget of contextual attention (matmul): "
+                         "larger images compute its score matrix in blocks that fit, with the same "
+                         "result, so memory grows linearly with the image area instead of with its "
+                         "square. 0: no budget (one piece).")
 
 
 def _jobs():
@@ -116,6 +120,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.checkpoint is None:
         raise app.UsageError("--checkpoint is required")
+    if FLAGS.attention_memory_mb < 0:
+        raise app.UsageError("--attention_memory_mb must be 0 (no budget) or positive")
     with cli.user_errors():
         jobs = _jobs()
         _check_outputs(jobs)
@@ -128,7 +134,9 @@ def main(argv):
             if inpainter is None:  # inputs are checked before TensorFlow and the model load
                 from inpainting import checkpoints, inference
 
-                generator = checkpoints.load_generator(FLAGS.checkpoint, FLAGS.attention)
+                budget = FLAGS.attention_memory_mb if FLAGS.attention == "matmul" else 0
+                generator = checkpoints.load_generator(FLAGS.checkpoint, FLAGS.attention,
+                                                       attention_memory_mb=budget or None)
                 inpainter = inference.Inpainter(generator)
             inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
             note = "  (the mask has no hole: output equals input)" if not mask.any() else ""

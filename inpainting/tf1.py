@@ -217,12 +217,12 @@ def load_official_generator(path, version="v1", padding="same", attention="matmu
 
 
 def build_generator(variables, path="checkpoint", padding="same", attention="matmul",
-                    flow_dtype="float64"):
+                    flow_dtype="float64", attention_memory_mb=None):
     """A `Generator` with the weights in `variables` (from `read_variables`)."""
     from inpainting.generator import Generator
 
     generator = Generator(generator_config(variables, padding, path), attention=attention,
-                          flow_dtype=flow_dtype)
+                          flow_dtype=flow_dtype, attention_memory_mb=attention_memory_mb)
     generator.build()
     assign_generator(generator, variables, path)
     return generator

@@ -176,3 +176,19 @@ def test_cli_checkpoint_that_fits_no_network(files, official_checkpoint):
     assert_user_error(result, "inpaint_net/conv2_downsample/kernel has shape [3, 3, 32, 64], expected "
                               "[3, 3, 16, 64]")
     assert not (files / "out.png").exists()
+
+
+def test_attention_memory_budget_gives_the_same_result(tiny_checkpoint):
+    whole = Inpainter(checkpoints.load_generator(tiny_checkpoint))
+    # 0.05 MB holds a few grid rows of the 12x20 grid's scores: several blocks, and one piece below.
+    budget = Inpainter(checkpoints.load_generator(tiny_checkpoint, attention_memory_mb=0.05))
+    rng = np.random.default_rng(4)
+    for height, width in ((90, 157), (20, 24)):
+        rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        mask = _hole(height, width, height // 4, width // 3, height // 2, width // 4)
+        expected, got = whole(rgb, mask), budget(rgb, mask)
+        np.testing.assert_allclose(got["filled"], expected["filled"], atol=1e-3)
+        np.testing.assert_array_equal(got["flow"], expected["flow"])
+    assert budget._run.experimental_get_tracing_count() == 1
+    # With a budget, attention no longer limits the size (the convolutions still need memory).
+    budget.check_size(40000, 40000)
