@@ -464,9 +464,12 @@ def stroke_parameters(image_size, seed, config=None):
             "flip": flip}
 
 
-@tf.function(jit_compile=True)
 def _capsules(points, widths, segments, height, width):
-    """`draw_strokes` on static sizes, compiled by XLA (it fuses the [S * V, H, W] steps)."""
+    """`draw_strokes` on static sizes.
+
+    Not compiled with XLA: an XLA-compiled function inside a `tf.data` map crashed the process
+    (segmentation fault in the iterator) on a clean install.
+    """
     steps = points.shape[1] - 1
     starts = tf.reshape(points[:, :-1], [-1, 2])  # [N, 2], N = S * V
     deltas = tf.reshape(points[:, 1:], [-1, 2]) - starts
@@ -493,8 +496,7 @@ def draw_strokes(points, widths, segments, image_size):
 
     Every stroke is a union of capsules (segments with round caps), so its vertices
     are discs of diameter `width`. The work is one vectorised distance computation
-    between the pixel centres and all S * V segments, unused ones masked out,
-    compiled with XLA (once per shape).
+    between the pixel centres and all S * V segments, unused ones masked out.
 
     Args:
         points: float [S, V + 1, 2] vertices (x, y) in pixels (see `stroke_parameters`).
