@@ -1,0 +1,95 @@
+"""Large-image inference: wall time and peak memory of the v1 model, as JSON lines.
+
+    .venv/bin/python bench/highres.py [--sizes=512x680,1024x1024,2048x2048,4096x4096]
+        [--attention_memory_mb=256] [--checkpoint=PATH]
+
+Each size runs in a child process that loads the model, inpaints one image (a centred hole over
+10% of it) through `inpainting.inference.Inpainter` with the attention memory budget, and reports
+the wall time of that call (tracing included) and its own peak RSS. The line also gives the peak
+the attention would need in one piece (`inference.attention_memory_bytes`). The weights are those
+of `--checkpoint`, by default the reference v1 checkpoint (../shared/reference/deepfill/v1) if
+present, else random (time and memory do not depend on them).
+
+Contextual attention compares every position with every other, so its time grows with the square
+of the area even when its memory does not: about 25 s at 1024x1024 on a 2-core CPU, 16 times
+that at 2048x2048 and 256 times at 4096x4096.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+CHILD = """
+import json, resource, sys, tarfile, tempfile, time
+import numpy as np
+from inpainting import checkpoints
+from inpainting.inference import Inpainter
+
+size, budget, checkpoint, archive = json.loads(sys.argv[1])
+with tempfile.TemporaryDirectory() as temp:
+    if checkpoint is None and archive is not None:
+        with tarfile.open(archive) as tar:
+            tar.extractall(temp, filter="data")
+        checkpoint = temp + "/ckpt"
+    if checkpoint is None:
+        import keras
+        from inpainting.config import ModelConfig
+        from inpainting.generator import Generator
+        keras.utils.set_random_seed(0)
+        generator = Generator(ModelConfig(), attention_memory_mb=budget)
+        generator.build()
+    else:
+        generator = checkpoints.load_generator(checkpoint, attention_memory_mb=budget)
+    height, width = size
+    rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), np.float32)
+    h, w = round(height * 0.316), round(width * 0.316)  # 10% of the area
+    mask[(height - h) // 2:(height + h) // 2, (width - w) // 2:(width + w) // 2] = 1
+    start = time.perf_counter()
+    Inpainter(generator)(rgb, mask)
+    seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "hole_fraction": float(mask.mean()),
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="512x680,1024x1024,2048x2048,4096x4096",
+                        help="HxW list, comma-separated")
+    parser.add_argument("--attention_memory_mb", type=float, default=256,
+                        help="attention memory budget (0: one piece)")
+    parser.add_argument("--checkpoint", default=None, help="model (default: see above)")
+    args = parser.parse_args()
+
+    from inpainting.inference import attention_memory_bytes
+
+    reference = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                             "reference", "deepfill", "v1", "checkpoint.tar.xz")
+    archive = reference if os.path.exists(reference) else None
+    weights = args.checkpoint or ("reference v1" if archive else "random")
+    for size in args.sizes.split(","):
+        height, width = (int(v) for v in size.lower().split("x"))
+        budget = args.attention_memory_mb or None
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps([[height, width], budget, args.checkpoint, archive])],
+            capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        record = {"bench": "highres", "model": "v1", "size": size, "weights": weights,
+                  "attention_memory_mb": budget,
+                  "unchunked_attention_bytes": attention_memory_bytes(height, width)}
+        if child.returncode == 0:
+            record.update(json.loads(child.stdout.strip().splitlines()[-1]))
+            record["seconds"] = round(record["seconds"], 2)
+        else:
+            record["error"] = (child.stderr.strip().splitlines() or [f"exit {child.returncode}"])[-1]
+        common.emit(record)
+
+
+if __name__ == "__main__":
+    main()
