@@ -146,16 +146,22 @@ def test_formulations_agree_with_per_example_masks():
     np.testing.assert_array_equal(off_m, off_p)
 
 
-def test_formulations_agree_in_gradients():
+def _input_gradients(functions):
+    """{name: [d/df, d/db]} of a fixed random projection of each function's output."""
     f, b, masks = _random_case(batch=2, size=(10, 18), seed=3)
     probe = tf.random.stateless_normal(f.shape, seed=[1, 2])
     grads = {}
-    for name, fn in IMPLEMENTATIONS.items():
+    for name, fn in functions.items():
         with tf.GradientTape() as tape:
             tape.watch([f, b])
             y, _ = fn(f, b, masks)
             loss = tf.reduce_sum(y * probe)
         grads[name] = tape.gradient(loss, [f, b])
+    return grads
+
+
+def test_formulations_agree_in_gradients():
+    grads = _input_gradients(IMPLEMENTATIONS)
     for g_m, g_p in zip(grads["matmul"], grads["patches"]):
         assert np.abs(g_m).max() > 0.1
         np.testing.assert_allclose(g_m, g_p, atol=1e-5 * max(1.0, np.abs(g_p).max()))
@@ -274,16 +280,9 @@ def test_chunked_matches_original_reference_case():
 
 
 def test_chunked_gradients_equal_unchunked():
-    f, b, masks = _random_case(batch=2, size=(10, 18), seed=3)
-    probe = tf.random.stateless_normal(f.shape, seed=[1, 2])
-    grads = {}
-    for name, fn in (("whole", attention.attention_matmul),
-                     ("chunked", lambda *a: attention.attention_matmul_chunked(*a, block_rows=2))):
-        with tf.GradientTape() as tape:
-            tape.watch([f, b])
-            y, _ = fn(f, b, masks)
-            loss = tf.reduce_sum(y * probe)
-        grads[name] = tape.gradient(loss, [f, b])
+    grads = _input_gradients({
+        "whole": attention.attention_matmul,
+        "chunked": lambda *a: attention.attention_matmul_chunked(*a, block_rows=2)})
     for g_c, g_w in zip(grads["chunked"], grads["whole"]):
         assert np.abs(g_w).max() > 0.1
         np.testing.assert_allclose(g_c, g_w, atol=1e-5 * max(1.0, np.abs(g_w).max()))
