@@ -27,6 +27,8 @@ Unlike the original, which used the first mask for the whole batch, each example
 own mask; a mask of batch size 1 is shared by all examples, which reproduces the original.
 """
 
+import collections
+
 import keras
 import tensorflow as tf
 
@@ -193,36 +195,63 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
         (y [B, H, W, C], offsets int32 [B, H/rate, W/rate, 2]): the reconstruction and, per
         position, the (dy, dx) from it to the background patch of largest weight.
     """
+    m = _matching(f, b, mask, ksize, rate)
+    scores = tf.matmul(m.queries, m.keys, transpose_b=True)  # [B, P, L]
+    if fuse:
+        scores = _fuse(scores, m.height, m.width, fuse_k)
+    weights, columns = _softmax_usable(scores, m.usable, softmax_scale)
+    offsets = _relative_offsets(_best_index(weights, columns), m.height, m.width)
+    raw = _kept_raw_patches(m.b, rate, columns)
+    raw_size = 4 * rate * rate * m.channels
+    pasted = tf.reshape(tf.matmul(weights, raw), [m.batch, m.height, m.width, raw_size])
+    return _col2im(pasted, rate, m.channels) / 4.0, offsets
+
+
+_Matching = collections.namedtuple(
+    "_Matching", "b batch channels height width queries keys usable")
+
+
+def _matching(f, b, mask, ksize, rate):
+    """What both matmul formulations start from.
+
+    Returns:
+        A `_Matching`: `b` as a tensor; batch, channels, and height and width of the 1/rate grid;
+        `queries` [B, P, k*k*C], the foreground patches; `keys` [B, L, k*k*C], the background
+        patches divided by `max(norm, 1e-4)`; `usable` [B, L], 1.0 for usable background patches.
+    """
     f, b, mask = _inputs(f, b, mask)
     batch, _, _, channels = _shape(f)
     fd = downsample_nearest(f, rate)
     _, height, width, _ = _shape(fd)
+    total = height * width
     # Explicit sizes where -1 would do: TFLite's convolutions need the channel counts known.
     patch = ksize * ksize * channels
-    queries = tf.reshape(_im2col(fd, ksize), [batch, height * width, patch])
+    queries = tf.reshape(_im2col(fd, ksize), [batch, total, patch])
     if b is f:  # the generator attends a feature map to itself: the patches are the same
         keys = queries
     else:
-        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, height * width, patch])
+        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, total, patch])
     norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
     keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
-    scores = tf.matmul(queries, keys, transpose_b=True)  # [B, P, L]
-    if fuse:
-        scores = _fuse(scores, height, width, fuse_k)
     if mask is None:
         mask = tf.zeros([1, height * rate, width * rate, 1], f.dtype)
-    usable = usable_patches(downsample_nearest(mask, rate), ksize)
-    weights, columns = _softmax_usable(scores, tf.broadcast_to(usable, [batch, height * width]),
-                                       softmax_scale)
+    usable = tf.broadcast_to(usable_patches(downsample_nearest(mask, rate), ksize), [batch, total])
+    return _Matching(b, batch, channels, height, width, queries, keys, usable)
+
+
+def _kept_raw_patches(b, rate, columns):
+    """The raw background patches (`_raw_patches`) of the kept columns: [B, K, 4 * rate**2 * C]."""
+    batch, height, width, channels = _shape(b)
+    raw = tf.reshape(_raw_patches(b, rate), [batch, (height // rate) * (width // rate),
+                                             4 * rate * rate * channels])
+    return tf.gather(raw, columns, axis=1, batch_dims=1)
+
+
+def _best_index(weights, columns):
+    """The column of largest weight per row, int32 [B, n]; 0 for a row whose weights are all 0,
+    which is the original's argmax over all columns."""
     best = tf.argmax(weights, axis=-1, output_type=tf.int32)
-    # A row whose weights are all 0 has argmax 0 over all columns, as in the original.
-    index = tf.where(tf.reduce_max(weights, axis=-1) > 0, tf.gather(columns, best, batch_dims=1), 0)
-    offsets = _relative_offsets(index, height, width)
-    raw_size = 4 * rate * rate * channels
-    raw = tf.reshape(_raw_patches(b, rate), [batch, height * width, raw_size])
-    raw = tf.gather(raw, columns, axis=1, batch_dims=1)
-    pasted = tf.reshape(tf.matmul(weights, raw), [batch, height, width, raw_size])
-    return _col2im(pasted, rate, channels) / 4.0, offsets
+    return tf.where(tf.reduce_max(weights, axis=-1) > 0, tf.gather(columns, best, batch_dims=1), 0)
 
 
 def _kept_columns(usable):
@@ -231,7 +260,7 @@ def _kept_columns(usable):
     keep = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(usable > 0, tf.int32), axis=1)), 1)
     columns = tf.argsort(usable, axis=1, direction="DESCENDING", stable=True)[:, :keep]
     valid = tf.gather(usable, columns, batch_dims=1)[:, None, :]
-    return columns, valid, tf.cast(total - keep, usable.dtype)
+    return columns, valid, tf.cast(total - keep, usable.dtype)  # rest: left-out columns, logit 0
 
 
 def _masked_softmax(kept_scores, valid, rest, scale):
@@ -293,26 +322,11 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
 
     Returns: as `attention_matmul`.
     """
-    f, b, mask = _inputs(f, b, mask)
-    batch, _, _, channels = _shape(f)
-    fd = downsample_nearest(f, rate)
-    _, height, width, _ = _shape(fd)
-    patch = ksize * ksize * channels
+    m = _matching(f, b, mask, ksize, rate)
+    batch, height, width, queries, keys = m.batch, m.height, m.width, m.queries, m.keys
     total = height * width
-    queries = tf.reshape(_im2col(fd, ksize), [batch, total, patch])
-    if b is f:
-        keys = queries
-    else:
-        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, total, patch])
-    norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
-    keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
-    if mask is None:
-        mask = tf.zeros([1, height * rate, width * rate, 1], f.dtype)
-    usable = tf.broadcast_to(usable_patches(downsample_nearest(mask, rate), ksize), [batch, total])
-    columns, valid, rest = _kept_columns(usable)
-    raw_size = 4 * rate * rate * channels
-    raw = tf.reshape(_raw_patches(b, rate), [batch, total, raw_size])
-    raw = tf.gather(raw, columns, axis=1, batch_dims=1)
+    columns, valid, rest = _kept_columns(m.usable)
+    raw = _kept_raw_patches(m.b, rate, columns)
     if fuse:  # the first-pass rows of the first and last grid rows, where column-major order wraps
         edges = tf.concat([_diagonal_rows(queries, keys, 0, width),
                            _diagonal_rows(queries, keys, (height - 1) * width, total)], axis=1)
@@ -342,22 +356,22 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
             picked = tf.gather(queries, positions, axis=1)
             scores = tf.matmul(picked, tf.gather(keys, columns, axis=1, batch_dims=1), transpose_b=True)
         weights = _masked_softmax(scores, valid, rest, softmax_scale)
-        best = tf.argmax(weights, axis=-1, output_type=tf.int32)
-        index = tf.where(tf.reduce_max(weights, axis=-1) > 0, tf.gather(columns, best, batch_dims=1), 0)
+        index = _best_index(weights, columns)
         # Blocks are stacked position-major ([n, B, ...]) so the TensorArrays concatenate them.
         pasted = pasted.write(i, tf.transpose(tf.matmul(weights, raw), [1, 0, 2]))
         indices = indices.write(i, tf.transpose(index))
         return i + 1, pasted, indices
 
-    arrays = (tf.TensorArray(f.dtype, size=blocks, infer_shape=False),
+    arrays = (tf.TensorArray(raw.dtype, size=blocks, infer_shape=False),
               tf.TensorArray(tf.int32, size=blocks, infer_shape=False))
     _, pasted, indices = tf.while_loop(lambda i, *_: i < blocks, block, (tf.constant(0), *arrays))
     # The reshapes restore the ranks that the TensorArrays lose.
+    raw_size = 4 * rate * rate * m.channels
     pasted = tf.transpose(tf.reshape(pasted.concat(), [total, batch, raw_size]), [1, 0, 2])
     index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
     offsets = _relative_offsets(index, height, width)
     pasted = tf.reshape(pasted, [batch, height, width, raw_size])
-    return _col2im(pasted, rate, channels) / 4.0, offsets
+    return _col2im(pasted, rate, m.channels) / 4.0, offsets
 
 
 def _softmax_usable(scores, usable, scale):
@@ -377,17 +391,9 @@ def _softmax_usable(scores, usable, scale):
         indices into L, in increasing order. K is the largest number of usable columns in the
         batch (at least 1); examples with fewer keep some unusable columns, with weight 0.
     """
-    total = tf.shape(usable)[1]
-    keep = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(usable > 0, tf.int32), axis=1)), 1)
-    columns = tf.argsort(usable, axis=1, direction="DESCENDING", stable=True)[:, :keep]
-    valid = tf.gather(usable, columns, batch_dims=1)[:, None, :]
-    logits = tf.gather(scores, columns, axis=2, batch_dims=1) * (valid * scale)
-    largest = tf.reduce_max(logits, axis=-1, keepdims=True)
-    rest = tf.cast(total - keep, logits.dtype)  # unusable columns left out, each with logit 0
-    largest = tf.where(rest > 0, tf.maximum(largest, 0.0), largest)
-    exp = tf.exp(logits - largest)
-    denominator = tf.reduce_sum(exp, axis=-1, keepdims=True) + rest * tf.exp(-largest)
-    return exp / denominator * valid, columns
+    columns, valid, rest = _kept_columns(usable)
+    kept = tf.gather(scores, columns, axis=2, batch_dims=1)
+    return _masked_softmax(kept, valid, rest, scale), columns
 
 
 def _fold_batch(x):
