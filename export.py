@@ -15,11 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's and the 
 from absl import app, flags, logging  # noqa: E402
 
 from inpainting import cli  # noqa: E402
-from inpainting.config import parse_size  # noqa: E402
+from inpainting.config import DEFAULT_MAX_PIXELS, parse_size  # noqa: E402
 
 FLAGS = flags.FLAGS
-# Mirrors inpainting.serving.DEFAULT_MAX_PIXELS without importing TensorFlow for --help.
-DEFAULT_MAX_PIXELS = 1024 * 1024
 
 
 def define_flags():

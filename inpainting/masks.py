@@ -221,20 +221,19 @@ def mask_bbox(mask, box_size, image_size):
     return tf.stack([top, left, tf.constant(box_h), tf.constant(box_w)])
 
 
-def decode_mask(encoded, image_size):
-    """A mask from encoded image bytes (png, jpg, bmp, webp), resized if needed.
+def holes_from_bytes(encoded):
+    """The holes of a mask file's bytes (png, jpg, bmp, webp, gif), at the file's size.
 
     A pixel is a hole where the gray value (8-bit; 16-bit PNGs are scaled to 8 bits
     with round(v / 257); colour is converted with rounded BT.601 luma) is above 127,
     or, when the file has an alpha channel that is not uniformly opaque, where alpha
-    is above 127. Masks of another size are resized with nearest neighbour.
+    is above 127: the rules of `inpainting.imageio.read_mask`.
 
     Returns:
-        float32 [H, W, 1], 1 = hole.
+        bool [h, w], True at holes.
     """
     from inpainting import data  # data imports this module
 
-    height, width = size_pair(image_size, "image_size")
     pixels = data.decode_8bit(encoded)
     channels = tf.shape(pixels)[2]
     alpha = tf.cond(channels % 2 == 0, lambda: pixels[:, :, -1],
@@ -246,7 +245,17 @@ def decode_mask(encoded, image_size):
 
     gray = tf.cond(channels >= 3, luma, lambda: tf.cast(pixels[:, :, 0], tf.float64))
     value = tf.where(tf.reduce_min(alpha) < 255, tf.cast(alpha, tf.float64), gray)
-    mask = tf.cast(value > 127, tf.float32)[:, :, None]
+    return value > 127
+
+
+def decode_mask(encoded, image_size):
+    """A mask from encoded image bytes (`holes_from_bytes`), resized with nearest neighbour.
+
+    Returns:
+        float32 [H, W, 1], 1 = hole.
+    """
+    height, width = size_pair(image_size, "image_size")
+    mask = tf.cast(holes_from_bytes(encoded), tf.float32)[:, :, None]
     resized = tf.image.resize(mask, [height, width], method="nearest")
     return tf.ensure_shape(resized, [height, width, 1])
 

@@ -7,11 +7,11 @@ The SavedModel (tag `serve`) has two signatures:
 `serving_default`
     `image_bytes` and `mask_bytes`, string [B] (PNG, JPEG, BMP or GIF; any size, each pair its
     own) -> `output_bytes`, string [B] of PNG. TF Serving's REST API takes them as
-    `{"b64": ...}` and answers in base64. Images are decoded to 8-bit RGB (gray is replicated,
-    alpha dropped, 16-bit reduced to 8). A mask pixel is a hole where it is white-ish, as for the
-    command-line tools (`inpainting.imageio`): gray (or the luma of colour) above 127, or the
-    alpha channel above 127 when the mask has a transparent part. The output PNG is RGB and equals
-    the input outside the hole.
+    `{"b64": ...}` and answers in base64. Images and masks are read as the command-line tools
+    read them (`data.decode_rgb`, `masks.holes_from_bytes`): 8-bit RGB (gray replicated, alpha
+    dropped, 16-bit scaled to 8), and a mask pixel is a hole where it is white-ish: gray (or the
+    luma of colour) above 127, or the alpha channel above 127 when the mask has a transparent
+    part. The output PNG is RGB and equals the input outside the hole.
 `inpaint`
     `image` float32 [B, H, W, 3], RGB 0..255, and `mask` float32 [B, H, W, 1], 1 = hole (values
     above 0.5) -> `inpainted` float32 [B, H, W, 3] 0..255 (the network's fill inside the hole,
@@ -34,17 +34,14 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from inpainting import data, inference, masks
 from inpainting import flow as flow_lib
-from inpainting import inference
+from inpainting.config import DEFAULT_MAX_PIXELS
 from inpainting.errors import ExportError
 from inpainting.layers import fold_indices, upsample_nearest
 
-# Contextual attention at 1024x1024 needs about 6 GB; see `inference.attention_memory_bytes`.
-DEFAULT_MAX_PIXELS = 1024 * 1024
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 SIGNATURES = ("serving_default", "inpaint")
-# The luma weights of `inpainting.imageio`, for colour masks.
-_LUMA = (0.299, 0.587, 0.114)
 # Offsets are per 8x8 block of the image (attention runs at 1/4 size with rate 2).
 _FLOW_SCALE = 8
 
@@ -118,21 +115,20 @@ def _check_mask(image_size, mask_size, what):
         message=f"{what}: the mask size (second value) must equal the image size (first value)")
 
 
-def _decode_mask(data):
-    """Mask bytes -> bool [H, W], True at holes (the rules of `imageio.read_mask`)."""
-    mask = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
-    mask = tf.cast(mask, tf.float64)
-    channels = tf.shape(mask)[2]
-    gray = tf.cond(
-        channels >= 3,
-        lambda: tf.round(tf.reduce_sum(mask[..., :3] * tf.constant(_LUMA, tf.float64), axis=-1)),
-        lambda: mask[..., 0])
-    alpha = mask[..., -1]
-    transparent = tf.logical_and(tf.equal(channels % 2, 0), tf.reduce_min(alpha) < 255.0)
-    return tf.where(transparent, alpha, gray) > 127.0
+class GeneratorModule(tf.Module):
+    """A `tf.Module` that exports a generator's weights so that every loader finds them.
+
+    Keras 3 variables reached only through the model are saved, but TensorFlow's graph loader
+    (TF Serving's) cannot find them: the module also tracks the underlying `tf.Variable`s.
+    """
+
+    def __init__(self, generator, name):
+        super().__init__(name=name)
+        self.generator = generator
+        self.tf_variables = [v.value for v in generator.weights]
 
 
-class ServingModule(tf.Module):
+class ServingModule(GeneratorModule):
     """The generator with the two serving signatures (see the module docstring).
 
     A guided model's signatures have one more input: `sketch` float32 [B, H, W, 1] (lines where
@@ -145,11 +141,7 @@ class ServingModule(tf.Module):
     """
 
     def __init__(self, generator, max_pixels=DEFAULT_MAX_PIXELS):
-        super().__init__(name="inpainting")
-        self.generator = generator
-        # The underlying tf.Variables, tracked by this module itself: Keras 3 variables reached only
-        # through the model are saved, but TensorFlow's graph loader (TF Serving's) cannot find them.
-        self.tf_variables = [v.value for v in generator.weights]
+        super().__init__(generator, name="inpainting")
         self.max_pixels = int(max_pixels)
         guided = generator.config.guided
         maps = ["mask", "sketch"] if guided else ["mask"]
@@ -174,8 +166,8 @@ class ServingModule(tf.Module):
                                       message=f"serving_default: send as many {name} as image_bytes")
 
         def one(items):
-            rgb = tf.io.decode_image(items[0], channels=3, dtype=tf.uint8, expand_animations=False)
-            maps = [_decode_mask(data) for data in items[1:]]  # the hole, then the sketch's lines
+            rgb = data.decode_rgb(items[0])
+            maps = [masks.holes_from_bytes(value) for value in items[1:]]  # the hole, the sketch's lines
             checks = _check_size(tf.shape(rgb)[0], tf.shape(rgb)[1], self.max_pixels, "serving_default")
             checks += [_check_mask(tf.shape(rgb)[:2], tf.shape(m), "serving_default") for m in maps]
             with tf.control_dependencies(checks):

@@ -18,6 +18,7 @@ so the models run on any LiteRT runtime without the Flex delegate; an op that wo
 stops the conversion with an error naming it.
 """
 
+import contextlib
 import os
 import re
 import tempfile
@@ -36,11 +37,9 @@ def model_file(quantization):
     return f"model_{quantization}.tflite"
 
 
-class _TFLiteModule(tf.Module):
+class _TFLiteModule(serving.GeneratorModule):
     def __init__(self, generator, size):
-        super().__init__(name="inpainting_tflite")
-        self.generator = generator
-        self.tf_variables = [v.value for v in generator.weights]
+        super().__init__(generator, name="inpainting_tflite")
         height, width = size or (None, None)
         maps = ["mask", "sketch"] if generator.config.guided else ["mask"]
         self.inpaint = tf.function(self._inpaint, input_signature=[
@@ -74,12 +73,19 @@ def convert(generator, quantization="fp32", size=None):
     Raises:
         ExportError: an op is not a TFLite built-in (the message names it), or bad arguments.
     """
+    with _saved_module(generator, size) as directory:
+        return convert_saved_model(directory, quantization)
+
+
+@contextlib.contextmanager
+def _saved_module(generator, size):
+    """A temporary SavedModel of the TFLite signature, the converter's input; yields its folder."""
     if size is not None and (len(size) != 2 or min(size) < 1):
         raise ExportError(f"--tflite_size must be HxW with positive sides, got {size!r}")
     module = _TFLiteModule(generator, size)
     with tempfile.TemporaryDirectory(prefix="inpainting-tflite-") as temp:
         tf.saved_model.save(module, temp, signatures={SIGNATURE: module.inpaint})
-        return convert_saved_model(temp, quantization)
+        yield temp
 
 
 def convert_saved_model(directory, quantization="fp32"):
@@ -130,13 +136,14 @@ def write_models(generator, directory, size=None, quantizations=QUANTIZATIONS):
         {quantization: path}.
     """
     paths = {}
-    for quantization in quantizations:
-        model = convert(generator, quantization, size)
-        path = os.path.join(directory, model_file(quantization))
-        with open(path + ".tmp", "wb") as f:
-            f.write(model)
-        os.replace(path + ".tmp", path)
-        paths[quantization] = path
+    with _saved_module(generator, size) as saved:  # one SavedModel serves every quantization
+        for quantization in quantizations:
+            model = convert_saved_model(saved, quantization)
+            path = os.path.join(directory, model_file(quantization))
+            with open(path + ".tmp", "wb") as f:
+                f.write(model)
+            os.replace(path + ".tmp", path)
+            paths[quantization] = path
     return paths
 
 
