@@ -46,6 +46,7 @@ import numpy as np
 from absl import app, flags
 
 from inpainting import imageio, metrics
+from inpainting.config import write_json, write_text
 from inpainting.errors import InpaintingError
 
 FLAGS = flags.FLAGS
@@ -250,25 +251,13 @@ def _cell(value):
     return value
 
 
-def _write_text(path, text):
-    """Writes `text` to `path` through a temporary file in the same folder, renamed into place."""
-    temp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
 def write_csv(path, rows):
     """Writes evaluation rows as CSV with the columns of `COLUMNS` (see the module docstring)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     writer.writerows([_cell(row[column]) for column in COLUMNS] for row in rows)
-    _write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def _json_number(value):
@@ -279,8 +268,6 @@ def _json_number(value):
 def write_summary(path, summary, settings):
     """Writes summary.json: the settings and, per method, the counts and the means (null where
     a mean is not finite)."""
-    from inpainting.config import write_json
-
     methods = {}
     for name, entry in summary.items():
         means = {key: _json_number(value) for key, value in entry["mean"].items()}
