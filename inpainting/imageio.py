@@ -417,20 +417,22 @@ def list_images(directory):
     return sorted(found, key=lambda rel: rel.split(os.sep))
 
 
-def find_mask_for(image_relpath, mask_dir):
-    """Finds the mask of an image in a folder tree that mirrors the image folder.
+def find_mask_for(image_relpath, mask_dir, required=True, what="mask"):
+    """Finds the mask (or sketch) of an image in a folder tree that mirrors the image folder.
 
     Args:
         image_relpath: the image's path relative to its folder, e.g. "a/b/x.jpg".
         mask_dir: the mask folder.
+        required: whether a missing file is an error; if not, None is returned.
+        what: how messages call the file ("mask", "sketch").
 
     Returns:
         The path (joined with `mask_dir`) of the one file with the same relative
         directory and stem and any extension in `IMAGE_EXTENSIONS`, e.g.
-        mask_dir/a/b/x.png.
+        mask_dir/a/b/x.png; None if there is none and it is not `required`.
 
     Raises:
-        ImageError: no such mask file, or several with different extensions.
+        ImageError: no such file (when `required`), or several with different extensions.
     """
     stem_path = os.path.join(os.fspath(mask_dir), os.path.splitext(os.fspath(image_relpath))[0])
     folder, stem = os.path.split(stem_path)
@@ -441,10 +443,12 @@ def find_mask_for(image_relpath, mask_dir):
     matches = sorted(os.path.join(folder, name) for name in names
                      if os.path.splitext(name)[0] == stem and _is_image_name(name)
                      and os.path.isfile(os.path.join(folder, name)))
+    if not matches and not required:
+        return None
     if not matches:
-        raise ImageError(f"{_show(image_relpath)}: no mask found; expected {_show(stem_path)}.png "
+        raise ImageError(f"{_show(image_relpath)}: no {what} found; expected {_show(stem_path)}.png "
                          f"(or another of {', '.join(IMAGE_EXTENSIONS)})")
     if len(matches) > 1:
-        raise ImageError(f"{_show(image_relpath)}: several masks match: "
+        raise ImageError(f"{_show(image_relpath)}: several {what} files match: "
                          f"{', '.join(_show(match) for match in matches)}; keep only one")
     return matches[0]

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from inpainting import imageio
-from inpainting.attention import SCORE_BYTES as ATTENTION_BYTES_PER_SCORE
+from inpainting.attention import SCORE_BYTES
 
 GRID = 8
 
@@ -19,7 +19,7 @@ GRID = 8
 def attention_memory_bytes(height, width):
     """Rough peak memory of the unchunked contextual attention for an image of this size."""
     positions = -(-height // GRID) * -(-width // GRID)
-    return positions * positions * ATTENTION_BYTES_PER_SCORE
+    return positions * positions * SCORE_BYTES
 
 
 def _physical_memory():

@@ -83,23 +83,14 @@ def _jobs():
         stem = os.path.splitext(rel)[0] + ".png"
         mask = FLAGS.mask or imageio.find_mask_for(rel, FLAGS.mask_dir)
         flow = os.path.join(FLAGS.flow_dir, stem) if FLAGS.flow_dir else None
-        sketch = _optional_match(rel, FLAGS.sketch_dir) if FLAGS.sketch_dir else None
+        sketch = (imageio.find_mask_for(rel, FLAGS.sketch_dir, required=False, what="sketch")
+                  if FLAGS.sketch_dir else None)
         jobs.append((os.path.join(FLAGS.image_dir, rel), mask, os.path.join(FLAGS.output_dir, stem), flow,
                      sketch))
     if not jobs:
         raise imageio.ImageError(f"{FLAGS.image_dir}: no images found "
                                  f"({', '.join(imageio.IMAGE_EXTENSIONS)})")
     return jobs
-
-
-def _optional_match(rel, directory):
-    """The file in `directory` matching image `rel` (as masks are matched), or None if there is none."""
-    try:
-        return imageio.find_mask_for(rel, directory)
-    except imageio.ImageError as err:
-        if "no mask found" in str(err):
-            return None
-        raise imageio.ImageError(str(err).replace("masks", "sketches")) from None
 
 
 def _check_outputs(jobs):

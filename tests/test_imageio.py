@@ -508,6 +508,17 @@ def test_find_mask_missing(tmp_path):
         _message(excinfo, relpath, "no mask", stem)
 
 
+def test_find_optional_sketch(tmp_path):
+    # Sketches are optional per image: missing is None, ambiguous is still an error naming them.
+    _touch(tmp_path, "sketches/x.png", "sketches/x.BMP", "sketches/y.png")
+    assert imageio.find_mask_for("z.jpg", tmp_path / "sketches", required=False, what="sketch") is None
+    found = imageio.find_mask_for("y.jpg", tmp_path / "sketches", required=False, what="sketch")
+    assert found == str(tmp_path / "sketches" / "y.png")
+    with pytest.raises(ImageError) as excinfo:
+        imageio.find_mask_for("x.jpg", tmp_path / "sketches", required=False, what="sketch")
+    _message(excinfo, "x.jpg", "several sketch files match")
+
+
 def test_find_mask_ambiguous(tmp_path):
     _touch(tmp_path, "masks/x.png", "masks/x.BMP")
     with pytest.raises(ImageError) as excinfo:
