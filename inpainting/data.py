@@ -61,7 +61,7 @@ import sys
 
 import tensorflow as tf
 
-from inpainting import masks
+from inpainting import imageio, masks
 from inpainting.errors import DataError
 
 DATA_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -150,10 +150,6 @@ def parse_dataset(spec):
 
 # ------------------------------------------------------------------------- file lists
 
-def _image_name(name):
-    return os.path.splitext(name)[1].lower() in DATA_EXTENSIONS
-
-
 def list_image_files(directory, what="image"):
     """Lists the image files below a folder (recursive, hidden names skipped).
 
@@ -172,20 +168,11 @@ def list_image_files(directory, what="image"):
     if not os.path.isdir(directory):
         problem = "not a directory" if os.path.exists(directory) else "no such directory"
         raise DataError(f"{directory}: {problem}; expected a folder of {what} files")
-    found, seen = [], set()
-    for root, dirs, files in os.walk(directory, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found += [os.path.join(root, name) for name in files
-                  if not name.startswith(".") and _image_name(name)]
+    found = imageio.image_files(directory, DATA_EXTENSIONS, follow_links=True)
     if not found:
         raise DataError(f"{directory}: no {what} files ({', '.join(DATA_EXTENSIONS)}) in this "
                         f"folder or below; check the path")
-    return sorted(found, key=lambda path: os.path.relpath(path, directory).split(os.sep))
+    return [os.path.join(directory, rel) for rel in found]
 
 
 def read_file_list(path):

@@ -389,6 +389,29 @@ def _is_image_name(name):
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def image_files(directory, extensions=IMAGE_EXTENSIONS, follow_links=False):
+    """The files below an existing directory whose lower-case extension is in `extensions`.
+
+    Hidden files and directories (names starting with '.') are skipped. With `follow_links`,
+    symbolic links to directories are followed, each real directory once.
+
+    Returns:
+        Sorted paths relative to `directory` (os.sep separated; sorted by their parts).
+    """
+    directory = os.fspath(directory)
+    found, seen = [], set()
+    for root, dirs, files in os.walk(directory, followlinks=follow_links):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        found += [os.path.relpath(os.path.join(root, name), directory) for name in files
+                  if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions]
+    return sorted(found, key=lambda rel: rel.split(os.sep))
+
+
 def list_images(directory):
     """Lists the image files below a directory.
 
@@ -409,12 +432,7 @@ def list_images(directory):
     if not os.path.isdir(directory):
         problem = "not a directory" if os.path.exists(directory) else "no such directory"
         raise ImageError(f"{_show(directory)}: {problem}; expected a folder of images")
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found += [os.path.relpath(os.path.join(root, name), directory)
-                  for name in files if not name.startswith(".") and _is_image_name(name)]
-    return sorted(found, key=lambda rel: rel.split(os.sep))
+    return image_files(directory)
 
 
 def find_mask_for(image_relpath, mask_dir, required=True, what="mask"):
