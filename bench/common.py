@@ -8,11 +8,14 @@ is recorded so that a "quiet median" over undisturbed runs can be reported.
 
 import json
 import os
+import pathlib
+import tarfile
 import time
 
 import numpy as np
 
 QUIET_CORES = 0.15
+REFERENCE_V1 = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "deepfill" / "v1"
 
 
 def _busy_and_own():
@@ -81,3 +84,25 @@ def matmul_gflops(n=2048, runs=10):
 def emit(record):
     """Prints one JSON line."""
     print(json.dumps(record, sort_keys=True), flush=True)
+
+
+def v1_generator(checkpoint, temp, **kwargs):
+    """(generator, weights name): `checkpoint`'s, else the reference v1 checkpoint's if present
+    (extracted into `temp`), else random weights; `kwargs` go to the generator."""
+    from inpainting import checkpoints
+    from inpainting.config import ModelConfig
+    from inpainting.generator import Generator
+
+    if checkpoint:
+        return checkpoints.load_generator(checkpoint, **kwargs), checkpoint
+    archive = REFERENCE_V1 / "checkpoint.tar.xz"
+    if archive.exists():
+        with tarfile.open(archive) as tar:
+            tar.extractall(temp, filter="data")
+        return checkpoints.load_generator(os.path.join(temp, "ckpt"), **kwargs), "reference v1"
+    import keras
+
+    keras.utils.set_random_seed(0)
+    generator = Generator(ModelConfig(), **kwargs)
+    generator.build()
+    return generator, "random"

@@ -21,37 +21,14 @@ them, the differences do). The hole is a centred rectangle over 13.4% of the ima
 
 import argparse
 import os
-import pathlib
 import sys
-import tarfile
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 
-REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "deepfill" / "v1"
 FORMATS = ("saved_model", "tflite_fp32", "tflite_fp16", "tflite_int8_dynamic")
-
-
-def _generator(checkpoint, temp):
-    from inpainting import checkpoints
-    from inpainting.config import ModelConfig
-    from inpainting.generator import Generator
-
-    if checkpoint:
-        return checkpoints.load_generator(checkpoint), checkpoint
-    archive = REFERENCE / "checkpoint.tar.xz"
-    if archive.exists():
-        with tarfile.open(archive) as tar:
-            tar.extractall(temp, filter="data")
-        return checkpoints.load_generator(os.path.join(temp, "ckpt")), "reference v1"
-    import keras
-
-    keras.utils.set_random_seed(0)
-    generator = Generator(ModelConfig())
-    generator.build()
-    return generator, "random"
 
 
 def _bytes(path):
@@ -76,7 +53,7 @@ def main():
     from inpainting.tflite import TFLiteRunner
 
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as temp:
-        generator, weights = _generator(args.checkpoint, temp)
+        generator, weights = common.v1_generator(args.checkpoint, temp)
         directory = serving.export_saved_model(
             generator, os.path.join(temp, "export"), warmup=False,
             extra=lambda path: tflite.write_models(generator, path))

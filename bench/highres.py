@@ -26,26 +26,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 CHILD = """
-import json, resource, sys, tarfile, tempfile, time
+import json, resource, sys, tempfile, time
 import numpy as np
-from inpainting import checkpoints
+sys.path.insert(0, sys.argv[2])
+import common
 from inpainting.inference import Inpainter
 
-size, budget, checkpoint, archive = json.loads(sys.argv[1])
+size, budget, checkpoint = json.loads(sys.argv[1])
 with tempfile.TemporaryDirectory() as temp:
-    if checkpoint is None and archive is not None:
-        with tarfile.open(archive) as tar:
-            tar.extractall(temp, filter="data")
-        checkpoint = temp + "/ckpt"
-    if checkpoint is None:
-        import keras
-        from inpainting.config import ModelConfig
-        from inpainting.generator import Generator
-        keras.utils.set_random_seed(0)
-        generator = Generator(ModelConfig(), attention_memory_mb=budget)
-        generator.build()
-    else:
-        generator = checkpoints.load_generator(checkpoint, attention_memory_mb=budget)
+    generator, weights = common.v1_generator(checkpoint, temp, attention_memory_mb=budget)
     height, width = size
     rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     mask = np.zeros((height, width), np.float32)
@@ -54,7 +43,7 @@ with tempfile.TemporaryDirectory() as temp:
     start = time.perf_counter()
     Inpainter(generator)(rgb, mask)
     seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "hole_fraction": float(mask.mean()),
+print(json.dumps({"seconds": seconds, "hole_fraction": float(mask.mean()), "weights": weights,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
@@ -70,18 +59,14 @@ def main():
 
     from inpainting.inference import attention_memory_bytes
 
-    reference = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                             "reference", "deepfill", "v1", "checkpoint.tar.xz")
-    archive = reference if os.path.exists(reference) else None
-    weights = args.checkpoint or ("reference v1" if archive else "random")
     for size in args.sizes.split(","):
         height, width = (int(v) for v in size.lower().split("x"))
         budget = args.attention_memory_mb or None
         child = subprocess.run(
-            [sys.executable, "-c", CHILD, json.dumps([[height, width], budget, args.checkpoint, archive])],
+            [sys.executable, "-c", CHILD, json.dumps([[height, width], budget, args.checkpoint]),
+             os.path.dirname(os.path.abspath(__file__))],
             capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-        record = {"bench": "highres", "model": "v1", "size": size, "weights": weights,
-                  "attention_memory_mb": budget,
+        record = {"bench": "highres", "model": "v1", "size": size, "attention_memory_mb": budget,
                   "unchunked_attention_bytes": attention_memory_bytes(height, width)}
         if child.returncode == 0:
             record.update(json.loads(child.stdout.strip().splitlines()[-1]))
