@@ -3,6 +3,11 @@
 The network needs height and width that are multiples of 8: images are mirror-padded at the bottom
 and right, inpainted, and cropped back, so no pixel of the user's image is cropped away. The
 padding is known content (mask 0) and the result outside the hole is the input itself.
+
+Images of more than `STREAM_PIXELS` pixels (and every image with `attention="hole_only"`) run
+through `streaming.StreamedGenerator`, layer by layer in strips and tiles, whose memory grows
+linearly with the area; smaller ones run as one traced graph, which is faster for them. Both give
+the same result up to float rounding.
 """
 
 import os
@@ -12,8 +17,15 @@ import tensorflow as tf
 
 from inpainting import imageio
 from inpainting.attention import SCORE_BYTES
+from inpainting.streaming import ATTENTION_MODES, StreamedGenerator
 
 GRID = 8
+# Larger images are streamed (see the module docstring): from about 1.5 megapixels on, the
+# graph's whole-image temporaries cost more memory than streaming saves time.
+STREAM_PIXELS = 1536 * 1024
+# Measured peak RSS of the streamed v1 model (cnum 32) per pixel, and the process around it.
+STREAM_BYTES_PER_PIXEL = 200
+STREAM_BASE_BYTES = 1 << 30
 
 
 def attention_memory_bytes(height, width):
@@ -29,21 +41,31 @@ def _physical_memory():
         return None
 
 
-def check_size(height, width, path="image", memory_mb=None):
-    """Raises ImageError for an image whose attention would not fit in this machine's memory.
+def memory_bytes(height, width, memory_mb=None, cnum=32):
+    """Rough peak memory of inpainting one image of this size.
+
+    Streamed images (more than `STREAM_PIXELS`) need memory linear in the area plus the attention
+    budget `memory_mb`; smaller ones at most the unchunked attention's (or the budget).
+    """
+    if height * width > STREAM_PIXELS:
+        per_pixel = STREAM_BYTES_PER_PIXEL * cnum / 32
+        return int(STREAM_BASE_BYTES + per_pixel * height * width + (memory_mb or 1024) * 2 ** 20)
+    need = attention_memory_bytes(height, width)
+    return need if memory_mb is None else min(need, memory_mb * 2 ** 20)
+
+
+def check_size(height, width, path="image", memory_mb=None, cnum=32):
+    """Raises ImageError for an image that would not fit in this machine's memory.
 
     With a `memory_mb` budget the attention runs in blocks and needs at most that much.
     """
-    need = attention_memory_bytes(height, width)
-    if memory_mb is not None:
-        need = min(need, memory_mb * 2 ** 20)
+    need = memory_bytes(height, width, memory_mb, cnum)
     have = _physical_memory()
     if have is not None and need > 0.8 * have:
         raise imageio.ImageError(
-            f"{path}: {width}x{height} is too large to inpaint in one piece on this machine "
-            f"(contextual attention needs about {need / 2**30:.0f} GiB, the machine has "
-            f"{have / 2**30:.0f} GiB); downscale it, inpaint a crop around the hole, or give the "
-            "attention a memory budget (--attention_memory_mb)")
+            f"{path}: {width}x{height} is too large to inpaint at full size on this machine "
+            f"(it needs about {need / 2**30:.0f} GiB, the machine has {have / 2**30:.0f} GiB); "
+            "downscale it or inpaint crops around the holes (--hr=resize or --hr=crop)")
 
 
 class Inpainter:
@@ -51,6 +73,11 @@ class Inpainter:
 
     Args:
         generator: a built `Generator`.
+        attention: "exact", or "hole_only": contextual attention matches only the part of the
+            image near the hole (approximate, much faster on large images; see
+            `inpainting.streaming`).
+        progress: optional callable(done, total, what), told the progress of streamed images
+            (layers of each part of the network, and attention tiles).
 
     Example:
         >>> inpainter = Inpainter(checkpoints.load_generator("places2_v1"))
@@ -59,9 +86,14 @@ class Inpainter:
         ((H, W, 3), (H, W, 3))
     """
 
-    def __init__(self, generator):
+    def __init__(self, generator, attention="exact", progress=None):
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
         self.generator = generator
+        self.attention = attention
         self.guided = generator.config.guided
+        self.streamed = StreamedGenerator(generator, generator.contextual_attention.memory_mb or 1024,
+                                          attention, progress)
         specs = [tf.TensorSpec([1, None, None, 3], tf.float32)]
         specs += [tf.TensorSpec([1, None, None, 1], tf.float32)] * (2 if self.guided else 1)
         self._run = tf.function(self._forward, input_signature=specs)
@@ -72,7 +104,12 @@ class Inpainter:
 
     def check_size(self, height, width, path="image"):
         """Refuses images whose attention would not fit in this machine's memory."""
-        check_size(height, width, path, self.generator.contextual_attention.memory_mb)
+        check_size(height, width, path, self.generator.contextual_attention.memory_mb,
+                   self.generator.config.cnum)
+
+    def streams(self, height, width):
+        """Whether an image of this size runs through the `StreamedGenerator`."""
+        return self.attention == "hole_only" or height * width > STREAM_PIXELS
 
     def __call__(self, rgb, mask, path="image", sketch=None):
         """Inpaints one image.
@@ -91,20 +128,22 @@ class Inpainter:
         """
         height, width = mask.shape
         self.check_size(height, width, path)
-        image, _ = imageio.pad_to_multiple(rgb, GRID)
-        holes, _ = imageio.pad_to_multiple(mask.astype(np.float32), GRID, mode="constant")
-        image = image.astype(np.float32) / 127.5 - 1.0
-        inputs = [tf.constant(image[None]), tf.constant(holes[None, :, :, None])]
         if sketch is not None and not self.guided:
             raise imageio.ImageError(f"{path}: a sketch was given but this model is not guided (it "
                                      "was not trained with sketches)")
+        image, _ = imageio.pad_to_multiple(rgb, GRID)
+        image = image.astype(np.float32) / 127.5 - 1.0
+        inputs = [image, imageio.pad_to_multiple(mask.astype(np.float32), GRID, mode="constant")[0]]
         if self.guided:
             lines = np.zeros_like(mask) if sketch is None else sketch
-            lines, _ = imageio.pad_to_multiple(lines.astype(np.float32), GRID, mode="constant")
-            inputs.append(tf.constant(lines[None, :, :, None]))
-        refined, flow = self._run(*inputs)
-        filled = (refined.numpy()[0] + 1.0) * 127.5
-        flow = np.rint((flow.numpy()[0] + 1.0) * 127.5).astype(np.uint8)
+            inputs.append(imageio.pad_to_multiple(lines.astype(np.float32), GRID, mode="constant")[0])
+        if self.streams(*image.shape[:2]):
+            refined, flow = self.streamed(*inputs)
+        else:
+            inputs = [tf.constant(x[None] if i == 0 else x[None, :, :, None]) for i, x in enumerate(inputs)]
+            refined, flow = (x.numpy()[0] for x in self._run(*inputs))
+        filled = (refined + 1.0) * 127.5
+        flow = np.rint((flow + 1.0) * 127.5).astype(np.uint8)
         flow = np.repeat(np.repeat(flow, 4, axis=0), 4, axis=1)
         return {"filled": imageio.crop_to(filled, (height, width)),
                 "flow": imageio.crop_to(flow, (height, width))}

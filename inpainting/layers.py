@@ -189,10 +189,16 @@ class Conv(keras.layers.Layer):
 
     def call(self, x):
         x = pad_for_conv(x, self.kernel_size, self.dilation_rate, self.padding)
-        y = tf.nn.conv2d(
-            x, tf.cast(self.effective_kernel(), x.dtype), strides=self.strides,
-            padding="SAME" if self.padding == "same" else "VALID",
-            dilations=self.dilation_rate)
+        return self.convolve(x, "SAME" if self.padding == "same" else "VALID")
+
+    def convolve(self, x, padding="VALID"):
+        """The layer without its own padding: convolution (TF `padding`), bias, activation, gate.
+
+        With "VALID", `x` is an input the caller has already padded, such as a strip of a large
+        image with its neighbouring rows (`inpainting.streaming`).
+        """
+        y = tf.nn.conv2d(x, tf.cast(self.effective_kernel(), x.dtype), strides=self.strides,
+                         padding=padding, dilations=self.dilation_rate)
         y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
         activation = ACTIVATIONS[self.activation]
         if activation is None:

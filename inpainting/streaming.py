@@ -1,0 +1,421 @@
+"""The generator on one very large image, with memory linear in its area.
+
+`StreamedGenerator` runs a built `Generator` layer by layer on one image held in NumPy arrays:
+
+* Every convolution is computed in horizontal strips of output rows. A strip reads the input
+  rows its kernel needs, with the image border's padding (zeros, or the mirror of the image)
+  rebuilt from the row and column indices, and runs the layer's own VALID convolution
+  (`Conv.convolve`). Only each layer's whole input and output are ever in memory, never the
+  padded copies and temporaries of a whole-image convolution; an upsampling layer reads its
+  input rows twice instead of enlarging the whole map; concatenated inputs are concatenated
+  strip by strip.
+* Contextual attention is computed in rectangular tiles of foreground positions
+  (`attention_tiles`). A tile's scores against every background patch are one convolution of
+  the background with the tile's query patches; the fuse step's neighbours (one position before
+  and after in row-major order, one grid row above and below, and the positions where
+  column-major order wraps from the last grid row to the first) are computed beside the tile, so
+  every tile's fused scores, softmax, argmax and pasted patches equal those of the whole score
+  matrix. The pasted patches of a tile are overlap-added into the output. Nothing of the size of
+  the score matrix, of all background patches, or of all raw patches is ever built: the
+  background's raw patches are gathered per tile.
+
+The result equals `Generator.call` up to float rounding (about 1e-6). With `attention="hole_only"`,
+tiles that hold no position within `HOLE_ONLY_REACH` grid cells of the hole are not matched; each
+of their positions pastes its own patch, as a known position almost always does (its best match
+is itself), so the attention returns its input there and the offsets are 0. That is an
+approximation: `bench/highres.py` measures its difference, and it makes the attention's cost
+proportional to the hole's rows and columns instead of the whole image.
+
+    streamed = StreamedGenerator(generator, memory_mb=1024)
+    refined, flow = streamed(image, mask)   # [H, W, 3] in [-1, 1], [H, W, 1] {0, 1} (H, W % 8 == 0)
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from inpainting import attention as att
+from inpainting import flow as flow_lib
+from inpainting.layers import UpConv, align_corners_indices, downsample_nearest, fold_indices
+
+ATTENTION_MODES = ("exact", "hole_only")
+# hole_only: tiles with a position this many cells (of the 1/8 grid) from the hole are matched.
+HOLE_ONLY_REACH = 2
+_RATE = 2
+_SCALE = 10.0
+_BYTES = 4
+
+
+def _window(conv, size, first, stop):
+    """The input indices along one axis that outputs [first, stop) of `conv` read.
+
+    Returns (indices into an axis of `size`, inside): `inside` is None for mirror padding, where
+    every index is folded into the image, or a bool mask of the indices that are not zero padding.
+    """
+    k, s, d = conv.kernel_size, conv.strides, conv.dilation_rate
+    if conv.padding == "same":  # TF's SAME: the smaller half of the padding before
+        out = -(-size // s)
+        before = max((out - 1) * s + (k - 1) * d + 1 - size, 0) // 2
+    else:
+        before = d * (k - 1) // 2
+    index = np.arange(first * s - before, (stop - 1) * s - before + (k - 1) * d + 1)
+    if conv.padding == "same":
+        return np.clip(index, 0, size - 1), (index >= 0) & (index < size)
+    return fold_indices(tf.constant(index, tf.int32), size, conv.padding).numpy(), None
+
+
+def tile_shape(grid_height, grid_width, memory_mb):
+    """(rows, cols) of attention tiles whose working set fits `memory_mb` megabytes.
+
+    A tile of r x c positions computes scores for about (r + 4) * (c + 2) positions against all
+    grid_height * grid_width background patches and keeps a few matrices of r * c by that many;
+    among the tiles that fit, the one with the fewest extra positions per tile position wins.
+    """
+    columns = grid_height * grid_width
+    best = (1, min(8, grid_width))
+    best_cost = None
+    for cols in sorted({grid_width, 256, 128, 64, 48, 32, 24, 16, 8}):
+        if cols > grid_width:
+            continue
+        for rows in range(1, grid_height + 1):
+            extended = (min(rows + 2, grid_height) + 2) * (cols + 2)
+            need = columns * _BYTES * (2 * extended + 2 * (rows + 4) * cols + 5 * rows * cols)
+            if need > memory_mb * 2 ** 20:
+                break
+            cost = extended / (rows * cols)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (rows, cols), cost
+    return best
+
+
+def _tile_plan(top, rows, left, cols, height, width):
+    """Where a tile's fuse neighbours are: segment starts and, per neighbour step, their rows.
+
+    Segments are runs of `cols` positions (row-major indices start .. start + cols - 1) whose
+    first-pass fused scores the tile needs: the grid rows top - 1 .. top + rows at the tile's
+    columns, and the wrap rows of column-major order (the last grid row one column to the left,
+    for the tile's first grid row; the first grid row one column to the right, for its last).
+
+    Returns (starts int32 [S], segment int32 [3, rows], exists float32 [3, rows, cols]): for
+    step -1, 0, 1, the segment holding each tile row's column-major neighbour and whether that
+    neighbour exists (it does not before the first or after the last position).
+    """
+    main = list(range(max(top - 1, 0), min(top + rows + 1, height)))
+    starts = [y * width + left for y in main]
+    wrap_top = wrap_bottom = None
+    if top == 0:
+        wrap_top = len(starts)
+        starts.append((height - 1) * width + left - 1)
+    if top + rows == height:
+        wrap_bottom = len(starts)
+        starts.append(left + 1)
+    x = np.arange(left, left + cols)
+    segment = np.zeros((3, rows), np.int32)
+    exists = np.ones((3, rows, cols), np.float32)
+    for i, y in enumerate(range(top, top + rows)):
+        segment[1, i] = main.index(y)
+        if y > 0:
+            segment[0, i] = main.index(y - 1)
+        else:
+            segment[0, i] = wrap_top
+            exists[0, i] = x >= 1
+        if y < height - 1:
+            segment[2, i] = main.index(y + 1)
+        else:
+            segment[2, i] = wrap_bottom
+            exists[2, i] = x <= width - 2
+    return np.array(starts, np.int32), segment, exists
+
+
+def _raw_index(positions, height, width):
+    """Where the 16 raw-patch pixels of grid `positions` are in the flattened features.
+
+    The raw patch of grid position (ky, kx) is the 4x4 block of the features at rows
+    2 ky - 1 .. 2 ky + 2 and columns 2 kx - 1 .. 2 kx + 2, zero outside the map, in the order of
+    `attention._raw_patches` (block row, block col, row in block, col in block). `height` and
+    `width` are the grid's. Returns (index int32 [16, n], clamped into the map; inside float32
+    [16, n], 0 where the pixel is outside).
+    """
+    ky, kx = np.divmod(np.asarray(positions, np.int64), width)
+    index, inside = [], []
+    for by in (0, 1):
+        for bx in (0, 1):
+            for sy in (0, 1):
+                for sx in (0, 1):
+                    y, x = 2 * ky + 2 * by + sy - 1, 2 * kx + 2 * bx + sx - 1
+                    ok = (y >= 0) & (y < 2 * height) & (x >= 0) & (x < 2 * width)
+                    index.append(np.where(ok, y * 2 * width + x, 0))
+                    inside.append(ok)
+    return np.stack(index).astype(np.int32), np.stack(inside).astype(np.float32)
+
+
+def _gather_raw(background, raw, i):
+    """Component `i` of the raw patches `raw` (`_raw_index`) from the flattened features."""
+    return tf.gather(background, raw[0][i]) * raw[1][i][:, None]
+
+
+@tf.function
+def _match_tile(queries_padded, inv_norm, background, raw_index, columns, valid, rest, starts, segment,
+                exists, rows, cols):
+    """Fused scores, weights, best match and pasted patches of one tile (see the module docstring).
+
+    Args:
+        queries_padded: [h + 2, w + 2, C], the 1/2-size features zero-padded by one.
+        inv_norm: [L], 1 / max(norm, 1e-4) of every background patch.
+        background: [2h * 2w, C], the features flattened.
+        raw_index: `_raw_index` of the kept columns.
+        columns, valid, rest: `attention._kept_columns` of the usable patches (batch removed).
+        starts, segment, exists: `_tile_plan`.
+        rows, cols: the tile's size.
+
+    Returns:
+        (contribution [2 rows + 4, 2 cols + 4, C], the overlap-added pasted patches of the tile,
+        whose first row and column are 2 top - 2 and 2 left - 2; index int32 [rows * cols], the
+        background position of largest weight).
+    """
+    padded_shape = tf.shape(queries_padded)
+    height, width, channels = padded_shape[0] - 2, padded_shape[1] - 2, queries_padded.shape[-1]
+    total = height * width
+    extended = tf.reshape(starts[:, None] + tf.range(-1, cols + 1)[None, :], [-1])  # [m]
+    inside = tf.cast((extended >= 0) & (extended < total), queries_padded.dtype)
+    clipped = tf.clip_by_value(extended, 0, total - 1)
+    qy, qx = clipped // width, clipped % width
+    flat = tf.reshape(queries_padded, [-1, channels])
+    kernel = tf.stack([tf.gather(flat, (qy + oy) * (width + 2) + qx + ox) for oy in range(3)
+                       for ox in range(3)]) * inside[None, :, None]  # [9, m, C]
+    kernel = tf.reshape(tf.transpose(kernel, [0, 2, 1]), [3, 3, channels, -1])
+    scores = tf.nn.conv2d(queries_padded[None], kernel, 1, "VALID")  # [1, h, w, m]
+    scores = tf.reshape(scores, [total, -1]) * inv_norm[:, None]
+    # First fuse pass: first[s, p] = S[s - 1, p - 1] + S[s, p] + S[s + 1, p + 1].
+    scores = tf.pad(tf.reshape(scores, [total, -1, cols + 2]), [[1, 1], [0, 0], [0, 0]])
+    first = (scores[:total, :, :cols] + scores[1:total + 1, :, 1:cols + 1]
+             + scores[2:, :, 2:])
+    first = tf.reshape(first, [total, -1])
+    # Second pass, in column-major order, on the kept background columns only.
+    fused = 0.0
+    for step in (-1, 0, 1):
+        row, row_exists = att._column_major_step(columns, step, height, width)
+        picked = tf.gather(first, row) * tf.cast(row_exists, first.dtype)[:, None]
+        picked = tf.gather(tf.reshape(picked, [tf.shape(row)[0], -1, cols]), segment[step + 1], axis=1)
+        fused += picked * exists[step + 1][None]
+    fused = tf.transpose(tf.reshape(fused, [-1, rows * cols]))  # [n, K]
+    weights = att._masked_softmax(fused[None], valid[None, None], rest, _SCALE)[0]
+    index = att._best_index(weights[None], columns[None])[0]
+    pasted = tf.concat([tf.matmul(weights, _gather_raw(background, raw_index, i)) for i in range(16)], -1)
+    return _overlap_add(pasted, rows, cols, channels), index
+
+
+@tf.function
+def _copy_tile(background, raw_index, rows, cols):
+    """`_match_tile`'s contribution when every position of the tile pastes its own patch."""
+    channels = background.shape[-1]
+    pasted = tf.concat([_gather_raw(background, raw_index, i) for i in range(16)], -1)
+    return _overlap_add(pasted, rows, cols, channels)
+
+
+def _overlap_add(pasted, rows, cols, channels):
+    """Pasted patches [rows * cols, 16 C] -> their overlap-added pixels around the tile."""
+    pasted = tf.pad(tf.reshape(pasted, [1, rows, cols, 16 * channels]), [[0, 0], [1, 1], [1, 1], [0, 0]])
+    return att._col2im(pasted, _RATE, channels)[0]
+
+
+def attention_tiles(features, mask, memory_mb=1024, mode="exact", progress=None, tile=None):
+    """Contextual attention of a feature map with itself, tile by tile (DeepFill's settings).
+
+    Args:
+        features: float32 [H, W, C] NumPy array, H and W even (the generator's 1/4-size features).
+        mask: float32 [H, W] NumPy array, 1 = hole.
+        memory_mb: working-set budget of one tile (`tile_shape`).
+        mode: "exact", or "hole_only" (see the module docstring).
+        progress: optional callable(done, total), called after each tile.
+        tile: (rows, cols) of the tiles instead of `tile_shape`'s choice.
+
+    Returns:
+        (output float32 [H, W, C], offsets int32 [H/2, W/2, 2]) as `attention.attention_matmul`
+        (ksize 3, rate 2, fuse 3, scale 10) gives for `f = b = features`.
+    """
+    if mode not in ATTENTION_MODES:
+        raise ValueError(f"attention mode must be one of {ATTENTION_MODES}, got {mode!r}")
+    features = tf.convert_to_tensor(features, tf.float32)
+    height, width, channels = features.shape
+    small = downsample_nearest(features[None], _RATE)[0]
+    grid_h, grid_w = height // _RATE, width // _RATE
+    total = grid_h * grid_w
+    queries_padded = tf.pad(small, [[1, 1], [1, 1], [0, 0]])
+    norm = tf.sqrt(tf.nn.conv2d(tf.reduce_sum(tf.square(small), -1)[None, :, :, None],
+                                tf.ones([3, 3, 1, 1]), 1, "SAME"))
+    inv_norm = tf.reshape(1.0 / tf.maximum(norm, 1e-4), [total])
+    del small
+    background = tf.reshape(features, [-1, channels])
+    grid_mask = downsample_nearest(tf.constant(mask[None, :, :, None]), _RATE)
+    usable = att.usable_patches(grid_mask, 3)
+    columns, valid, rest = att._kept_columns(usable)
+    columns, valid = columns[0], valid[0, 0]
+    raw_index = tuple(map(tf.constant, _raw_index(columns.numpy(), grid_h, grid_w)))
+    if mode == "hole_only":
+        reach = 2 * HOLE_ONLY_REACH + 1
+        near = tf.nn.max_pool2d(grid_mask, reach, 1, "SAME")[0, :, :, 0].numpy() > 0
+
+    rows, cols = tile or tile_shape(grid_h, grid_w, memory_mb)
+    output = np.zeros((2 * grid_h + 4, 2 * grid_w + 4, channels), np.float32)  # 2-pixel border
+    index = np.zeros((grid_h, grid_w), np.int32)
+    tiles = [(top, left) for top in range(0, grid_h, rows) for left in range(0, grid_w, cols)]
+    for done, (top, left) in enumerate(tiles, 1):
+        r, c = min(rows, grid_h - top), min(cols, grid_w - left)
+        if mode == "hole_only" and not near[top:top + r, left:left + c].any():
+            positions = (np.arange(top, top + r)[:, None] * grid_w + np.arange(left, left + c)).ravel()
+            block = _copy_tile(background, tuple(map(tf.constant, _raw_index(positions, grid_h, grid_w))),
+                               r, c)
+            index[top:top + r, left:left + c] = positions.reshape(r, c)
+        else:
+            starts, segment, exists = _tile_plan(top, r, left, c, grid_h, grid_w)
+            block, best = _match_tile(queries_padded, inv_norm, background, raw_index, columns, valid,
+                                      rest, tf.constant(starts), tf.constant(segment),
+                                      tf.constant(exists), r, c)
+            index[top:top + r, left:left + c] = best.numpy().reshape(r, c)
+        output[2 * top:2 * top + 2 * r + 4, 2 * left:2 * left + 2 * c + 4] += block.numpy()
+        if progress is not None:
+            progress(done, len(tiles))
+    offsets = att._relative_offsets(tf.constant(index.reshape(1, total)), grid_h, grid_w)[0].numpy()
+    return output[2:-2, 2:-2] / 4.0, offsets
+
+
+class StreamedGenerator:
+    """Runs a built `Generator` on one large image with memory linear in its area.
+
+    Args:
+        generator: a built `Generator` (v1 or v2, guided or not).
+        memory_mb: budget of the attention tiles and, divided by 8, of the convolution strips.
+        attention: "exact", or "hole_only" (approximate; see the module docstring).
+        progress: optional callable(done, total, what) reporting the layers and attention tiles.
+
+    Call arguments:
+        image: float32 [H, W, 3] in [-1, 1]; mask: float32 [H, W] (1 = hole); sketch: for guided
+        models, float32 [H, W] or None. H and W multiples of 8.
+
+    Returns:
+        (refined float32 [H, W, 3] in [-1, 1], the raw stage-2 output; flow float32
+        [H / 4, W / 4, 3] in [-1, 1]), as `Generator.call` gives for one image.
+    """
+
+    def __init__(self, generator, memory_mb=1024, attention="exact", progress=None):
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
+        self.generator = generator
+        self.memory_mb = memory_mb
+        self.attention = attention
+        self.progress = progress
+        self._convolve = {}
+
+    def _report(self, done, total, what):
+        if self.progress is not None:
+            self.progress(done, total, what)
+
+    def _rows(self, layer, source, in_size, first, stop):
+        """Output rows [first, stop) of `layer`, whose input rows [a, b) `source(a, b)` gives."""
+        up = isinstance(layer, UpConv)
+        conv = layer.conv if up else layer
+        if conv.name not in self._convolve:
+            self._convolve[conv.name] = tf.function(conv.convolve, reduce_retracing=True)
+        height, width = (2 * n if up else n for n in in_size)
+        cols, cols_inside = _window(conv, width, 0, -(-width // conv.strides))
+        rows, rows_inside = _window(conv, height, first, stop)
+        if up:  # the enlarged map's row and column i are the input's i // 2
+            rows, cols = rows // 2, cols // 2
+        low = rows.min()
+        x = source(low, rows.max() + 1)[np.ix_(rows - low, cols)]
+        if rows_inside is not None:
+            x *= (rows_inside[:, None] & cols_inside[None, :])[:, :, None]
+        return self._convolve[conv.name](tf.constant(x[None]))[0].numpy()
+
+    def _chain(self, layers, inputs):
+        """The layers applied in turn to the channel-concatenation of `inputs`, strip by strip.
+
+        Only the last layer's output is stored whole: each strip of it computes the rows of the
+        earlier layers it needs (a few rows more than the strip, recomputed by the next strip).
+        """
+        sizes = [inputs[0].shape[:2]]
+        for layer in layers:
+            conv = layer.conv if isinstance(layer, UpConv) else layer
+            scale = 2 if isinstance(layer, UpConv) else 1
+            sizes.append(tuple(-(-scale * n // conv.strides) for n in sizes[-1]))
+        # Bytes per output row of the whole chain: every layer's input and output rows.
+        channels = sum(a.shape[-1] for a in inputs)
+        row_bytes = 0
+        for layer, (h, w), (out_h, out_w) in zip(layers, sizes, sizes[1:]):
+            filters = (layer.conv if isinstance(layer, UpConv) else layer).filters
+            row_bytes += _BYTES * (h * w * channels + 3 * out_h * out_w * filters) / sizes[-1][0]
+            channels = filters
+        strip = max(1, int(self.memory_mb * 2 ** 20 / 8 // row_bytes))
+
+        def source(index):
+            if index == 0:
+                return lambda a, b: np.concatenate([x[a:b] for x in inputs], axis=-1)
+            return lambda a, b: self._rows(layers[index - 1], source(index - 1), sizes[index - 1], a, b)
+
+        top = source(len(layers))
+        out_h = sizes[-1][0]
+        out = None
+        for first in range(0, out_h, strip):
+            stop = min(first + strip, out_h)
+            y = top(first, stop)
+            if out is None:
+                out = np.empty((out_h,) + y.shape[1:], np.float32)
+            out[first:stop] = y
+        return out
+
+    def _stage(self, stage, inputs):
+        """One part of the network; layers reading more than the stage's smallest size are chained."""
+        layers = [getattr(self.generator, name) for name in self.generator._stages[stage]]
+        smallest = inputs[0].shape[0]
+        for layer in layers:
+            conv = layer.conv if isinstance(layer, UpConv) else layer
+            smallest = min(smallest, -(-smallest // conv.strides))
+        size, chain = inputs[0].shape[0], []
+        for i, layer in enumerate(layers):
+            if chain and size == smallest:
+                inputs = [self._chain(chain, inputs)]
+                chain = []
+                self._report(i, len(layers), stage)
+            chain.append(layer)
+            conv = layer.conv if isinstance(layer, UpConv) else layer
+            size = -(-size * (2 if isinstance(layer, UpConv) else 1) // conv.strides)
+        out = self._chain(chain, inputs)
+        self._report(len(layers), len(layers), stage)
+        return out
+
+    def _output(self, x):
+        return np.tanh(x) if self.generator.v2 else np.clip(x, -1.0, 1.0)
+
+    def __call__(self, image, mask, sketch=None):
+        gen = self.generator
+        height, width = mask.shape
+        if height % 8 or width % 8:
+            raise ValueError(f"height and width must be multiples of 8, got {height}x{width}")
+        mask = mask.astype(np.float32)[:, :, None]
+        masked = image.astype(np.float32) * (1.0 - mask)
+        ones = np.ones_like(mask)
+        channels = [masked, ones, mask]
+        if gen.config.guided:
+            lines = np.zeros_like(mask) if sketch is None else sketch.astype(np.float32)[:, :, None]
+            channels.insert(1, lines * mask)
+        coarse = self._output(self._stage("stage1", channels))
+        del channels
+        pasted = coarse * mask + masked * (1.0 - mask)
+        del coarse, masked
+        x = [pasted] if gen.v2 else [pasted, ones, mask]
+        # The attention branch first, so its features are gone before the other branch's output.
+        features = tf.constant(self._stage("attention_in", x))
+        small_h, small_w = features.shape[:2]
+        small_mask = mask[align_corners_indices(height, small_h).numpy()][:, align_corners_indices(
+            width, small_w).numpy(), 0]
+        attended, offsets = attention_tiles(
+            features, small_mask, self.memory_mb, self.attention,
+            lambda done, total: self._report(done, total, "attention"))
+        del features
+        attended = self._stage("attention_out", [attended])
+        hallucinated = self._stage("conv_branch", x)
+        del x, pasted
+        refined = self._output(self._stage("merge", [hallucinated, attended]))
+        flow = flow_lib.flow_to_color(tf.constant(offsets[None]), dtype=tf.as_dtype(gen.flow_dtype))
+        flow = flow_lib.upsample_flow(flow, _RATE, "bilinear" if gen.v2 else "nearest")[0].numpy()
+        return refined, flow

@@ -1,0 +1,148 @@
+"""Tests of the streamed generator: strips of convolutions and tiles of contextual attention."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from inpainting import attention, imageio, inference, streaming
+from inpainting.config import ModelConfig
+from inpainting.generator import Generator
+
+
+def _features(height, width, channels=6, seed=0):
+    return np.random.default_rng(seed).normal(size=(height, width, channels)).astype(np.float32)
+
+
+def _hole(height, width, top, left, h, w):
+    mask = np.zeros((height, width), np.float32)
+    mask[top:top + h, left:left + w] = 1
+    return mask
+
+
+@pytest.mark.parametrize("size, tile, hole", [
+    ((16, 24), (1, 8), (3, 5, 6, 6)),     # one-row tiles: every tile touches both wraps' rows
+    ((16, 24), (3, 5), (3, 5, 6, 6)),     # sizes that divide neither axis
+    ((20, 12), (10, 6), (0, 0, 8, 4)),    # whole grid width, hole at the corner
+    ((16, 24), (8, 12), None),            # no hole
+    ((12, 12), (2, 3), (0, 0, 12, 12)),   # all hole: no usable patch
+])
+def test_tiles_equal_the_whole_matrix(size, tile, hole):
+    f = _features(*size)
+    mask = _hole(*size, *hole) if hole else np.zeros(size, np.float32)
+    expected, expected_offsets = attention.attention_matmul(f[None], f[None], mask[None, :, :, None])
+    y, offsets = streaming.attention_tiles(f, mask, tile=tile)
+    np.testing.assert_allclose(y, expected[0], atol=1e-5)
+    np.testing.assert_array_equal(offsets, expected_offsets[0])
+
+
+def test_tiles_report_progress():
+    calls = []
+    streaming.attention_tiles(_features(16, 24), _hole(16, 24, 3, 5, 6, 6), tile=(3, 5),
+                              progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 9) for i in range(1, 10)]  # 3 x 5 tiles on the 8 x 12 grid: 3 rows of 3
+
+
+def test_hole_only_matches_near_the_hole_and_copies_itself_far_from_it():
+    f = _features(64, 64)
+    mask = _hole(64, 64, 4, 4, 8, 8)  # grid cells 2..5 of 32
+    exact, exact_offsets = streaming.attention_tiles(f, mask, tile=(4, 4))
+    approx, offsets = streaming.attention_tiles(f, mask, tile=(4, 4), mode="hole_only")
+    # Tiles within HOLE_ONLY_REACH = 2 cells of the hole (grid rows and columns 0..7) are matched.
+    np.testing.assert_allclose(approx[:14, :14], exact[:14, :14], atol=1e-5)
+    np.testing.assert_array_equal(offsets[:8, :8], exact_offsets[:8, :8])
+    # The others paste their own patch: away from the map's border the output is the input.
+    np.testing.assert_allclose(approx[18:62, 18:62], f[18:62, 18:62], atol=1e-6)
+    assert not offsets[8:].any() and not offsets[:, 8:].any()
+    # Strong features match themselves anyway (above, equal to rounding); weak ones spread their
+    # weight over many patches, and there the approximation shows.
+    weak, _ = streaming.attention_tiles(f * 0.01, mask, tile=(4, 4))
+    weak_approx, _ = streaming.attention_tiles(f * 0.01, mask, tile=(4, 4), mode="hole_only")
+    assert np.abs(weak_approx - weak)[18:62, 18:62].mean() > 1e-3
+
+
+def test_tile_shape_fits_the_budget_and_grows_with_it():
+    def need(rows, cols, h, w):
+        extended = (min(rows + 2, h) + 2) * (cols + 2)
+        return h * w * 4 * (2 * extended + 2 * (rows + 4) * cols + 5 * rows * cols)
+
+    small, large = streaming.tile_shape(512, 512, 256), streaming.tile_shape(512, 512, 2048)
+    assert need(*small, 512, 512) <= 256 * 2 ** 20 and need(*large, 512, 512) <= 2048 * 2 ** 20
+    assert small[0] * small[1] < large[0] * large[1]
+    assert streaming.tile_shape(8, 8, 1024) == (8, 8)  # a small map is one tile
+
+
+def test_tile_mode_is_checked():
+    with pytest.raises(ValueError, match="hole_only"):
+        streaming.attention_tiles(_features(8, 8), np.zeros((8, 8), np.float32), mode="holes")
+
+
+@pytest.mark.parametrize("version, padding, guided, memory_mb", [
+    ("v1", "same", False, 0.001),      # one-row strips everywhere
+    ("v1", "reflect", False, 0.05),    # mirror padding, strips of several rows
+    ("v1", "symmetric", False, 0.02),
+    ("v2", "same", True, 0.01),        # gated, guided
+])
+def test_streamed_generator_equals_the_graph(version, padding, guided, memory_mb):
+    tf.keras.utils.set_random_seed(3)
+    generator = Generator(ModelConfig(cnum=4, version=version, padding=padding, guided=guided))
+    generator.build()
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-1, 1, (48, 72, 3)).astype(np.float32)
+    mask = _hole(48, 72, 10, 20, 20, 30)
+    inputs = [image[None], mask[None, :, :, None]]
+    sketch = None
+    if guided:
+        sketch = (rng.uniform(size=(48, 72)) > 0.8).astype(np.float32)
+        inputs.append(sketch[None, :, :, None])
+    expected = generator(inputs)
+    stages = []
+    streamed = streaming.StreamedGenerator(generator, memory_mb,
+                                           progress=lambda done, total, what: stages.append(what))
+    refined, flow = streamed(image, mask, sketch)
+    np.testing.assert_allclose(refined, expected["refined"][0], atol=1e-5)
+    np.testing.assert_array_equal(flow, expected["flow"][0])
+    assert [s for i, s in enumerate(stages) if s != stages[i - 1] or i == 0] == [
+        "stage1", "attention_in", "attention", "attention_out", "conv_branch", "merge"]
+
+
+def test_streamed_generator_refuses_sizes_off_the_grid(tiny_generator):
+    with pytest.raises(ValueError, match="multiples of 8"):
+        streaming.StreamedGenerator(tiny_generator)(np.zeros((20, 24, 3), np.float32),
+                                                    np.zeros((20, 24), np.float32))
+
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    tf.keras.utils.set_random_seed(4)
+    generator = Generator(ModelConfig(cnum=4))
+    generator.build()
+    return generator
+
+
+def test_inpainter_streams_large_images_with_the_same_result(tiny_generator, monkeypatch):
+    rgb = np.random.default_rng(2).integers(0, 256, (61, 90, 3), dtype=np.uint8)
+    mask = _hole(61, 90, 20, 30, 15, 25)
+    graph = inference.Inpainter(tiny_generator)
+    assert not graph.streams(64, 96)
+    expected = graph(rgb, mask)
+    monkeypatch.setattr(inference, "STREAM_PIXELS", 64 * 96 - 1)
+    streamed = inference.Inpainter(tiny_generator)
+    assert streamed.streams(64, 96)
+    result = streamed(rgb, mask)
+    np.testing.assert_allclose(result["filled"], expected["filled"], atol=1e-3)
+    np.testing.assert_array_equal(result["flow"], expected["flow"])
+    assert result["filled"].shape == (61, 90, 3)
+
+
+def test_inpainter_hole_only_always_streams(tiny_generator):
+    inpainter = inference.Inpainter(tiny_generator, attention="hole_only")
+    assert inpainter.streams(64, 64)
+    with pytest.raises(ValueError, match="exact"):
+        inference.Inpainter(tiny_generator, attention="fast")
+
+
+def test_streamed_memory_estimate_is_refused_beyond_this_machine(tiny_generator):
+    inpainter = inference.Inpainter(tiny_generator)
+    inpainter.check_size(4096, 4096)
+    with pytest.raises(imageio.ImageError, match=r"too large to inpaint at full size .*\(--hr=resize or --hr=crop\)"):
+        inpainter.check_size(400_000, 400_000, "huge.png")
