@@ -1,9 +1,9 @@
 """Inpaint one image or a folder of images with a trained or imported DeepFill model.
 
     python -m inpainting.inpaint --checkpoint=DIR --image=IN --mask=MASK --output=OUT [--flow=FLOW]
-        [--sketch=LINES]
+        [--sketch=LINES] [--hr=native|resize|crop [--hr_size=N] [--hr_margin=N]]
     python -m inpainting.inpaint --checkpoint=DIR --image_dir=DIR (--mask_dir=DIR | --mask=MASK)
-        --output_dir=DIR [--flow_dir=DIR] [--sketch_dir=DIR]
+        --output_dir=DIR [--flow_dir=DIR] [--sketch_dir=DIR] [--hr=...]
 
 Images of any size work: they are padded to the network's grid of 8 and cropped back. Gray,
 colour and colour+alpha images, 8 or 16 bits, are read; the output keeps the input's layout and
@@ -13,6 +13,14 @@ keep that exact: JPEG and WebP re-compress). Existing files are never replaced w
 path and name (any image extension), and outputs are written as PNG with the same relative path.
 Guided (sketch) v2 models take the lines the fill should follow as an image like a mask (white
 lines on black, only the part in the hole counts); without one they fill without lines.
+
+Large images (`inpainting.highres`): --hr=native (default) inpaints the whole image at full
+resolution in one piece, which takes minutes from about 2048x2048 on and is refused where it
+would not fit in memory. --hr=resize inpaints it at a working size (long side --hr_size,
+default 512) and enlarges the fill into the holes: for large holes, but the fill has the
+working size's detail only. --hr=crop inpaints crops around the holes at full resolution
+(--hr_margin pixels of context, at least each hole's own width; crops larger than --hr_size are
+downscaled): for small holes in large images. With several crops each is reported on stderr.
 """
 
 import os
@@ -21,7 +29,8 @@ import time
 
 from absl import app, flags
 
-from inpainting import imageio
+from inpainting import highres, imageio
+from inpainting.errors import InpaintingError
 
 FLAGS = flags.FLAGS
 
@@ -54,6 +63,18 @@ def define_flags():
                          "larger images compute its score matrix in blocks that fit, with the same "
                          "result, so memory grows linearly with the image area instead of with its "
                          "square. 0: no budget (one piece).")
+    flags.DEFINE_string("hr", "native", "How to inpaint large images: native (the whole image at "
+                        "full resolution in one piece; slow from about 2048x2048 on, and refused "
+                        "where it would not fit in memory), resize (the whole image at "
+                        "--hr_size, the fill enlarged into the holes: for large holes, with the "
+                        "working size's detail) or crop (crops around the holes at full "
+                        "resolution with --hr_margin of context: for small holes in large images).")
+    flags.DEFINE_integer("hr_size", highres.DEFAULT_WORK_SIZE, "--hr=resize: long side of the "
+                         "working image (smaller images run at full size); --hr=crop: crops with "
+                         f"a longer side are downscaled to it. At least {highres.MIN_WORK_SIZE}.")
+    flags.DEFINE_integer("hr_margin", highres.DEFAULT_MARGIN, "--hr=crop: context in pixels around "
+                         "each hole's bounding box, at least the hole's own width; holes whose "
+                         "boxes with context overlap share a crop. 0 or more.")
 
 
 def _jobs():
@@ -104,6 +125,26 @@ def _check_outputs(jobs):
                 raise imageio.ImageError(f"{path}: exists; pass --overwrite to replace it")
 
 
+def _check_highres_flags():
+    """Raises InpaintingError for --hr, --hr_size or --hr_margin values that cannot work."""
+    if FLAGS.hr not in highres.MODES:
+        raise InpaintingError(f"--hr must be one of {', '.join(highres.MODES)}, got {FLAGS.hr!r}")
+    if FLAGS["hr_size"].present and FLAGS.hr == "native":
+        raise InpaintingError("--hr_size goes with --hr=resize or --hr=crop")
+    if FLAGS["hr_margin"].present and FLAGS.hr != "crop":
+        raise InpaintingError("--hr_margin goes with --hr=crop")
+    if FLAGS.hr_size < highres.MIN_WORK_SIZE:
+        raise InpaintingError(f"--hr_size must be at least {highres.MIN_WORK_SIZE}, got {FLAGS.hr_size}")
+    if FLAGS.hr_margin < 0:
+        raise InpaintingError(f"--hr_margin must be 0 or more, got {FLAGS.hr_margin}")
+
+
+def _report_crop(done, total, what):
+    """Progress of --hr=crop: one line per crop when an image has several."""
+    if total > 1:
+        print(f"  crop {done}/{total}: {what}", file=sys.stderr)
+
+
 def main(argv):
     from inpainting import cli
 
@@ -114,6 +155,7 @@ def main(argv):
     if FLAGS.attention_memory_mb < 0:
         raise app.UsageError("--attention_memory_mb must be 0 (no budget) or positive")
     with cli.user_errors():
+        _check_highres_flags()
         jobs = _jobs()
         _check_outputs(jobs)
         inpainter = None
@@ -128,7 +170,8 @@ def main(argv):
                 budget = FLAGS.attention_memory_mb if FLAGS.attention == "matmul" else 0
                 generator = checkpoints.load_generator(FLAGS.checkpoint, FLAGS.attention,
                                                        attention_memory_mb=budget or None)
-                inpainter = inference.Inpainter(generator)
+                inpainter = highres.HighResInpainter(inference.Inpainter(generator), FLAGS.hr,
+                                                     FLAGS.hr_size, FLAGS.hr_margin, _report_crop)
             inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
             note = "  (the mask has no hole: output equals input)" if not mask.any() else ""
             print(f"[{i}/{len(jobs)}] {output}  hole {100 * mask.mean():.1f}%  "
