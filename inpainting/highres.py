@@ -5,7 +5,7 @@ attention compares every position with every other, so its time grows with the s
 image area (minutes from about 2048x2048 on, on a 2-core CPU). `HighResInpainter` has three modes:
 
 native
-    The whole image at full resolution, in one piece (`inference.Inpainter` as it is).
+    The whole image at full resolution (`inference.Inpainter` as it is; it streams large images).
 resize
     The whole image at a working size whose long side is `work_size` (images that small already
     run natively), the fill enlarged into the holes. The image is downscaled with area

@@ -15,8 +15,10 @@ Guided (sketch) v2 models take the lines the fill should follow as an image like
 lines on black, only the part in the hole counts); without one they fill without lines.
 
 Large images (`inpainting.highres`): --hr=native (default) inpaints the whole image at full
-resolution in one piece, which takes minutes from about 2048x2048 on and is refused where it
-would not fit in memory. --hr=resize inpaints it at a working size (long side --hr_size,
+resolution; above about 1.5 megapixels it runs layer by layer in strips and tiles
+(`inpainting.streaming`, memory linear in the area, progress on stderr), takes minutes from
+about 2048x2048 on (much less with --attention=hole_only) and is refused where it would not fit
+in memory. --hr=resize inpaints it at a working size (long side --hr_size,
 default 512) and enlarges the fill into the holes: for large holes, but the fill has the
 working size's detail only. --hr=crop inpaints crops around the holes at full resolution
 (--hr_margin pixels of context, at least each hole's own width; crops larger than --hr_size are
@@ -57,15 +59,18 @@ def define_flags():
     flags.DEFINE_string("sketch_dir", None, "Guided v2 models: folder of sketches for --image_dir, "
                         "matched like --mask_dir; images without one are filled without lines.")
     flags.DEFINE_bool("overwrite", False, "Replace output files that already exist.")
-    flags.DEFINE_enum("attention", "matmul", ["matmul", "patches"],
-                      "Contextual-attention implementation: matmul (fast) or patches (reference).")
+    flags.DEFINE_enum("attention", "matmul", ["matmul", "patches", "hole_only"],
+                      "Contextual attention: matmul (fast), patches (the reference formulation), or "
+                      "hole_only (approximate: only the part of the image within about 16 pixels "
+                      "of the holes is matched, the rest copies itself; much faster on large "
+                      "images with small holes, see inpainting.streaming).")
     flags.DEFINE_integer("attention_memory_mb", 1024, "Memory budget of contextual attention (matmul): "
                          "larger images compute its score matrix in blocks that fit, with the same "
                          "result, so memory grows linearly with the image area instead of with its "
                          "square. 0: no budget (one piece).")
     flags.DEFINE_string("hr", "native", "How to inpaint large images: native (the whole image at "
-                        "full resolution in one piece; slow from about 2048x2048 on, and refused "
-                        "where it would not fit in memory), resize (the whole image at "
+                        "full resolution, streamed above 1.5 megapixels; slow from about 2048x2048 "
+                        "on, and refused where it would not fit in memory), resize (the whole image at "
                         "--hr_size, the fill enlarged into the holes: for large holes, with the "
                         "working size's detail) or crop (crops around the holes at full "
                         "resolution with --hr_margin of context: for small holes in large images).")
@@ -145,6 +150,23 @@ def _report_crop(done, total, what):
         print(f"  crop {done}/{total}: {what}", file=sys.stderr)
 
 
+class _StreamProgress:
+    """Progress of a streamed (large) image: a line on stderr at most every `every` seconds."""
+
+    def __init__(self, every=10.0):
+        self.every = every
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, done, total, what):
+        now = time.perf_counter()
+        if done == 1 and what == "stage1":
+            self.start = self.last = now
+        if now - self.last >= self.every:
+            self.last = now
+            unit = "tiles" if what == "attention" else "layers"
+            print(f"  {what}: {done}/{total} {unit}, {now - self.start:.0f}s", file=sys.stderr)
+
+
 def main(argv):
     from inpainting import cli
 
@@ -167,11 +189,14 @@ def main(argv):
             if inpainter is None:  # inputs are checked before TensorFlow and the model load
                 from inpainting import checkpoints, inference
 
-                budget = FLAGS.attention_memory_mb if FLAGS.attention == "matmul" else 0
-                generator = checkpoints.load_generator(FLAGS.checkpoint, FLAGS.attention,
+                implementation = "patches" if FLAGS.attention == "patches" else "matmul"
+                budget = FLAGS.attention_memory_mb if implementation == "matmul" else 0
+                generator = checkpoints.load_generator(FLAGS.checkpoint, implementation,
                                                        attention_memory_mb=budget or None)
-                inpainter = highres.HighResInpainter(inference.Inpainter(generator), FLAGS.hr,
-                                                     FLAGS.hr_size, FLAGS.hr_margin, _report_crop)
+                mode = "hole_only" if FLAGS.attention == "hole_only" else "exact"
+                inpainter = highres.HighResInpainter(
+                    inference.Inpainter(generator, mode, _StreamProgress()), FLAGS.hr, FLAGS.hr_size,
+                    FLAGS.hr_margin, _report_crop)
             inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
             note = "  (the mask has no hole: output equals input)" if not mask.any() else ""
             print(f"[{i}/{len(jobs)}] {output}  hole {100 * mask.mean():.1f}%  "

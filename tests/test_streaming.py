@@ -146,3 +146,25 @@ def test_streamed_memory_estimate_is_refused_beyond_this_machine(tiny_generator)
     inpainter.check_size(4096, 4096)
     with pytest.raises(imageio.ImageError, match=r"too large to inpaint at full size .*\(--hr=resize or --hr=crop\)"):
         inpainter.check_size(400_000, 400_000, "huge.png")
+
+
+def test_cli_hole_only_equals_the_library(tmp_path, tiny_checkpoint):
+    from conftest import run_module
+    from inpainting import checkpoints
+
+    rgb = np.random.default_rng(5).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    mask = _hole(96, 128, 8, 10, 12, 14)
+    imageio.write_image(str(tmp_path / "in.png"), rgb[..., ::-1])
+    imageio.write_image(str(tmp_path / "mask.png"), (mask * 255).astype(np.uint8))
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", "--attention=hole_only",
+                        f"--image={tmp_path / 'in.png'}", f"--mask={tmp_path / 'mask.png'}",
+                        f"--output={tmp_path / 'out.png'}", f"--flow={tmp_path / 'flow.png'}")
+    assert result.returncode == 0, result.stderr
+    expected = inference.Inpainter(checkpoints.load_generator(tiny_checkpoint), "hole_only")(rgb, mask)
+    out = imageio.read_image(str(tmp_path / "out.png")).rgb
+    np.testing.assert_array_equal(out[mask == 0], rgb[mask == 0])
+    np.testing.assert_allclose(out[mask == 1], np.clip(np.rint(expected["filled"][mask == 1]), 0, 255),
+                               atol=1)
+    flow = imageio.read_image(str(tmp_path / "flow.png")).rgb
+    np.testing.assert_array_equal(flow, expected["flow"])
+    assert (flow[48:, 64:] == 255).all()  # far from the hole: offset 0, white
