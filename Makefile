@@ -18,5 +18,7 @@ demo: install
 	$(PY) train.py --flagfile=configs/demo.cfg
 	$(PY) -m inpainting.demo --model_dir=runs/demo
 
+# The web page's test drives Debian's chromium (Playwright's own browser downloads are not used).
 test: install
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 	$(PY) -m pytest tests

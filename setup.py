@@ -9,6 +9,8 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["inpainting", "inpainting.*"]),
+    # The page of `python -m inpainting.serve`.
+    package_data={"inpainting": ["web/*"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.*",
@@ -28,8 +30,13 @@ setuptools.setup(
         "tensorflow-serving-api==2.21.*",
         # Runs the exported TFLite models (evaluation, benchmark, tests).
         "ai-edge-litert",
+        # python -m inpainting.serve: the web page and its JSON API.
+        "starlette",
+        "uvicorn",
+        "python-multipart",
     ],
     extras_require={
-        "test": ["pytest"],
+        # httpx: Starlette's TestClient; playwright: drives Debian's chromium in the page's test.
+        "test": ["pytest", "httpx", "playwright"],
     },
 )

@@ -5,6 +5,7 @@
     fill = runners.load("exported/places2/1/model_fp32.tflite")
     filled = fill(rgb, mask)                        # uint8 [H, W, 3], {0, 1} [H, W] -> float 0..255
     filled = fill(rgb, mask, name="photo.png")      # name: how errors call the image
+    filled, flow = fill.run(rgb, mask, sketch=lines)  # checkpoints and SavedModels: also the flow
 
 Every runner takes one image of any size and returns float32 [H, W, 3] whose hole pixels are the
 network's fill (`imageio.compose` pastes it into the original; exported models return the input
@@ -17,6 +18,7 @@ import re
 
 import numpy as np
 
+from inpainting.config import CONFIG_FILE, ModelConfig
 from inpainting.errors import CheckpointError, ImageError
 
 
@@ -34,6 +36,37 @@ class CheckpointRunner:
     def __call__(self, rgb, mask, name="image"):
         return self.inpainter(rgb, mask, name)["filled"]
 
+    @property
+    def guided(self):
+        """Whether the model takes a sketch (a guided v2 model)."""
+        return self.inpainter.guided
+
+    @property
+    def version(self):
+        """The network family, "v1" or "v2"."""
+        return self.inpainter.generator.config.version
+
+    def run(self, rgb, mask, name="image", sketch=None):
+        """The fill and the attention flow of one image.
+
+        Args:
+            rgb: uint8 [H, W, 3] RGB.
+            mask: [H, W] in {0, 1}, 1 = hole.
+            name: how errors call the image.
+            sketch: guided models: [H, W] in {0, 1}, the lines the fill should follow; None draws
+                no lines. Other models take none.
+
+        Returns:
+            (filled float32 [H, W, 3] RGB 0..255, flow uint8 [H, W, 3] RGB, the colour-coded
+            attention offsets).
+
+        Raises:
+            ImageError: the image is too large for this machine, or a sketch for a model that is
+                not guided.
+        """
+        result = self.inpainter(rgb, np.asarray(mask, np.float32), name, sketch)
+        return result["filled"], result["flow"]
+
 
 class SavedModelRunner:
     """Runs the `inpaint` signature of an exported SavedModel (a version folder)."""
@@ -50,20 +83,51 @@ class SavedModelRunner:
                                   "it with export.py")
 
     def __call__(self, rgb, mask, name="image"):
+        return self._outputs(rgb, mask, name)["inpainted"].numpy()[0]
+
+    @property
+    def guided(self):
+        """Whether the model takes a sketch: its `inpaint` signature has a `sketch` input."""
+        return "sketch" in self._signature.structured_input_signature[1]
+
+    @property
+    def version(self):
+        """The network family, "v1" or "v2", from the model config that export.py writes into
+        `assets.extra/`; None for a SavedModel exported without it."""
+        directory = os.path.join(self.path, "assets.extra")
+        if not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+            return None
+        return ModelConfig.load(directory).version
+
+    def run(self, rgb, mask, name="image", sketch=None):
+        """The fill and the attention flow of one image (see `CheckpointRunner.run`).
+
+        The fill is the input outside the hole, the network's output inside it.
+        """
+        if sketch is not None and not self.guided:
+            raise ImageError(f"{name}: a sketch was given but this model is not guided (it was not "
+                             "trained with sketches)")
+        out = self._outputs(rgb, mask, name, sketch)
+        flow = np.clip(np.rint(out["flow"].numpy()[0]), 0, 255).astype(np.uint8)
+        return out["inpainted"].numpy()[0], flow
+
+    def _outputs(self, rgb, mask, name, sketch=None):
+        """The `inpaint` signature's outputs for one image; a guided model without a sketch
+        draws no lines."""
         import tensorflow as tf
 
         inputs = {"image": tf.constant(rgb[None].astype(np.float32)),
                   "mask": tf.constant(mask[None, :, :, None].astype(np.float32))}
-        if "sketch" in self._signature.structured_input_signature[1]:  # guided: no lines
-            inputs["sketch"] = tf.zeros_like(inputs["mask"])
+        if self.guided:
+            lines = np.zeros_like(mask) if sketch is None else sketch
+            inputs["sketch"] = tf.constant(lines[None, :, :, None].astype(np.float32))
         try:
-            out = self._signature(**inputs)
+            return self._signature(**inputs)
         except tf.errors.InvalidArgumentError as err:  # the signature's own checks (size, mask)
             found = re.search(r"assertion failed: \[(.*?)\]", err.message)
             if found is None:
                 raise
             raise ImageError(f"{name}: {found.group(1)}".replace("\\'", "'")) from None
-        return out["inpainted"].numpy()[0]
 
 
 def load(path, attention="matmul", threads=None):

@@ -1,0 +1,442 @@
+"""An interactive inpainting web page and a small JSON API around one model.
+
+    python -m inpainting.serve --model=exported/places2 [--host=127.0.0.1 --port=8080]
+
+--model is an export folder of `export.py` (its largest version is served), one version folder,
+or a checkpoint directory. Open the printed address in a browser: open an image, paint the hole,
+press Fill, compare before and after, overlay the attention flow, download the result.
+
+API (the page uses it; so can curl):
+
+`GET /api/health`
+    JSON: `status` ("ok"), `kind` ("saved_model" or "checkpoint"), `version` ("v1", "v2", or
+    null for a SavedModel exported without its config), `guided` (whether the model takes a
+    sketch), `max_pixels` and `max_upload_bytes` (the limits below).
+`POST /api/inpaint`
+    multipart/form-data with the files `image` and `mask` (white = hole, read like the mask of
+    `inpainting.inpaint`, same size as the image) and, for guided models, optionally `sketch`
+    (white lines on black). Answers the result as `image/png`: the input's pixels outside the hole,
+    its bit depth, channels and alpha kept. With `?include=flow` it answers JSON instead:
+    `image` and `flow` (base64 PNGs: the result and the colour-coded attention flow), `width`,
+    `height` and `seconds` (the time the model took).
+
+Errors are JSON `{"error": "..."}`: 400 for a bad upload (a missing field, a file that is not an
+image, a mask of another size), 413 for a request larger than --max_upload_mb or an image of more
+than --max_pixels pixels, 500 (details in the server's log only) for anything else. Uploads are
+decoded from a private temporary folder that is deleted after each request. The model runs on one
+worker thread, one request at a time, off the event loop; other requests queue.
+"""
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import io
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+from absl import app, flags
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from inpainting import imageio
+from inpainting.config import DEFAULT_MAX_PIXELS
+from inpainting.errors import ImageError, InpaintingError
+
+FLAGS = flags.FLAGS
+DEFAULT_MAX_UPLOAD_MB = 32
+FIELDS = ("image", "mask", "sketch")
+REQUIRED_FIELDS = ("image", "mask")
+# The page may load images from blob: URLs it makes itself; nothing from other sites.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; "
+                                 b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+INTERNAL_ERROR = "internal server error while handling the request; the server's log has the details"
+logger = logging.getLogger(__name__)
+
+
+class ServeError(InpaintingError):
+    """Flags of the web server that cannot be used (bad limits, an address already in use)."""
+
+
+class RequestError(Exception):
+    """A request the server refuses; `message` tells the client what is wrong and what to do.
+
+    Args:
+        status: the HTTP status code (4xx).
+        message: one line for the client.
+    """
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status, message):
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _megabytes(size):
+    """A byte count for messages: "750 KB", "32.0 MB"."""
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
+
+
+class ModelWorker:
+    """Runs a runner's `run` on one dedicated thread, so model calls never overlap and never block
+    the event loop.
+
+    Args:
+        runner: a runner from `inpainting.runners.load` with `run`, `guided`, `version` and `kind`
+            (a checkpoint or a SavedModel).
+    """
+
+    def __init__(self, runner):
+        self.runner = runner
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
+
+    async def run(self, rgb, mask, name, sketch=None):
+        """(filled float [H, W, 3], flow uint8 [H, W, 3], seconds the model took) of one image."""
+        def timed():
+            start = time.perf_counter()
+            filled, flow = self.runner.run(rgb, mask, name, sketch)
+            return filled, flow, time.perf_counter() - start
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, timed)
+
+    def close(self):
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _label(field, upload):
+    """How messages call an uploaded file: the form field and the client's file name."""
+    name = upload.filename or ""
+    name = name if name.isprintable() else repr(name)[1:-1]
+    return f"{field} '{name}'" if name else field
+
+
+def _pixel_error(label, width, height, max_pixels):
+    return RequestError(413, f"{label}: the image is {width}x{height} = {width * height} pixels, "
+                             f"more than this server's limit of {max_pixels} (--max_pixels); "
+                             "downscale it or send a crop around the hole")
+
+
+def _check_header_size(label, data, max_pixels):
+    """Refuses an image whose header gives more than `max_pixels` pixels, before decoding it.
+
+    Pillow (a dependency of scikit-image) reads only the header here; files it cannot identify are
+    checked after OpenCV decodes them.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except Image.DecompressionBombError:
+        raise RequestError(413, f"{label}: the image has far more pixels than this server's limit of "
+                                f"{max_pixels} (--max_pixels); downscale it or send a crop around "
+                                "the hole") from None
+    except Exception:  # noqa: BLE001 -- not identified: OpenCV decides and imageio words the error
+        return
+    if width * height > max_pixels:
+        raise _pixel_error(label, width, height, max_pixels)
+
+
+def decode_uploads(uploads, max_pixels):
+    """Decodes the uploaded files with the command-line tools' rules (`imageio`).
+
+    The bytes are written into a private temporary folder, read with `imageio.read_image` and
+    `imageio.read_mask`, and deleted before returning.
+
+    Args:
+        uploads: {field: (label, bytes)} with "image", "mask" and optionally "sketch".
+        max_pixels: the largest height x width accepted.
+
+    Returns:
+        (`imageio.LoadedImage`, mask float32 [H, W] {0, 1}, sketch float32 [H, W] or None).
+
+    Raises:
+        RequestError: a file that is not an image, a mask or sketch of another size (400), or an
+            image of more than `max_pixels` pixels (413). Messages name the upload, not the
+            temporary file.
+    """
+    for label, data in uploads.values():
+        _check_header_size(label, data, max_pixels)
+    with tempfile.TemporaryDirectory(prefix="inpainting-serve-") as folder:
+        paths = {}
+        for field, (_, data) in uploads.items():
+            paths[field] = os.path.join(folder, field)
+            with open(paths[field], "wb") as handle:
+                handle.write(data)
+        field = "image"
+        try:
+            image = imageio.read_image(paths["image"])
+            if image.height * image.width > max_pixels:
+                raise _pixel_error(uploads["image"][0], image.width, image.height, max_pixels)
+            field = "mask"
+            mask = imageio.read_mask(paths["mask"], size=image.size)
+            sketch = None
+            if "sketch" in uploads:
+                field = "sketch"
+                sketch = imageio.read_mask(paths["sketch"], size=image.size)
+        except ImageError as err:
+            raise RequestError(400, str(err).replace(paths[field], uploads[field][0])) from None
+    return image, mask, sketch
+
+
+def encode_png(array):
+    """PNG bytes of a uint8/uint16 gray, BGR or BGRA array (OpenCV's channel order)."""
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise RuntimeError(f"OpenCV cannot encode a {array.dtype} array of shape {array.shape} as PNG")
+    return encoded.tobytes()
+
+
+async def _limited(stream, limit):
+    """The request body chunks; RequestError 413 as soon as more than `limit` bytes arrived."""
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise RequestError(413, f"the upload is larger than this server's limit of "
+                                    f"{_megabytes(limit)} (--max_upload_mb); send a smaller or "
+                                    "better compressed image (PNG or JPEG)")
+        yield chunk
+
+
+async def read_uploads(request, max_upload_bytes):
+    """The uploaded files of an inpaint request, kept in memory.
+
+    Returns:
+        {field: (label for messages, bytes)} with "image", "mask" and optionally "sketch".
+
+    Raises:
+        RequestError: not multipart, malformed, too large (413), a missing, empty or unknown field.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
+        raise RequestError(413, f"the upload is {_megabytes(int(declared))}, more than this server's "
+                                f"limit of {_megabytes(max_upload_bytes)} (--max_upload_mb); send "
+                                "a smaller or better compressed image (PNG or JPEG)")
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "multipart/form-data":
+        raise RequestError(400, "send multipart/form-data with the files 'image' and 'mask' (and "
+                                f"optionally 'sketch'), got Content-Type '{content_type or 'none'}'")
+    parser = MultiPartParser(request.headers, _limited(request.stream(), max_upload_bytes),
+                             max_files=len(FIELDS), max_fields=len(FIELDS))
+    parser.spool_max_size = max_upload_bytes  # uploads stay in memory, never in a temporary file
+    try:
+        form = await parser.parse()
+    except MultiPartException as err:
+        raise RequestError(400, f"malformed multipart upload: {err.message}") from None
+    try:
+        uploads = {}
+        for field, value in form.multi_items():
+            if field not in FIELDS:
+                raise RequestError(400, f"unexpected form field '{field}'; send the files 'image' "
+                                        "and 'mask' (and optionally 'sketch')")
+            if field in uploads:
+                raise RequestError(400, f"the field '{field}' was sent more than once; send one file")
+            if not isinstance(value, UploadFile):
+                raise RequestError(400, f"'{field}' must be a file upload, not a text field")
+            data = await value.read()
+            if not data:
+                raise RequestError(400, f"{_label(field, value)}: the file is empty; send an image")
+            uploads[field] = (_label(field, value), data)
+    finally:
+        await form.close()
+    for field in REQUIRED_FIELDS:
+        if field not in uploads:
+            what = "the image to inpaint" if field == "image" else "the hole, white on black"
+            raise RequestError(400, f"missing file '{field}' ({what}); send 'image' and 'mask' as "
+                                    "multipart/form-data files")
+    return uploads
+
+
+def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20):
+    """The web application: the page, `/api/health` and `/api/inpaint` (see the module docstring).
+
+    Args:
+        runner: a checkpoint or SavedModel runner from `inpainting.runners.load`.
+        max_pixels: the largest height x width accepted (413 above).
+        max_upload_bytes: the largest request body accepted (413 above).
+
+    Returns:
+        A Starlette application; serve it with uvicorn.
+    """
+    worker = ModelWorker(runner)
+    health = {"status": "ok", "kind": runner.kind, "version": runner.version, "guided": runner.guided,
+              "max_pixels": int(max_pixels), "max_upload_bytes": int(max_upload_bytes)}
+
+    async def get_health(request):
+        return JSONResponse(health)
+
+    async def post_inpaint(request):
+        try:
+            return await inpaint(request)
+        except RequestError as err:
+            return _error(err.status, err.message)
+        except Exception:  # noqa: BLE001 -- the client gets no traceback; the log has it
+            logger.exception("POST /api/inpaint failed")
+            return _error(500, INTERNAL_ERROR)
+
+    async def inpaint(request):
+        include = request.query_params.get("include")
+        if include not in (None, "flow"):
+            raise RequestError(400, f"unknown include={include!r}; use include=flow for JSON with "
+                                    "the result and the flow, or leave it out for a PNG")
+        uploads = await read_uploads(request, max_upload_bytes)
+        if "sketch" in uploads and not runner.guided:
+            raise RequestError(400, f"{uploads['sketch'][0]}: this model is not guided (it was not "
+                                    "trained with sketches); send no sketch")
+        image, mask, sketch = await run_in_threadpool(decode_uploads, uploads, max_pixels)
+        try:
+            filled, flow, seconds = await worker.run(image.rgb, mask, uploads["image"][0], sketch)
+        except ImageError as err:  # the model refuses the image (too large for this machine, ...)
+            raise RequestError(400, str(err)) from None
+        result = await run_in_threadpool(lambda: encode_png(imageio.compose(image, filled, mask)))
+        if include is None:
+            return Response(result, media_type="image/png")
+        flow_png = await run_in_threadpool(encode_png, flow[..., ::-1])
+        return JSONResponse({"image": base64.b64encode(result).decode("ascii"),
+                             "flow": base64.b64encode(flow_png).decode("ascii"),
+                             "width": image.width, "height": image.height,
+                             "seconds": round(seconds, 3)})
+
+    async def http_error(request, exc):
+        return _error(exc.status_code, exc.detail)
+
+    async def server_error(request, exc):
+        # Starlette passes the exception on to the server, which logs the traceback.
+        return _error(500, INTERNAL_ERROR)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        worker.close()
+
+    static = StaticFiles(packages=[("inpainting", "web")], html=True)
+    api = [Route("/health", get_health, methods=["GET"]),
+           Route("/inpaint", post_inpaint, methods=["POST"])]
+    routes = [Mount("/api", routes=api), Mount("/", app=static, name="page")]
+    application = Starlette(routes=routes, lifespan=lifespan,
+                            exception_handlers={HTTPException: http_error, Exception: server_error})
+    return _with_headers(application, SECURITY_HEADERS)
+
+
+def _with_headers(application, headers):
+    """An ASGI application that adds `headers` to every HTTP response of `application`."""
+    async def wrapped(scope, receive, send):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=list(message.get("headers", [])) + headers)
+            await send(message)
+
+        await application(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+    return wrapped
+
+
+def load_runner(path):
+    """The runner of `--model`: a SavedModel export or version folder, or a checkpoint directory.
+
+    Raises:
+        InpaintingError: nothing servable at `path`.
+    """
+    from inpainting import runners
+
+    if path.endswith(".tflite"):
+        raise ServeError(f"--model={path}: TFLite files are not served; give the SavedModel export "
+                         "folder (export.py --export_dir) or a checkpoint directory")
+    return runners.load(path)
+
+
+def warm_up(runner):
+    """One small fill, so that the first request does not wait for TensorFlow to trace the graph."""
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    mask = np.zeros((64, 64), np.float32)
+    mask[16:48, 16:48] = 1
+    runner.run(rgb, mask, "warm-up image")
+
+
+def listen(host, port):
+    """A listening socket on host:port (port 0: any free port).
+
+    Raises:
+        ServeError: the address cannot be used.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as err:
+        raise ServeError(f"cannot listen on {host}:{port} ({err.strerror or err}); choose another "
+                         "--port, or a --host this machine has") from None
+
+
+def define_flags():
+    flags.DEFINE_string("model", None, "The model to serve: an export folder of export.py (its largest "
+                        "version is used), one SavedModel version folder, or a checkpoint directory "
+                        "(of this project, or an original DeepFill TF1 one).")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on. The default accepts connections "
+                        "from this machine only; the page has no authentication, so bind another "
+                        "address (e.g. 0.0.0.0) only on a network you trust.")
+    flags.DEFINE_integer("port", 8080, "TCP port to listen on; 0 picks a free one (the address is "
+                         "printed).")
+    flags.DEFINE_float("max_upload_mb", DEFAULT_MAX_UPLOAD_MB, "Largest request (image, mask and "
+                       "sketch together) in MiB; larger uploads are refused with 413 before they "
+                       "are read into memory.")
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Largest height x width to inpaint; larger "
+                         "images are refused with 413 (contextual attention needs memory growing with "
+                         "the square of the area). A SavedModel also refuses images larger than its "
+                         "own export.py --max_pixels.")
+
+
+def main(argv):
+    from inpainting import cli
+
+    with cli.user_errors():
+        if len(argv) > 1:
+            raise ServeError(f"unexpected arguments: {' '.join(argv[1:])}")
+        if FLAGS.model is None:
+            raise ServeError("--model is required: an export folder of export.py, a SavedModel "
+                             "version folder or a checkpoint directory")
+        if FLAGS.max_pixels < 1:
+            raise ServeError(f"--max_pixels must be positive, got {FLAGS.max_pixels}")
+        if not FLAGS.max_upload_mb > 0:
+            raise ServeError(f"--max_upload_mb must be positive, got {FLAGS.max_upload_mb}")
+        if not 0 <= FLAGS.port <= 65535:
+            raise ServeError(f"--port must be in 0..65535, got {FLAGS.port}")
+        if not os.path.exists(FLAGS.model) and not os.path.exists(FLAGS.model + ".index"):
+            raise ServeError(f"--model={FLAGS.model}: no such file or directory")
+        sock = listen(FLAGS.host, FLAGS.port)  # before the slow model load: a busy port fails fast
+        runner = load_runner(FLAGS.model)
+    import uvicorn
+
+    warm_up(runner)
+    application = create_app(runner, FLAGS.max_pixels, int(FLAGS.max_upload_mb * 2**20))
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {runner.kind} {runner.path} on http://{shown}:{port}/ (Ctrl+C stops)",
+          file=sys.stderr, flush=True)
+    uvicorn.Server(uvicorn.Config(application, log_level="info")).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up notices off the console
+    define_flags()
+    app.run(main)

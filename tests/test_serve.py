@@ -1,0 +1,341 @@
+"""Tests of the web server's API (`inpainting.serve`) with tiny models (a v1 checkpoint, a guided v2
+SavedModel): health, results equal to the input outside the hole, every kind of bad upload, the
+limits, a broken model's 500, 50 concurrent requests against a real uvicorn server, and the command
+line's errors."""
+
+import base64
+import concurrent.futures
+import logging
+import socket
+import threading
+import time
+import warnings
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import tensorflow as tf
+import uvicorn
+
+from conftest import assert_user_error, run_module
+from inpainting import checkpoints, runners, serve, serving
+from inpainting.config import DEFAULT_MAX_PIXELS, ModelConfig
+from inpainting.generator import Generator
+
+with warnings.catch_warnings():  # Starlette >= 1.0 prefers the httpx2 fork; httpx works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+MAX_PIXELS = 64 * 64
+MAX_UPLOAD_BYTES = 64 * 1024
+
+
+def _photo(height, width, seed=0):
+    """A smooth colour image with some noise, uint8 [H, W, 3] RGB."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    base = np.stack([rows * 200 / height, cols * 200 / width, (rows + cols) * 100 / (height + width)], -1)
+    return np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def _hole(height, width, top, left, h, w):
+    """uint8 mask, 255 inside the box."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[top:top + h, left:left + w] = 255
+    return mask
+
+
+def _png(array):
+    """PNG bytes of an OpenCV-ordered (BGR / BGRA / gray) array."""
+    return cv2.imencode(".png", array)[1].tobytes()
+
+
+def _decode(data):
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def _files(image, mask, sketch=None):
+    files = {"image": ("photo.png", image, "image/png"), "mask": ("hole.png", mask, "image/png")}
+    if sketch is not None:
+        files["sketch"] = ("lines.png", sketch, "image/png")
+    return files
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_checkpoint):
+    """The tiny v1 checkpoint's runner, whose fill outside the hole is the raw network output."""
+    return runners.load(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def client(runner):
+    app = serve.create_app(runner, max_pixels=MAX_PIXELS, max_upload_bytes=MAX_UPLOAD_BYTES)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_health_describes_model_and_limits(client):
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "kind": "checkpoint", "version": "v1", "guided": False,
+                               "max_pixels": MAX_PIXELS, "max_upload_bytes": MAX_UPLOAD_BYTES}
+
+
+def test_page_and_its_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/{name}").status_code == 200, name
+    assert name in page.text
+    assert client.get("/api/nothing").json() == {"error": "Not Found"}
+    wrong_method = client.get("/api/inpaint")
+    assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+
+
+@pytest.mark.parametrize("layout", ["rgb8", "gray16", "rgba8"])
+def test_png_result_equals_input_outside_the_hole(client, runner, layout):
+    rgb = _photo(37, 53)  # not multiples of 8
+    original = {"rgb8": rgb[..., ::-1],
+                "gray16": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257 + 3,
+                "rgba8": np.dstack([rgb[..., ::-1], np.full((37, 53), 200, np.uint8)])}[layout]
+    mask = _hole(37, 53, 10, 12, 9, 20)
+    response = client.post("/api/inpaint", files=_files(_png(original), _png(mask)))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    result = _decode(response.content)
+    assert result.dtype == original.dtype and result.shape == original.shape
+    outside = mask == 0
+    np.testing.assert_array_equal(result[outside], original[outside])
+    changed = result[~outside] != original[~outside]
+    assert changed.reshape(changed.shape[0], -1).any(axis=1).mean() > 0.9
+    if layout == "rgb8":  # the hole holds the model's fill, rounded
+        filled, _ = runner.run(rgb, (mask > 0).astype(np.float32))
+        expected = np.clip(np.rint(filled), 0, 255).astype(np.uint8)[..., ::-1]
+        np.testing.assert_array_equal(result[~outside], expected[~outside])
+
+
+def test_json_result_has_the_image_the_flow_and_the_time(client, runner):
+    rgb = _photo(40, 48, seed=1)
+    mask = _hole(40, 48, 8, 8, 16, 24)
+    files = _files(_png(rgb[..., ::-1]), _png(mask))
+    png = client.post("/api/inpaint", files=files).content
+    response = client.post("/api/inpaint?include=flow", files=files)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["width"] == 48 and body["height"] == 40 and 0 <= body["seconds"] < 60
+    np.testing.assert_array_equal(_decode(base64.b64decode(body["image"])), _decode(png))
+    _, flow = runner.run(rgb, (mask > 0).astype(np.float32))
+    np.testing.assert_array_equal(_decode(base64.b64decode(body["flow"]))[..., ::-1], flow)
+
+
+def test_empty_mask_gives_the_input(client):
+    original = _photo(24, 40, seed=2)[..., ::-1]
+    response = client.post("/api/inpaint", files=_files(_png(original), _png(np.zeros((24, 40), np.uint8))))
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(_decode(response.content), original)
+
+
+def _bad_requests():
+    """(name, request keyword arguments, expected status, fragments of the error) per bad upload."""
+    image = _png(_photo(20, 30)[..., ::-1])
+    mask = _png(_hole(20, 30, 5, 5, 8, 8))
+    big = _png(_photo(65, 64)[..., ::-1])  # 4160 pixels > MAX_PIXELS
+    noise = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)  # ~77 KB as PNG
+    return [
+        ("missing mask", {"files": {"image": ("a.png", image)}}, 400, ["missing file 'mask'"]),
+        ("missing image", {"files": {"mask": ("m.png", mask)}}, 400, ["missing file 'image'"]),
+        ("not an image", {"files": _files(b"hello, world", mask)}, 400,
+         ["image 'photo.png'", "cannot decode as an image", "supported: png"]),
+        ("corrupt png", {"files": _files(image[:len(image) // 2], mask)}, 400,
+         ["image 'photo.png'", "cannot decode as an image"]),
+        ("corrupt mask", {"files": _files(image, mask[:40])}, 400, ["mask 'hole.png'", "cannot decode"]),
+        ("empty file", {"files": _files(b"", mask)}, 400, ["image 'photo.png'", "empty"]),
+        ("mask size", {"files": _files(image, _png(np.zeros((20, 31), np.uint8)))}, 400,
+         ["mask 'hole.png'", "mask is 31x20 but the image is 30x20"]),
+        ("too many pixels", {"files": _files(big, _png(np.zeros((65, 64), np.uint8)))}, 413,
+         ["image 'photo.png'", "64x65 = 4160 pixels", f"limit of {MAX_PIXELS}", "--max_pixels"]),
+        ("upload too large", {"files": _files(_png(noise), mask)}, 413, ["--max_upload_mb", "limit of 64 KB"]),
+        ("sketch for an unguided model", {"files": _files(image, mask, mask)}, 400,
+         ["sketch 'lines.png'", "not guided"]),
+        ("unknown field", {"files": {**_files(image, mask), "masks": ("m.png", mask)}}, 400,
+         ["unexpected form field 'masks'"]),
+        ("text instead of a file", {"files": {"image": ("a.png", image)}, "data": {"mask": "x"}}, 400,
+         ["'mask' must be a file upload"]),
+        ("not multipart", {"content": b"{}", "headers": {"content-type": "application/json"}}, 400,
+         ["multipart/form-data", "application/json"]),
+        ("bad include", {"files": _files(image, mask), "params": {"include": "png"}}, 400,
+         ["include='png'", "include=flow"]),
+    ]
+
+
+@pytest.mark.parametrize("name, kwargs, status, fragments", _bad_requests(),
+                         ids=[case[0] for case in _bad_requests()])
+def test_bad_uploads_get_clear_errors(client, name, kwargs, status, fragments):
+    response = client.post("/api/inpaint", **kwargs)
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    for fragment in fragments:
+        assert fragment in message
+    assert "/tmp" not in message and "inpainting-serve-" not in message  # no temporary paths
+
+
+def test_streamed_upload_over_the_limit_is_refused(client):
+    def chunks():  # no Content-Length: the limit is counted while reading
+        for _ in range(20):
+            yield b"x" * 8192
+
+    response = client.post("/api/inpaint", content=chunks(),
+                           headers={"content-type": "multipart/form-data; boundary=abc"})
+    assert response.status_code == 413 and "--max_upload_mb" in response.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def guided_runner(tmp_path_factory):
+    """A tiny guided v2 model, exported: its SavedModel's `inpaint` signature takes a sketch."""
+    tf.keras.utils.set_random_seed(2)
+    generator = Generator(ModelConfig(version="v2", cnum=4, image_size=(64, 64), local_size=(32, 32),
+                                      guided=True))
+    generator.build()
+    for weight in generator.weights:  # at its initial scale the tiny network's fill is a flat grey
+        weight.assign(weight * 3)
+    folder = tmp_path_factory.mktemp("guided")
+    checkpoints.save(folder / "checkpoint", generator)
+    serving.export(folder / "checkpoint", folder / "export", warmup=False)
+    return runners.load(folder / "export")
+
+
+def test_guided_model_follows_the_sketch(guided_runner):
+    with TestClient(serve.create_app(guided_runner)) as guided:
+        assert guided.get("/api/health").json() == {
+            "status": "ok", "kind": "saved_model", "version": "v2", "guided": True,
+            "max_pixels": DEFAULT_MAX_PIXELS, "max_upload_bytes": serve.DEFAULT_MAX_UPLOAD_MB * 2**20}
+        original = _photo(32, 40, seed=3)[..., ::-1]
+        mask = _hole(32, 40, 8, 8, 16, 24)
+        lines = np.zeros((32, 40), np.uint8)
+        lines[15:17, :] = 255  # a horizontal line through the hole
+        plain = guided.post("/api/inpaint", files=_files(_png(original), _png(mask)))
+        sketched = guided.post("/api/inpaint", files=_files(_png(original), _png(mask), _png(lines)))
+        mismatch = guided.post("/api/inpaint", files=_files(_png(original), _png(mask), _png(lines[:8])))
+    assert plain.status_code == 200 and sketched.status_code == 200, sketched.text
+    plain, sketched = _decode(plain.content), _decode(sketched.content)
+    outside = mask == 0
+    np.testing.assert_array_equal(sketched[outside], original[outside])
+    assert (sketched[~outside] != plain[~outside]).mean() > 0.5  # the lines change the fill
+    assert mismatch.status_code == 400
+    assert "sketch 'lines.png': mask is 40x8 but the image is 40x32" in mismatch.json()["error"]
+
+
+def test_broken_model_gives_500_without_details(tiny_checkpoint, tmp_path, caplog):
+    """A diverged checkpoint (NaN weights) fails inside the server: the client gets a generic 500."""
+    generator = checkpoints.load_generator(tiny_checkpoint)
+    for weight in generator.weights:
+        weight.assign(np.full(weight.shape, np.nan, weight.dtype))
+    checkpoints.save(tmp_path / "nan", generator)
+    app = serve.create_app(runners.load(tmp_path / "nan"))
+    with TestClient(app, raise_server_exceptions=False) as broken, caplog.at_level(logging.ERROR):
+        response = broken.post("/api/inpaint", files=_files(_png(_photo(16, 16)), _png(_hole(16, 16, 4, 4, 8, 8))))
+    assert response.status_code == 500
+    assert response.json() == {"error": serve.INTERNAL_ERROR}
+    assert any(record.exc_info and "NaN" in str(record.exc_info[1]) for record in caplog.records)
+
+
+class OverlapCounter:
+    """The real runner, counting its calls and the most that ran at the same time."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.calls = self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def run(self, *args):
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return self.runner.run(*args)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def counted_runner(runner):
+    return OverlapCounter(runner)
+
+
+@pytest.fixture
+def live_server(counted_runner):
+    """A real uvicorn server in a thread on a free port; yields its base URL."""
+    app = serve.create_app(counted_runner, max_pixels=MAX_PIXELS, max_upload_bytes=MAX_UPLOAD_BYTES)
+    sock = serve.listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(30)
+    sock.close()
+
+
+def test_concurrent_requests_against_a_real_server(live_server, runner, counted_runner):
+    """50 requests from 8 threads: PNG and JSON answers, and some bad uploads, all answered right,
+    with the model running one request at a time."""
+    cases = []
+    for seed in range(5):
+        height, width = 24 + 4 * seed, 40 - 3 * seed
+        rgb = _photo(height, width, seed)
+        mask = _hole(height, width, 4 + seed, 6, 10, 12)
+        filled, _ = runner.run(rgb, (mask > 0).astype(np.float32))
+        expected = np.where(mask[..., None] > 0, np.clip(np.rint(filled), 0, 255), rgb).astype(np.uint8)
+        cases.append((_files(_png(rgb[..., ::-1]), _png(mask)), expected[..., ::-1]))
+    mismatch = _files(cases[0][0]["image"][1], _png(np.zeros((5, 5), np.uint8)))
+
+    def request(i):
+        with httpx.Client(base_url=live_server, timeout=60) as http:
+            if i % 10 == 9:
+                response = http.post("/api/inpaint", files=mismatch)
+                return response.status_code == 400 and "mask is 5x5" in response.json()["error"]
+            files, expected = cases[i % len(cases)]
+            if i % 2:
+                response = http.post("/api/inpaint", files=files, params={"include": "flow"})
+                data = base64.b64decode(response.json()["image"]) if response.status_code == 200 else b""
+            else:
+                response = http.post("/api/inpaint", files=files)
+                data = response.content
+            return response.status_code == 200 and np.array_equal(_decode(data), expected)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(request, range(50)))
+    assert all(results), [i for i, ok in enumerate(results) if not ok]
+    assert counted_runner.calls == 45 and counted_runner.most == 1
+
+
+def test_command_line_errors(tmp_path):
+    assert_user_error(run_module("inpainting.serve"), "--model is required")
+    assert_user_error(run_module("inpainting.serve", f"--model={tmp_path / 'missing'}"),
+                      "no such file or directory")
+    assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", "--max_pixels=0"),
+                      "--max_pixels must be positive")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", f"--port={port}"),
+                          f"cannot listen on 127.0.0.1:{port}", "--port")
+
+
+def test_command_line_refuses_a_folder_without_a_model(tmp_path):
+    (tmp_path / "not_a_model").mkdir()
+    (tmp_path / "not_a_model" / "notes.txt").write_text("no model here")
+    assert_user_error(run_module("inpainting.serve", f"--model={tmp_path / 'not_a_model'}", "--port=0"),
+                      "not_a_model")

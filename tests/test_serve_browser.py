@@ -1,0 +1,207 @@
+"""End-to-end test of the inpainting web page in headless Chromium (Debian's, driven by Playwright).
+
+A real `python -m inpainting.serve` process serves a tiny exported model; the browser opens a
+photo, paints a stroke with the mouse, fills it, and downloads the result, which must equal the
+photo outside the stroke and differ inside it. A screenshot is kept in pytest's temporary folder
+and, if the environment variable INPAINTING_TEST_ARTIFACTS names a folder, copied there.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from inpainting import serving
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WIDTH, HEIGHT = 128, 96
+MAX_PIXELS = 16000  # the photo fits, a 160x120 image does not
+BRUSH = 24  # screen pixels
+
+
+def _photo(path, width=WIDTH, height=HEIGHT):
+    """Writes the astronaut of scikit-image's sample data, cropped to 4:3 and resized; returns BGR."""
+    from skimage import data
+
+    bgr = cv2.resize(data.astronaut()[:384, :, ::-1], (width, height), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), bgr)
+    return bgr
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tmp_path_factory):
+    """`python -m inpainting.serve` with a tiny exported model; yields its URL."""
+    folder = tmp_path_factory.mktemp("serve_browser")
+    export_dir = folder / "export"
+    serving.export(tiny_checkpoint, export_dir, warmup=False)
+    port = _free_port()
+    log_path = folder / "server.log"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inpainting.serve", f"--model={export_dir}", f"--port={port}",
+             f"--max_pixels={MAX_PIXELS}"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, f"the server exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"the server did not start:\n{log_path.read_text()}"
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; "
+                    "`make test` does it) to run the web page's test")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page of the server; fails the test on any script error of the page."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server)
+    expect(page.locator("#model-info")).to_have_text(re.compile(r"^Model: DeepFill v1 SavedModel"))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def _open(page, path):
+    from playwright.sync_api import expect
+
+    page.set_input_files("#file", str(path))
+    expect(page.locator("#image-info")).to_have_text(re.compile(rf"^{path.name}: "))
+
+
+def _stroke(page, start, end):
+    """Drags the mouse over the image between two points given as fractions of its displayed size.
+
+    Returns the stroke's two ends in image pixels and its radius in image pixels.
+    """
+    box = page.locator("#mask-layer").bounding_box()
+    points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in (start, end)]
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    page.mouse.move(*points[1], steps=12)
+    page.mouse.up()
+    scale = WIDTH / box["width"]
+    ends = [((x - box["x"]) * scale, (y - box["y"]) * scale) for x, y in points]
+    return ends, BRUSH / 2 * scale
+
+
+def _distance_to_segment(height, width, a, b):
+    """Distance of every pixel centre to the segment a-b, float [H, W]."""
+    rows, cols = np.mgrid[0:height, 0:width] + 0.5
+    (ax, ay), (bx, by) = a, b
+    t = ((cols - ax) * (bx - ax) + (rows - ay) * (by - ay)) / ((bx - ax) ** 2 + (by - ay) ** 2)
+    t = np.clip(t, 0, 1)
+    return np.hypot(cols - (ax + t * (bx - ax)), rows - (ay + t * (by - ay)))
+
+
+def _save_artifact(page, tmp_path, name):
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    folder = os.environ.get("INPAINTING_TEST_ARTIFACTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        shutil.copy(path, os.path.join(folder, name))
+    return path
+
+
+def test_paint_fill_and_download(page, tmp_path):
+    from playwright.sync_api import expect
+
+    photo = _photo(tmp_path / "photo.png")
+    _open(page, tmp_path / "photo.png")
+    expect(page.locator("#sketch-tool")).to_be_hidden()  # the tiny model is not guided
+    page.locator("#brush-size").fill(str(BRUSH))
+    (start, end), radius = _stroke(page, (0.25, 0.35), (0.7, 0.6))
+    page.click("#fill")
+    expect(page.locator("#result")).to_be_visible(timeout=60_000)
+    expect(page.locator("#progress")).to_be_hidden()
+    expect(page.locator("#timing")).to_have_text(re.compile(rf"^{WIDTH} × {HEIGHT} filled in"))
+    expect(page.locator("#error")).to_be_hidden()
+
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "photo-inpainted.png"
+    result = cv2.imread(download.value.path(), cv2.IMREAD_UNCHANGED)
+    assert result.shape == photo.shape
+    changed = (result != photo).any(axis=2)
+    distance = _distance_to_segment(HEIGHT, WIDTH, start, end)
+    assert changed.any()
+    assert not changed[distance > radius + 1.5].any(), "pixels outside the stroke changed"
+    assert changed[distance < radius - 1.5].mean() > 0.9, "the stroke was not filled"
+
+    page.locator("#split").fill("30")
+    assert page.evaluate("getComputedStyle(document.getElementById('after')).clipPath") == \
+        "inset(0px 0px 0px 30%)"
+    expect(page.locator("#flow")).to_be_hidden()
+    page.check("#show-flow")
+    expect(page.locator("#flow")).to_be_visible()
+    loaded = page.evaluate("['before', 'after', 'flow'].map(id => document.getElementById(id))"
+                           ".map(img => [img.complete, img.naturalWidth, img.naturalHeight])")
+    assert loaded == [[True, WIDTH, HEIGHT]] * 3
+    _save_artifact(page, tmp_path, "serve_fill.png")
+
+
+def test_errors_are_shown(page, tmp_path):
+    from playwright.sync_api import expect
+
+    _photo(tmp_path / "small.png")
+    _open(page, tmp_path / "small.png")
+    page.click("#fill")  # nothing painted yet: the page says so and sends nothing
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error-text")).to_have_text(re.compile(r"^Paint the hole first"))
+
+    _photo(tmp_path / "large.png", 160, 120)  # more pixels than the server's --max_pixels
+    _open(page, tmp_path / "large.png")
+    expect(page.locator("#error")).to_be_hidden()
+    _stroke(page, (0.4, 0.4), (0.6, 0.5))
+    page.click("#fill")
+    expect(page.locator("#error-text")).to_have_text(re.compile(
+        rf"^The server refused the request \(413\): image 'large.png': the image is 160x120 = 19200 "
+        rf"pixels, more than this server's limit of {MAX_PIXELS} \(--max_pixels\)"))
+    expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#fill")).to_be_enabled()
+    _save_artifact(page, tmp_path, "serve_error.png")
