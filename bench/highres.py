@@ -1,18 +1,21 @@
 """Large-image inference: wall time and peak memory of the v1 model, as JSON lines.
 
     .venv/bin/python bench/highres.py [--sizes=512x680,1024x1024,2048x2048,4096x4096]
-        [--attention_memory_mb=256] [--checkpoint=PATH]
+        [--attention=exact|hole_only] [--attention_memory_mb=256] [--checkpoint=PATH]
 
-Each size runs in a child process that loads the model, inpaints one image (a centred hole over
-10% of it) through `inpainting.inference.Inpainter` with the attention memory budget, and reports
-the wall time of that call (tracing included) and its own peak RSS. The line also gives the peak
-the attention would need in one piece (`inference.attention_memory_bytes`). The weights are those
-of `--checkpoint`, by default the reference v1 checkpoint (../shared/reference/deepfill/v1) if
-present, else random (time and memory do not depend on them).
+Each size runs in a child process that loads the model and inpaints one image (random pixels, a
+centred hole over 10% of it) at full size, as `inpaint --hr=native` does: through
+`inpainting.inference.Inpainter` with the attention memory budget, which streams images over
+`inference.STREAM_PIXELS` (convolutions in strips, attention in tiles; `inpainting.streaming`).
+The line gives the wall time of that call (tracing included), the child's peak RSS, whether the
+image was streamed, and the peak the unchunked attention would need (`attention_memory_bytes`).
+The weights are those of `--checkpoint`, by default the reference v1 checkpoint
+(../shared/reference/deepfill/v1) if present, else random (time and memory do not depend on them).
 
-Contextual attention compares every position with every other, so its time grows with the square
-of the area even when its memory does not: about 25 s at 1024x1024 on a 2-core CPU, 16 times
-that at 2048x2048 and 256 times at 4096x4096.
+Contextual attention compares every position with every other, so with `--attention=exact` its
+time grows with the square of the area even when its memory does not: about 20 s at 1024x1024
+on a 2-core CPU, 16 times that at 2048x2048 and 256 times at 4096x4096 (over an hour).
+`--attention=hole_only` matches only the positions near the hole.
 """
 
 import argparse
@@ -32,7 +35,7 @@ sys.path.insert(0, sys.argv[2])
 import common
 from inpainting.inference import Inpainter
 
-size, budget, checkpoint = json.loads(sys.argv[1])
+size, budget, checkpoint, attention = json.loads(sys.argv[1])
 with tempfile.TemporaryDirectory() as temp:
     generator, weights = common.v1_generator(checkpoint, temp, attention_memory_mb=budget)
     height, width = size
@@ -40,10 +43,12 @@ with tempfile.TemporaryDirectory() as temp:
     mask = np.zeros((height, width), np.float32)
     h, w = round(height * 0.316), round(width * 0.316)  # 10% of the area
     mask[(height - h) // 2:(height + h) // 2, (width - w) // 2:(width + w) // 2] = 1
+    inpainter = Inpainter(generator, attention)
     start = time.perf_counter()
-    Inpainter(generator)(rgb, mask)
+    inpainter(rgb, mask)
     seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "hole_fraction": float(mask.mean()), "weights": weights,
+                  "streamed": inpainter.streams(height, width),
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
@@ -54,6 +59,8 @@ def main():
                         help="HxW list, comma-separated")
     parser.add_argument("--attention_memory_mb", type=float, default=256,
                         help="attention memory budget (0: one piece)")
+    parser.add_argument("--attention", default="exact", choices=["exact", "hole_only"],
+                        help="contextual attention mode (see inpainting.streaming)")
     parser.add_argument("--checkpoint", default=None, help="model (default: see above)")
     args = parser.parse_args()
 
@@ -63,10 +70,11 @@ def main():
         height, width = (int(v) for v in size.lower().split("x"))
         budget = args.attention_memory_mb or None
         child = subprocess.run(
-            [sys.executable, "-c", CHILD, json.dumps([[height, width], budget, args.checkpoint]),
+            [sys.executable, "-c", CHILD, json.dumps([[height, width], budget, args.checkpoint, args.attention]),
              os.path.dirname(os.path.abspath(__file__))],
             capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-        record = {"bench": "highres", "model": "v1", "size": size, "attention_memory_mb": budget,
+        record = {"bench": "highres", "model": "v1", "size": size, "attention": args.attention,
+                  "attention_memory_mb": budget,
                   "unchunked_attention_bytes": attention_memory_bytes(height, width)}
         if child.returncode == 0:
             record.update(json.loads(child.stdout.strip().splitlines()[-1]))
