@@ -168,3 +168,19 @@ def test_cli_hole_only_equals_the_library(tmp_path, tiny_checkpoint):
     flow = imageio.read_image(str(tmp_path / "flow.png")).rgb
     np.testing.assert_array_equal(flow, expected["flow"])
     assert (flow[48:, 64:] == 255).all()  # far from the hole: offset 0, white
+
+
+@pytest.mark.slow
+def test_reference_v1_streamed_equals_one_graph_at_512x680(official_checkpoint):
+    from conftest import load_reference
+    from inpainting import checkpoints
+
+    generator = checkpoints.load_generator(official_checkpoint("v1"))
+    photo = load_reference("v1", "g_256x256_b1.npz")["image_u8_bgr"][0][..., ::-1]
+    rgb = np.ascontiguousarray(np.tile(photo, (2, 3, 1))[:512, :680])
+    mask = _hole(512, 680, 150, 200, 180, 260)
+    whole = generator([tf.constant(rgb[None] / 127.5 - 1, tf.float32), tf.constant(mask[None, :, :, None])])
+    refined, flow = streaming.StreamedGenerator(generator, memory_mb=64)(
+        (rgb / 127.5 - 1).astype(np.float32), mask)
+    np.testing.assert_allclose(refined, whole["refined"][0], atol=1e-4)
+    np.testing.assert_array_equal(flow, whole["flow"][0])
