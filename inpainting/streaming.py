@@ -30,12 +30,14 @@ proportional to the hole's rows and columns instead of the whole image.
     refined, flow = streamed(image, mask)   # [H, W, 3] in [-1, 1], [H, W, 1] {0, 1} (H, W % 8 == 0)
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
 from inpainting import attention as att
 from inpainting import flow as flow_lib
-from inpainting.layers import UpConv, align_corners_indices, downsample_nearest, fold_indices
+from inpainting.layers import UpConv, downsample_nearest, fold_indices, resize_nearest
 
 ATTENTION_MODES = ("exact", "hole_only")
 # hole_only: tiles with a position this many cells (of the 1/8 grid) from the hole are matched.
@@ -61,6 +63,23 @@ def _window(conv, size, first, stop):
     if conv.padding == "same":
         return np.clip(index, 0, size - 1), (index >= 0) & (index < size)
     return fold_indices(tf.constant(index, tf.int32), size, conv.padding).numpy(), None
+
+
+@functools.lru_cache(maxsize=None)
+def _columns(conv, width):
+    """`_window` of all output columns: the same for every strip of a layer, so computed once."""
+    return _window(conv, width, 0, -(-width // conv.strides))
+
+
+def _conv_of(layer):
+    """(the convolution of a `Conv` or `UpConv` layer, the factor the layer enlarges its input by)."""
+    return (layer.conv, 2) if isinstance(layer, UpConv) else (layer, 1)
+
+
+def _output_size(layer, size):
+    """The output height (or width) of `layer` for an input of `size`."""
+    conv, scale = _conv_of(layer)
+    return -(-scale * size // conv.strides)
 
 
 def tile_shape(grid_height, grid_width, memory_mb):
@@ -312,15 +331,14 @@ class StreamedGenerator:
 
     def _rows(self, layer, source, in_size, first, stop):
         """Output rows [first, stop) of `layer`, whose input rows [a, b) `source(a, b)` gives."""
-        up = isinstance(layer, UpConv)
-        conv = layer.conv if up else layer
+        conv, scale = _conv_of(layer)
         if conv.name not in self._convolve:
             self._convolve[conv.name] = tf.function(conv.convolve, reduce_retracing=True)
-        height, width = (2 * n if up else n for n in in_size)
-        cols, cols_inside = _window(conv, width, 0, -(-width // conv.strides))
+        height, width = (scale * n for n in in_size)
+        cols, cols_inside = _columns(conv, width)
         rows, rows_inside = _window(conv, height, first, stop)
-        if up:  # the enlarged map's row and column i are the input's i // 2
-            rows, cols = rows // 2, cols // 2
+        # An enlarged map's row and column i are the input's i // scale.
+        rows, cols = rows // scale, cols // scale
         low = rows.min()
         x = source(low, rows.max() + 1)[np.ix_(rows - low, cols)]
         if rows_inside is not None:
@@ -335,14 +353,12 @@ class StreamedGenerator:
         """
         sizes = [inputs[0].shape[:2]]
         for layer in layers:
-            conv = layer.conv if isinstance(layer, UpConv) else layer
-            scale = 2 if isinstance(layer, UpConv) else 1
-            sizes.append(tuple(-(-scale * n // conv.strides) for n in sizes[-1]))
+            sizes.append(tuple(_output_size(layer, n) for n in sizes[-1]))
         # Bytes per output row of the whole chain: every layer's input and output rows.
         channels = sum(a.shape[-1] for a in inputs)
         row_bytes = 0
         for layer, (h, w), (out_h, out_w) in zip(layers, sizes, sizes[1:]):
-            filters = (layer.conv if isinstance(layer, UpConv) else layer).filters
+            filters = _conv_of(layer)[0].filters
             row_bytes += _BYTES * (h * w * channels + 3 * out_h * out_w * filters) / sizes[-1][0]
             channels = filters
         strip = max(1, int(self.memory_mb * 2 ** 20 / 8 // row_bytes))
@@ -366,19 +382,16 @@ class StreamedGenerator:
     def _stage(self, stage, inputs):
         """One part of the network; layers reading more than the stage's smallest size are chained."""
         layers = [getattr(self.generator, name) for name in self.generator._stages[stage]]
-        smallest = inputs[0].shape[0]
+        heights = [inputs[0].shape[0]]  # heights[i]: the input height of layers[i]
         for layer in layers:
-            conv = layer.conv if isinstance(layer, UpConv) else layer
-            smallest = min(smallest, -(-smallest // conv.strides))
-        size, chain = inputs[0].shape[0], []
+            heights.append(_output_size(layer, heights[-1]))
+        chain = []
         for i, layer in enumerate(layers):
-            if chain and size == smallest:
+            if chain and heights[i] == min(heights):
                 inputs = [self._chain(chain, inputs)]
                 chain = []
                 self._report(i, len(layers), stage)
             chain.append(layer)
-            conv = layer.conv if isinstance(layer, UpConv) else layer
-            size = -(-size * (2 if isinstance(layer, UpConv) else 1) // conv.strides)
         out = self._chain(chain, inputs)
         self._report(len(layers), len(layers), stage)
         return out
@@ -405,9 +418,7 @@ class StreamedGenerator:
         x = [pasted] if gen.v2 else [pasted, ones, mask]
         # The attention branch first, so its features are gone before the other branch's output.
         features = tf.constant(self._stage("attention_in", x))
-        small_h, small_w = features.shape[:2]
-        small_mask = mask[align_corners_indices(height, small_h).numpy()][:, align_corners_indices(
-            width, small_w).numpy(), 0]
+        small_mask = resize_nearest(mask[None], features.shape[:2])[0, :, :, 0].numpy()
         attended, offsets = attention_tiles(
             features, small_mask, self.memory_mb, self.attention,
             lambda done, total: self._report(done, total, "attention"))
