@@ -56,6 +56,21 @@ def official_checkpoint(tmp_path_factory):
     return get
 
 
+def photo(height, width, seed=0):
+    """A smooth colour image with some noise, uint8 [H, W, 3] RGB."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    base = np.stack([rows * 200 / height, cols * 200 / width, (rows + cols) * 100 / (height + width)], -1)
+    return np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def box_mask(height, width, top, left, h, w):
+    """float32 [height, width] mask, 1 in the h x w box at (top, left)."""
+    mask = np.zeros((height, width), np.float32)
+    mask[top:top + h, left:left + w] = 1
+    return mask
+
+
 def run_module(module, *args, cwd=None):
     """Runs `python -m module args...` in a fresh process; returns the CompletedProcess."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, run_module
+from conftest import assert_user_error, box_mask, run_module
 from inpainting import evaluate, imageio, metrics, runners
 from inpainting.evaluate import COLUMNS, Sample
 
@@ -19,12 +19,6 @@ def _photo(rng, height=32, width=40):
     rows, cols = np.mgrid[0:height, 0:width]
     base = np.stack([120 + 80 * np.sin(cols / 6), 90 + 3 * rows, 200 - 2 * cols], axis=-1)
     return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-
-
-def _box(height, width, top, left, h, w):
-    mask = np.zeros((height, width), np.float32)
-    mask[top:top + h, left:left + w] = 1
-    return mask
 
 
 def _strict_json(text):
@@ -47,7 +41,7 @@ def test_center_mask_box():
 def test_evaluate_with_fake_methods():
     rng = np.random.default_rng(3)
     target = _photo(rng)
-    hole = _box(32, 40, 4, 6, 10, 16)  # 160 of 1280 pixels
+    hole = box_mask(32, 40, 4, 6, 10, 16)  # 160 of 1280 pixels
     calls = []
 
     def gray(rgb, mask):
@@ -115,7 +109,7 @@ def test_baselines_keep_colour_channels():
     # A uniform colour far from gray: OpenCV fills it back, which fails if RGB and BGR are mixed up.
     rgb = np.empty((32, 40, 3), np.uint8)
     rgb[:] = (200, 30, 90)
-    hole = _box(32, 40, 8, 10, 12, 16)
+    hole = box_mask(32, 40, 8, 10, 12, 16)
     for name in evaluate.BASELINES:
         filled = evaluate.baseline(name)(rgb, hole)
         assert filled.dtype == np.float32 and filled.shape == (32, 40, 3)
@@ -127,7 +121,7 @@ def test_baselines_keep_colour_channels():
 def test_model_and_baselines_differ(tiny_checkpoint):
     rng = np.random.default_rng(4)
     target = _photo(rng)
-    hole = _box(32, 40, 6, 8, 14, 18)
+    hole = box_mask(32, 40, 6, 8, 14, 18)
     methods = {"model": runners.load(tiny_checkpoint), "telea": evaluate.baseline("telea"),
                "ns": evaluate.baseline("ns", radius=5)}
     rows, summary = evaluate.evaluate(methods, [Sample("x", target, hole)])
@@ -184,7 +178,7 @@ def folders(tmp_path_factory):
     irregular = np.zeros((32, 40), np.uint8)
     irregular[:12, 25:] = 255  # touches the top and right borders
     irregular[20:30, 5:9] = 255
-    masks = {"a.png": (_box(32, 40, 10, 12, 12, 14) * 255).astype(np.uint8),
+    masks = {"a.png": (box_mask(32, 40, 10, 12, 12, 14) * 255).astype(np.uint8),
              "b.png": np.zeros((32, 40), np.uint8),  # no hole
              "sub/c.png": irregular}  # z.png has none: --limit=3 must stop before it
     for name, mask in masks.items():
@@ -264,7 +258,7 @@ def test_cli_center_mask_and_overwrite(tmp_path, tiny_checkpoint, folders):
     _, rows = _read_csv(out / "per_image.csv")
     assert [row["method"] for row in rows] == ["model", "ns"]
     # The ns numbers pin down the box and the radius: rows 8..23, columns 10..29 of 32x40.
-    box = _box(32, 40, 8, 10, 16, 20)
+    box = box_mask(32, 40, 8, 10, 16, 20)
     expected, _ = evaluate.evaluate({"ns": evaluate.baseline("ns", 5)},
                                     [Sample("a.png", images["a.png"], box)])
     assert {column: _number(rows[1][column]) for column in COLUMNS[2:]} == \

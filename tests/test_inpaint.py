@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import assert_user_error, load_reference, run_module, write_tf1_checkpoint
+from conftest import assert_user_error, box_mask, load_reference, run_module, write_tf1_checkpoint
 from inpainting import checkpoints, tf1
 from inpainting.errors import ImageError
 from inpainting.inference import Inpainter
@@ -17,16 +17,10 @@ def tiny_inpainter(tiny_checkpoint):
     return Inpainter(checkpoints.load_generator(tiny_checkpoint))
 
 
-def _hole(height, width, top, left, h, w):
-    mask = np.zeros((height, width), np.float32)
-    mask[top:top + h, left:left + w] = 1
-    return mask
-
-
 def test_any_size_is_padded_and_cropped_back(tiny_inpainter):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
-    mask = _hole(37, 53, 10, 12, 9, 20)
+    mask = box_mask(37, 53, 10, 12, 9, 20)
     result = tiny_inpainter(rgb, mask)
     assert result["filled"].shape == (37, 53, 3) and result["flow"].shape == (37, 53, 3)
     # Same as running the generator on the mirror-padded 40x56 image and cropping.
@@ -83,7 +77,7 @@ def test_cli_folder_of_mixed_images(tmp_path, tiny_checkpoint):
     for name, pixels in cases.items():
         _write(images / name, pixels)
         height, width = pixels.shape[:2]
-        holes[name] = _hole(height, width, height // 3, width // 4, height // 3, width // 2)
+        holes[name] = box_mask(height, width, height // 3, width // 4, height // 3, width // 2)
         _write(masks / (os.path.splitext(name)[0] + ".png"), (holes[name] * 255).astype(np.uint8))
     result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", f"--image_dir={images}",
                         f"--mask_dir={masks}", f"--output_dir={tmp_path / 'out'}",
@@ -126,7 +120,7 @@ def test_cli_single_image_matches_library(tmp_path, official_checkpoint):
 @pytest.fixture()
 def files(tmp_path):
     _write(tmp_path / "img.png", np.full((30, 41, 3), 128, np.uint8))
-    _write(tmp_path / "mask.png", (_hole(30, 41, 5, 5, 10, 10) * 255).astype(np.uint8))
+    _write(tmp_path / "mask.png", (box_mask(30, 41, 5, 5, 10, 10) * 255).astype(np.uint8))
     _write(tmp_path / "small_mask.png", np.zeros((30, 40), np.uint8))
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     return tmp_path
@@ -185,7 +179,7 @@ def test_attention_memory_budget_gives_the_same_result(tiny_checkpoint):
     rng = np.random.default_rng(4)
     for height, width in ((90, 157), (20, 24)):
         rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-        mask = _hole(height, width, height // 4, width // 3, height // 2, width // 4)
+        mask = box_mask(height, width, height // 4, width // 3, height // 2, width // 4)
         expected, got = whole(rgb, mask), budget(rgb, mask)
         np.testing.assert_allclose(got["filled"], expected["filled"], atol=1e-3)
         np.testing.assert_array_equal(got["flow"], expected["flow"])

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 import uvicorn
 
-from conftest import assert_user_error, run_module
+from conftest import assert_user_error, box_mask, photo, run_module
 from inpainting import checkpoints, runners, serve, serving
 from inpainting.config import DEFAULT_MAX_PIXELS, ModelConfig
 from inpainting.generator import Generator
@@ -31,19 +31,9 @@ MAX_PIXELS = 64 * 64
 MAX_UPLOAD_BYTES = 64 * 1024
 
 
-def _photo(height, width, seed=0):
-    """A smooth colour image with some noise, uint8 [H, W, 3] RGB."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:height, 0:width]
-    base = np.stack([rows * 200 / height, cols * 200 / width, (rows + cols) * 100 / (height + width)], -1)
-    return np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
 def _hole(height, width, top, left, h, w):
     """uint8 mask, 255 inside the box."""
-    mask = np.zeros((height, width), np.uint8)
-    mask[top:top + h, left:left + w] = 255
-    return mask
+    return (box_mask(height, width, top, left, h, w) * 255).astype(np.uint8)
 
 
 def _png(array):
@@ -96,7 +86,7 @@ def test_page_and_its_files_are_served(client):
 
 @pytest.mark.parametrize("layout", ["rgb8", "gray16", "rgba8"])
 def test_png_result_equals_input_outside_the_hole(client, runner, layout):
-    rgb = _photo(37, 53)  # not multiples of 8
+    rgb = photo(37, 53)  # not multiples of 8
     original = {"rgb8": rgb[..., ::-1],
                 "gray16": cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257 + 3,
                 "rgba8": np.dstack([rgb[..., ::-1], np.full((37, 53), 200, np.uint8)])}[layout]
@@ -117,7 +107,7 @@ def test_png_result_equals_input_outside_the_hole(client, runner, layout):
 
 
 def test_json_result_has_the_image_the_flow_and_the_time(client, runner):
-    rgb = _photo(40, 48, seed=1)
+    rgb = photo(40, 48, seed=1)
     mask = _hole(40, 48, 8, 8, 16, 24)
     files = _files(_png(rgb[..., ::-1]), _png(mask))
     png = client.post("/api/inpaint", files=files).content
@@ -131,7 +121,7 @@ def test_json_result_has_the_image_the_flow_and_the_time(client, runner):
 
 
 def test_empty_mask_gives_the_input(client):
-    original = _photo(24, 40, seed=2)[..., ::-1]
+    original = photo(24, 40, seed=2)[..., ::-1]
     response = client.post("/api/inpaint", files=_files(_png(original), _png(np.zeros((24, 40), np.uint8))))
     assert response.status_code == 200, response.text
     np.testing.assert_array_equal(_decode(response.content), original)
@@ -139,9 +129,9 @@ def test_empty_mask_gives_the_input(client):
 
 def _bad_requests():
     """(name, request keyword arguments, expected status, fragments of the error) per bad upload."""
-    image = _png(_photo(20, 30)[..., ::-1])
+    image = _png(photo(20, 30)[..., ::-1])
     mask = _png(_hole(20, 30, 5, 5, 8, 8))
-    big = _png(_photo(65, 64)[..., ::-1])  # 4160 pixels > MAX_PIXELS
+    big = _png(photo(65, 64)[..., ::-1])  # 4160 pixels > MAX_PIXELS
     noise = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)  # ~77 KB as PNG
     return [
         ("missing mask", {"files": {"image": ("a.png", image)}}, 400, ["missing file 'mask'"]),
@@ -211,7 +201,7 @@ def test_guided_model_follows_the_sketch(guided_runner):
         assert guided.get("/api/health").json() == {
             "status": "ok", "kind": "saved_model", "version": "v2", "guided": True,
             "max_pixels": DEFAULT_MAX_PIXELS, "max_upload_bytes": serve.DEFAULT_MAX_UPLOAD_MB * 2**20}
-        original = _photo(32, 40, seed=3)[..., ::-1]
+        original = photo(32, 40, seed=3)[..., ::-1]
         mask = _hole(32, 40, 8, 8, 16, 24)
         lines = np.zeros((32, 40), np.uint8)
         lines[15:17, :] = 255  # a horizontal line through the hole
@@ -235,7 +225,7 @@ def test_broken_model_gives_500_without_details(tiny_checkpoint, tmp_path, caplo
     checkpoints.save(tmp_path / "nan", generator)
     app = serve.create_app(runners.load(tmp_path / "nan"))
     with TestClient(app, raise_server_exceptions=False) as broken, caplog.at_level(logging.ERROR):
-        response = broken.post("/api/inpaint", files=_files(_png(_photo(16, 16)), _png(_hole(16, 16, 4, 4, 8, 8))))
+        response = broken.post("/api/inpaint", files=_files(_png(photo(16, 16)), _png(_hole(16, 16, 4, 4, 8, 8))))
     assert response.status_code == 500
     assert response.json() == {"error": serve.INTERNAL_ERROR}
     assert any(record.exc_info and "NaN" in str(record.exc_info[1]) for record in caplog.records)
@@ -293,7 +283,7 @@ def test_concurrent_requests_against_a_real_server(live_server, runner, counted_
     cases = []
     for seed in range(5):
         height, width = 24 + 4 * seed, 40 - 3 * seed
-        rgb = _photo(height, width, seed)
+        rgb = photo(height, width, seed)
         mask = _hole(height, width, 4 + seed, 6, 10, 12)
         filled, _ = runner.run(rgb, (mask > 0).astype(np.float32))
         expected = np.where(mask[..., None] > 0, np.clip(np.rint(filled), 0, 255), rgb).astype(np.uint8)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import assert_user_error, load_reference, run_module
+from conftest import assert_user_error, box_mask, load_reference, photo, run_module
 from inpainting import checkpoints, imageio, masks, runners, serving
 from inpainting.config import ModelConfig
 from inpainting.errors import ExportError, ImageError
@@ -20,20 +20,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TF Serving's REST and gRPC APIs run the graph loader; so do these fresh processes, which never
 # import this project (the environment keeps TensorFlow quiet, nothing else).
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
-
-
-def _photo(height, width, seed=0):
-    """A smooth colour image with some texture, uint8 [H, W, 3]."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:height, 0:width]
-    base = np.stack([rows * 200 / height, cols * 200 / width, (rows + cols) * 100 / (height + width)], -1)
-    return np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
-def _box(height, width, top, left, h, w):
-    mask = np.zeros((height, width), np.float32)
-    mask[top:top + h, left:left + w] = 1
-    return mask
 
 
 def _expected(inpainter, rgb, mask):
@@ -66,8 +52,8 @@ def tiny_inpainter(tiny_checkpoint):
 
 
 def test_inpaint_signature_in_graph_loader_matches_in_process(tiny_export, tiny_inpainter, tmp_path):
-    rgb = _photo(37, 53)  # not multiples of 8: padded and cropped inside the graph
-    mask = _box(37, 53, 10, 12, 9, 20)
+    rgb = photo(37, 53)  # not multiples of 8: padded and cropped inside the graph
+    mask = box_mask(37, 53, 10, 12, 9, 20)
     np.save(tmp_path / "image.npy", rgb[None].astype(np.float32))
     np.save(tmp_path / "mask.npy", mask[None, :, :, None])
     out = _saved_model_cli(tiny_export, "inpaint", {"image": tmp_path / "image.npy",
@@ -80,8 +66,8 @@ def test_inpaint_signature_in_graph_loader_matches_in_process(tiny_export, tiny_
 
 
 def test_bytes_signature_in_graph_loader(tiny_export, tiny_inpainter, tmp_path):
-    images = [_photo(37, 53), _photo(24, 30, seed=1)]  # each request its own size
-    masks = [_box(37, 53, 10, 12, 9, 20), _box(24, 30, 0, 0, 8, 8)]
+    images = [photo(37, 53), photo(24, 30, seed=1)]  # each request its own size
+    masks = [box_mask(37, 53, 10, 12, 9, 20), box_mask(24, 30, 0, 0, 8, 8)]
     image_bytes = np.array([cv2.imencode(".png", im[..., ::-1])[1].tobytes() for im in images], object)
     jpeg = cv2.imencode(".jpg", (masks[1] * 255).astype(np.uint8))[1].tobytes()  # JPEG works too
     mask_bytes = np.array([cv2.imencode(".png", (masks[0] * 255).astype(np.uint8))[1].tobytes(), jpeg], object)
@@ -165,8 +151,8 @@ def test_versions_are_new_folders_and_never_replaced(tiny_checkpoint, tmp_path):
 
 def test_batch_flow_is_coloured_per_image(tiny_export):
     inpaint = tf.saved_model.load(tiny_export).signatures["inpaint"]
-    images = np.stack([_photo(48, 64, seed=2), _photo(48, 64, seed=3)]).astype(np.float32)
-    masks = np.stack([_box(48, 64, 8, 8, 24, 24), _box(48, 64, 16, 30, 20, 30)])[..., None]
+    images = np.stack([photo(48, 64, seed=2), photo(48, 64, seed=3)]).astype(np.float32)
+    masks = np.stack([box_mask(48, 64, 8, 8, 24, 24), box_mask(48, 64, 16, 30, 20, 30)])[..., None]
     both = inpaint(image=tf.constant(images), mask=tf.constant(masks))
     second = inpaint(image=tf.constant(images[1:]), mask=tf.constant(masks[1:]))
     np.testing.assert_array_equal(both["flow"].numpy()[1], second["flow"].numpy()[0])

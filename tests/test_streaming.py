@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inpainting import attention, imageio, inference, streaming
+from conftest import box_mask, load_reference, run_module
+from inpainting import attention, checkpoints, imageio, inference, streaming
 from inpainting.config import ModelConfig
 from inpainting.generator import Generator
 
 
 def _features(height, width, channels=6, seed=0):
     return np.random.default_rng(seed).normal(size=(height, width, channels)).astype(np.float32)
-
-
-def _hole(height, width, top, left, h, w):
-    mask = np.zeros((height, width), np.float32)
-    mask[top:top + h, left:left + w] = 1
-    return mask
 
 
 @pytest.mark.parametrize("size, tile, hole", [
@@ -28,7 +23,7 @@ def _hole(height, width, top, left, h, w):
 ])
 def test_tiles_equal_the_whole_matrix(size, tile, hole):
     f = _features(*size)
-    mask = _hole(*size, *hole) if hole else np.zeros(size, np.float32)
+    mask = box_mask(*size, *hole) if hole else np.zeros(size, np.float32)
     expected, expected_offsets = attention.attention_matmul(f[None], f[None], mask[None, :, :, None])
     y, offsets = streaming.attention_tiles(f, mask, tile=tile)
     np.testing.assert_allclose(y, expected[0], atol=1e-5)
@@ -37,14 +32,14 @@ def test_tiles_equal_the_whole_matrix(size, tile, hole):
 
 def test_tiles_report_progress():
     calls = []
-    streaming.attention_tiles(_features(16, 24), _hole(16, 24, 3, 5, 6, 6), tile=(3, 5),
+    streaming.attention_tiles(_features(16, 24), box_mask(16, 24, 3, 5, 6, 6), tile=(3, 5),
                               progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 9) for i in range(1, 10)]  # 3 x 5 tiles on the 8 x 12 grid: 3 rows of 3
 
 
 def test_hole_only_matches_near_the_hole_and_copies_itself_far_from_it():
     f = _features(64, 64)
-    mask = _hole(64, 64, 4, 4, 8, 8)  # grid cells 2..5 of 32
+    mask = box_mask(64, 64, 4, 4, 8, 8)  # grid cells 2..5 of 32
     exact, exact_offsets = streaming.attention_tiles(f, mask, tile=(4, 4))
     approx, offsets = streaming.attention_tiles(f, mask, tile=(4, 4), mode="hole_only")
     # Tiles within HOLE_ONLY_REACH = 2 cells of the hole (grid rows and columns 0..7) are matched.
@@ -88,7 +83,7 @@ def test_streamed_generator_equals_the_graph(version, padding, guided, memory_mb
     generator.build()
     rng = np.random.default_rng(1)
     image = rng.uniform(-1, 1, (48, 72, 3)).astype(np.float32)
-    mask = _hole(48, 72, 10, 20, 20, 30)
+    mask = box_mask(48, 72, 10, 20, 20, 30)
     inputs = [image[None], mask[None, :, :, None]]
     sketch = None
     if guided:
@@ -121,7 +116,7 @@ def tiny_generator():
 
 def test_inpainter_streams_large_images_with_the_same_result(tiny_generator, monkeypatch):
     rgb = np.random.default_rng(2).integers(0, 256, (61, 90, 3), dtype=np.uint8)
-    mask = _hole(61, 90, 20, 30, 15, 25)
+    mask = box_mask(61, 90, 20, 30, 15, 25)
     graph = inference.Inpainter(tiny_generator)
     assert not graph.streams(64, 96)
     expected = graph(rgb, mask)
@@ -149,11 +144,8 @@ def test_streamed_memory_estimate_is_refused_beyond_this_machine(tiny_generator)
 
 
 def test_cli_hole_only_equals_the_library(tmp_path, tiny_checkpoint):
-    from conftest import run_module
-    from inpainting import checkpoints
-
     rgb = np.random.default_rng(5).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    mask = _hole(96, 128, 8, 10, 12, 14)
+    mask = box_mask(96, 128, 8, 10, 12, 14)
     imageio.write_image(str(tmp_path / "in.png"), rgb[..., ::-1])
     imageio.write_image(str(tmp_path / "mask.png"), (mask * 255).astype(np.uint8))
     result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", "--attention=hole_only",
@@ -172,13 +164,10 @@ def test_cli_hole_only_equals_the_library(tmp_path, tiny_checkpoint):
 
 @pytest.mark.slow
 def test_reference_v1_streamed_equals_one_graph_at_512x680(official_checkpoint):
-    from conftest import load_reference
-    from inpainting import checkpoints
-
     generator = checkpoints.load_generator(official_checkpoint("v1"))
     photo = load_reference("v1", "g_256x256_b1.npz")["image_u8_bgr"][0][..., ::-1]
     rgb = np.ascontiguousarray(np.tile(photo, (2, 3, 1))[:512, :680])
-    mask = _hole(512, 680, 150, 200, 180, 260)
+    mask = box_mask(512, 680, 150, 200, 180, 260)
     whole = generator([tf.constant(rgb[None] / 127.5 - 1, tf.float32), tf.constant(mask[None, :, :, None])])
     refined, flow = streaming.StreamedGenerator(generator, memory_mb=64)(
         (rgb / 127.5 - 1).astype(np.float32), mask)
