@@ -16,8 +16,9 @@
   column-major order wraps from the last grid row to the first) are computed beside the tile, so
   every tile's fused scores, softmax, argmax and pasted patches equal those of the whole score
   matrix. The pasted patches of a tile are overlap-added into the output. Nothing of the size of
-  the score matrix, of all background patches, or of all raw patches is ever built: the
-  background's raw patches are gathered per tile.
+  the score matrix, of all background patches, or of all raw patches is ever built: the raw
+  patches are read from the features cut into 2x2 cells (`_raw_cells`, one copy of the features),
+  as four products of the tile's weights with shifted views of the cells.
 
 The result equals `Generator.call` up to float rounding (about 1e-6). With `attention="hole_only"`,
 tiles that hold no position within `HOLE_ONLY_REACH` grid cells of the hole are not matched; each
@@ -145,43 +146,43 @@ def _tile_plan(top, rows, left, cols, height, width):
     return np.array(starts, np.int32), segment, exists
 
 
-def _raw_index(positions, height, width):
-    """Where the 16 raw-patch pixels of grid `positions` are in the flattened features.
+def _raw_cells(features):
+    """The features cut into 2x2 cells, from which every raw patch is read without a gather.
 
     The raw patch of grid position (ky, kx) is the 4x4 block of the features at rows
-    2 ky - 1 .. 2 ky + 2 and columns 2 kx - 1 .. 2 kx + 2, zero outside the map, in the order of
-    `attention._raw_patches` (block row, block col, row in block, col in block). `height` and
-    `width` are the grid's. Returns (index int32 [16, n], clamped into the map; inside float32
-    [16, n], 0 where the pixel is outside).
+    2 ky - 1 .. 2 ky + 2 and columns 2 kx - 1 .. 2 kx + 2, zero outside the map. With the
+    features zero-padded by one pixel and cut into 2x2 cells (`space_to_depth`: row in cell,
+    column in cell, channel), that block is the four cells (ky + by, kx + bx), by, bx in {0, 1},
+    in the order of `attention._raw_patches` (block row, block col, row in block, col in block).
+
+    Returns the cells flattened, [(h + 1) * (w + 1), 4 C] for a grid of h x w: cell (ky + by,
+    kx + bx) is row ky * (w + 1) + kx + by * (w + 1) + bx (`_cell_of` and `_cell_shifts`).
     """
-    ky, kx = np.divmod(np.asarray(positions, np.int64), width)
-    index, inside = [], []
-    for by in (0, 1):
-        for bx in (0, 1):
-            for sy in (0, 1):
-                for sx in (0, 1):
-                    y, x = 2 * ky + 2 * by + sy - 1, 2 * kx + 2 * bx + sx - 1
-                    ok = (y >= 0) & (y < 2 * height) & (x >= 0) & (x < 2 * width)
-                    index.append(np.where(ok, y * 2 * width + x, 0))
-                    inside.append(ok)
-    return np.stack(index).astype(np.int32), np.stack(inside).astype(np.float32)
+    padded = tf.pad(features, [[1, 1], [1, 1], [0, 0]])
+    cells = tf.nn.space_to_depth(padded[None], _RATE)[0]
+    return tf.reshape(cells, [-1, cells.shape[-1]])
 
 
-def _gather_raw(background, raw, i):
-    """Component `i` of the raw patches `raw` (`_raw_index`) from the flattened features."""
-    return tf.gather(background, raw[0][i]) * raw[1][i][:, None]
+def _cell_of(positions, width):
+    """The cell row (`_raw_cells`) of grid `positions` (row-major indices into a grid `width` wide)."""
+    return positions // width * (width + 1) + positions % width
+
+
+def _cell_shifts(width):
+    """How far the four cells of a raw patch are from its first, in `_raw_patches` order."""
+    return [by * (width + 1) + bx for by in (0, 1) for bx in (0, 1)]
 
 
 @tf.function
-def _match_tile(queries_padded, inv_norm, background, raw_index, columns, valid, rest, starts, segment,
+def _match_tile(queries_padded, inv_norm, cells, column_cells, columns, valid, rest, starts, segment,
                 exists, rows, cols):
     """Fused scores, weights, best match and pasted patches of one tile (see the module docstring).
 
     Args:
         queries_padded: [h + 2, w + 2, C], the 1/2-size features zero-padded by one.
         inv_norm: [L], 1 / max(norm, 1e-4) of every background patch.
-        background: [2h * 2w, C], the features flattened.
-        raw_index: `_raw_index` of the kept columns.
+        cells: `_raw_cells` of the features.
+        column_cells: int32 [n], `_cell_of` the kept columns.
         columns, valid, rest: `attention._kept_columns` of the usable patches (batch removed).
         starts, segment, exists: `_tile_plan`.
         rows, cols: the tile's size.
@@ -219,16 +220,20 @@ def _match_tile(queries_padded, inv_norm, background, raw_index, columns, valid,
     fused = tf.transpose(tf.reshape(fused, [-1, rows * cols]))  # [n, K]
     weights = att._masked_softmax(fused[None], valid[None, None], rest, _SCALE)[0]
     index = att._best_index(weights[None], columns[None])[0]
-    pasted = tf.concat([tf.matmul(weights, _gather_raw(background, raw_index, i)) for i in range(16)], -1)
+    # weights @ raw patches: the weights spread over the cell grid, times the four shifted cells.
+    size = height * (width + 1) - 1  # the last cell row's extra column holds no position
+    spread = tf.scatter_nd(column_cells[:, None], tf.transpose(weights), [size, rows * cols])
+    pasted = tf.concat([tf.matmul(spread, cells[shift:shift + size], transpose_a=True)
+                        for shift in _cell_shifts(width)], -1)
     return _overlap_add(pasted, rows, cols, channels), index
 
 
 @tf.function
-def _copy_tile(background, raw_index, rows, cols):
+def _copy_tile(cells, positions, width, rows, cols):
     """`_match_tile`'s contribution when every position of the tile pastes its own patch."""
-    channels = background.shape[-1]
-    pasted = tf.concat([_gather_raw(background, raw_index, i) for i in range(16)], -1)
-    return _overlap_add(pasted, rows, cols, channels)
+    first = _cell_of(positions, width)
+    pasted = tf.concat([tf.gather(cells, first + shift) for shift in _cell_shifts(width)], -1)
+    return _overlap_add(pasted, rows, cols, cells.shape[-1] // 4)
 
 
 def _overlap_add(pasted, rows, cols, channels):
@@ -264,12 +269,12 @@ def attention_tiles(features, mask, memory_mb=1024, mode="exact", progress=None,
                                 tf.ones([3, 3, 1, 1]), 1, "SAME"))
     inv_norm = tf.reshape(1.0 / tf.maximum(norm, 1e-4), [total])
     del small
-    background = tf.reshape(features, [-1, channels])
+    cells = _raw_cells(features)
     grid_mask = downsample_nearest(tf.constant(mask[None, :, :, None]), _RATE)
     usable = att.usable_patches(grid_mask, 3)
     columns, valid, rest = att._kept_columns(usable)
     columns, valid = columns[0], valid[0, 0]
-    raw_index = tuple(map(tf.constant, _raw_index(columns.numpy(), grid_h, grid_w)))
+    column_cells = _cell_of(columns, grid_w)
     if mode == "hole_only":
         reach = 2 * HOLE_ONLY_REACH + 1
         near = tf.nn.max_pool2d(grid_mask, reach, 1, "SAME")[0, :, :, 0].numpy() > 0
@@ -282,12 +287,11 @@ def attention_tiles(features, mask, memory_mb=1024, mode="exact", progress=None,
         r, c = min(rows, grid_h - top), min(cols, grid_w - left)
         if mode == "hole_only" and not near[top:top + r, left:left + c].any():
             positions = (np.arange(top, top + r)[:, None] * grid_w + np.arange(left, left + c)).ravel()
-            block = _copy_tile(background, tuple(map(tf.constant, _raw_index(positions, grid_h, grid_w))),
-                               r, c)
+            block = _copy_tile(cells, tf.constant(positions, tf.int32), grid_w, r, c)
             index[top:top + r, left:left + c] = positions.reshape(r, c)
         else:
             starts, segment, exists = _tile_plan(top, r, left, c, grid_h, grid_w)
-            block, best = _match_tile(queries_padded, inv_norm, background, raw_index, columns, valid,
+            block, best = _match_tile(queries_padded, inv_norm, cells, column_cells, columns, valid,
                                       rest, tf.constant(starts), tf.constant(segment),
                                       tf.constant(exists), r, c)
             index[top:top + r, left:left + c] = best.numpy().reshape(r, c)
@@ -363,21 +367,27 @@ class StreamedGenerator:
             channels = filters
         strip = max(1, int(self.memory_mb * 2 ** 20 / 8 // row_bytes))
 
-        def source(index):
-            if index == 0:
-                return lambda a, b: np.concatenate([x[a:b] for x in inputs], axis=-1)
-            return lambda a, b: self._rows(layers[index - 1], source(index - 1), sizes[index - 1], a, b)
-
-        top = source(len(layers))
         out_h = sizes[-1][0]
         out = None
         for first in range(0, out_h, strip):
             stop = min(first + strip, out_h)
-            y = top(first, stop)
+            y = self._read(layers, sizes, inputs, len(layers), first, stop)
             if out is None:
                 out = np.empty((out_h,) + y.shape[1:], np.float32)
             out[first:stop] = y
         return out
+
+    def _read(self, layers, sizes, inputs, index, first, stop):
+        """Rows [first, stop) of the output of layers[index - 1] in a chain (index 0: its inputs).
+
+        A method and partials rather than nested closures: a closure that refers to itself is a
+        reference cycle, which would keep each chain's inputs alive until the garbage collector
+        happens to run.
+        """
+        if index == 0:
+            return np.concatenate([x[first:stop] for x in inputs], axis=-1)
+        source = functools.partial(self._read, layers, sizes, inputs, index - 1)
+        return self._rows(layers[index - 1], source, sizes[index - 1], first, stop)
 
     def _stage(self, stage, inputs):
         """One part of the network; layers reading more than the stage's smallest size are chained."""
