@@ -173,3 +173,23 @@ def test_reference_v1_streamed_equals_one_graph_at_512x680(official_checkpoint):
         (rgb / 127.5 - 1).astype(np.float32), mask)
     np.testing.assert_allclose(refined, whole["refined"][0], atol=1e-4)
     np.testing.assert_array_equal(flow, whole["flow"][0])
+
+
+def test_reference_v1_chunked_and_streamed_equal_unchunked_at_1024(official_checkpoint):
+    """1024x1024 (a 128x128 attention grid, 16384**2 scores): the unchunked model against the
+    one-graph model with row blocks (3 grid rows each, which does not divide 128) and against the
+    streamed generator."""
+    path = official_checkpoint("v1")
+    photo = load_reference("v1", "g_256x256_b1.npz")["image_u8_bgr"][0][..., ::-1]
+    image = (np.tile(photo, (4, 4, 1)) / 127.5 - 1).astype(np.float32)
+    mask = box_mask(1024, 1024, 300, 380, 330, 310)
+    inputs = [tf.constant(image[None]), tf.constant(mask[None, :, :, None])]
+    unchunked = checkpoints.load_generator(path)(inputs)
+    chunked_generator = checkpoints.load_generator(path, attention_memory_mb=256)
+    assert int(attention.block_rows_for(128, 128, 256)) == 3
+    chunked = chunked_generator(inputs)
+    np.testing.assert_allclose(chunked["refined"], unchunked["refined"], atol=1e-4)
+    np.testing.assert_array_equal(chunked["flow"], unchunked["flow"])
+    refined, flow = streaming.StreamedGenerator(chunked_generator, memory_mb=256)(image, mask)
+    np.testing.assert_allclose(refined, unchunked["refined"][0], atol=1e-4)
+    np.testing.assert_array_equal(flow, unchunked["flow"][0])
