@@ -305,7 +305,7 @@ def _column_major_step(position, step, height, width):
 
 
 def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fuse=True,
-                             block_rows=8, blocks=None):
+                             block_rows=8):
     """`attention_matmul` with memory linear in the image area: the score matrix in row blocks.
 
     The foreground positions are processed `block_rows` rows (of the 1/rate grid) at a time. The
@@ -317,14 +317,8 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
     the unchunked ones and the result is the same up to rounding. Peak memory is about
     (block_rows + 2) * width * L floats instead of L**2.
 
-    The blocks run in a `tf.while_loop` whose results are collected in TensorArrays. With a
-    Python int `blocks` instead, the grid rows are split into that many blocks of
-    ceil(rows / blocks) rows (the last one may be shorter) and the loop is unrolled: the graph
-    then holds only ops that TFLite has as built-ins, for any image size.
-
     Args: those of `attention_matmul` (fuse_k is 3), and block_rows: rows per block, a positive
-        int or int32 scalar tensor; blocks: None, or a fixed number of unrolled blocks (a positive
-        int), which replaces `block_rows`.
+        int or int32 scalar tensor.
 
     Returns: as `attention_matmul`.
     """
@@ -337,9 +331,12 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
         edges = tf.concat([_diagonal_rows(queries, keys, 0, width),
                            _diagonal_rows(queries, keys, (height - 1) * width, total)], axis=1)
         neighbours = {step: _column_major_step(columns, step, height, width) for step in (-1, 0, 1)}
+    block_rows = tf.maximum(tf.cast(block_rows, tf.int32), 1)
+    blocks = (height + block_rows - 1) // block_rows
 
-    def block(top, bottom):
-        """(pasted [B, n, raw size], index [B, n]) of the positions in grid rows [top, bottom)."""
+    def block(i, pasted, indices):
+        top = i * block_rows
+        bottom = tf.minimum(top + block_rows, height)
         positions = tf.range(top * width, bottom * width)
         if fuse:
             low, high = tf.maximum(top - 1, 0), tf.minimum(bottom + 1, height)
@@ -359,43 +356,19 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
             picked = tf.gather(queries, positions, axis=1)
             scores = tf.matmul(picked, tf.gather(keys, columns, axis=1, batch_dims=1), transpose_b=True)
         weights = _masked_softmax(scores, valid, rest, softmax_scale)
-        return tf.matmul(weights, raw), _best_index(weights, columns)
+        index = _best_index(weights, columns)
+        # Blocks are stacked position-major ([n, B, ...]) so the TensorArrays concatenate them.
+        pasted = pasted.write(i, tf.transpose(tf.matmul(weights, raw), [1, 0, 2]))
+        indices = indices.write(i, tf.transpose(index))
+        return i + 1, pasted, indices
 
+    arrays = (tf.TensorArray(raw.dtype, size=blocks, infer_shape=False),
+              tf.TensorArray(tf.int32, size=blocks, infer_shape=False))
+    _, pasted, indices = tf.while_loop(lambda i, *_: i < blocks, block, (tf.constant(0), *arrays))
+    # The reshapes restore the ranks that the TensorArrays lose.
     raw_size = 4 * rate * rate * m.channels
-    if blocks is not None:
-        if not isinstance(blocks, int) or blocks < 1:
-            raise ValueError(f"blocks must be a positive int, got {blocks!r}")
-        # Block i holds grid rows [i * size, (i + 1) * size). A block past the last row would be
-        # empty, which some runtimes (XNNPACK) cannot reshape; it computes the last row again
-        # instead, and each position's result is then gathered from the block that owns it.
-        size = (height + blocks - 1) // blocks
-        tops = tf.minimum(tf.range(blocks) * size, height - 1)
-        bottoms = tf.minimum(tops + size, height)
-        parts = [block(tops[i], bottoms[i]) for i in range(blocks)]
-        pasted = tf.concat([p for p, _ in parts], axis=1)
-        index = tf.concat([i for _, i in parts], axis=1)
-        if blocks > 1:
-            starts = tf.cumsum((bottoms - tops) * width, exclusive=True)
-            position = tf.range(total)
-            owner = position // (size * width)
-            where = tf.gather(starts, owner) + position - tf.gather(tops, owner) * width
-            pasted, index = tf.gather(pasted, where, axis=1), tf.gather(index, where, axis=1)
-    else:
-        block_rows = tf.maximum(tf.cast(block_rows, tf.int32), 1)
-
-        def step(i, pasted, indices):
-            top = i * block_rows
-            part, index = block(top, tf.minimum(top + block_rows, height))
-            # Blocks are stacked position-major ([n, B, ...]) so the TensorArrays concatenate them.
-            return i + 1, pasted.write(i, tf.transpose(part, [1, 0, 2])), indices.write(i, tf.transpose(index))
-
-        count = (height + block_rows - 1) // block_rows
-        arrays = (tf.TensorArray(raw.dtype, size=count, infer_shape=False),
-                  tf.TensorArray(tf.int32, size=count, infer_shape=False))
-        _, pasted, indices = tf.while_loop(lambda i, *_: i < count, step, (tf.constant(0), *arrays))
-        # The reshapes restore the ranks that the TensorArrays lose.
-        pasted = tf.transpose(tf.reshape(pasted.concat(), [total, batch, raw_size]), [1, 0, 2])
-        index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
+    pasted = tf.transpose(tf.reshape(pasted.concat(), [total, batch, raw_size]), [1, 0, 2])
+    index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
     offsets = _relative_offsets(index, height, width)
     pasted = tf.reshape(pasted, [batch, height, width, raw_size])
     return _col2im(pasted, rate, m.channels) / 4.0, offsets

@@ -259,42 +259,6 @@ def test_chunked_equals_unchunked(block_rows, fuse):
     np.testing.assert_array_equal(offsets_c, offsets)
 
 
-@pytest.mark.parametrize("blocks", [1, 2, 3, 5, 9])  # 7 grid rows: 2, 3, 5 leave a short block, 9 empty ones
-@pytest.mark.parametrize("fuse", [True, False])
-def test_unrolled_blocks_equal_unchunked(blocks, fuse):
-    f, b, masks = _random_case(batch=3, size=(14, 22), seed=6)
-    y, offsets = attention.attention_matmul(f, b, masks, fuse=fuse)
-    y_c, offsets_c = attention.attention_matmul_chunked(f, b, masks, fuse=fuse, blocks=blocks)
-    np.testing.assert_allclose(y_c, y, atol=1e-5)
-    np.testing.assert_array_equal(offsets_c, offsets)
-
-
-def test_unrolled_blocks_convert_to_tflite_builtins_for_any_size():
-    from ai_edge_litert.interpreter import Interpreter
-
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 5]), tf.TensorSpec([1, None, None, 1])])
-    def attend(x, mask):
-        return attention.attention_matmul_chunked(x, x, mask, blocks=3)[0]
-
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([attend.get_concrete_function()], attend)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    model = converter.convert()
-    interpreter = Interpreter(model_content=model)
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}
-    assert "WHILE" not in ops and not any(op.startswith("Flex") for op in ops)
-    inputs, output = interpreter.get_input_details(), interpreter.get_output_details()[0]
-    for size in [(14, 22), (8, 30)]:  # 7 grid rows in 3 blocks; 4 rows, so the third block is empty
-        f, _, masks = _random_case(batch=1, size=size, seed=7)
-        expected, _ = attention.attention_matmul(f, f, masks)
-        for detail, value in zip(inputs, (f, masks)):
-            interpreter.resize_tensor_input(detail["index"], value.shape)
-        interpreter.allocate_tensors()
-        for detail, value in zip(inputs, (f, masks)):
-            interpreter.set_tensor(detail["index"], np.asarray(value))
-        interpreter.invoke()
-        np.testing.assert_allclose(interpreter.get_tensor(output["index"]), expected, atol=1e-4)
-
-
 def test_chunked_gradients_equal_unchunked():
     grads = _input_gradients({
         "whole": attention.attention_matmul,
