@@ -38,6 +38,10 @@ def define_flags():
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Largest height x width the SavedModel "
                          "accepts; larger requests fail with an error instead of exhausting the "
                          "server's memory (contextual attention grows with the square of the area).")
+    flags.DEFINE_float("attention_memory_mb", 0, "Memory budget of contextual attention in the SavedModel: "
+                       "larger images compute its score matrix in row blocks that fit, with the same "
+                       "result and memory linear in the image area, so --max_pixels can be raised. "
+                       "0: in one piece. The TFLite models always compute it in one piece.")
 
 
 def main(argv):
@@ -53,7 +57,7 @@ def main(argv):
         from inpainting import serving
 
         directory = serving.export(FLAGS.checkpoint, FLAGS.export_dir, FLAGS.version, FLAGS.tflite,
-                                   size, FLAGS.warmup, FLAGS.max_pixels)
+                                   size, FLAGS.warmup, FLAGS.max_pixels, FLAGS.attention_memory_mb or None)
         for name in sorted(os.listdir(directory)):
             print(os.path.join(directory, name))
 

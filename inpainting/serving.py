@@ -138,11 +138,15 @@ class ServingModule(GeneratorModule):
     Args:
         generator: a built `Generator`.
         max_pixels: the largest height x width either signature accepts.
+        attention_memory_mb: a memory budget of contextual attention (`ContextualAttention`'s
+            `memory_mb`): larger images compute it in row blocks, with the same result and memory
+            linear in the area. None: in one piece.
     """
 
-    def __init__(self, generator, max_pixels=DEFAULT_MAX_PIXELS):
+    def __init__(self, generator, max_pixels=DEFAULT_MAX_PIXELS, attention_memory_mb=None):
         super().__init__(generator, name="inpainting")
         self.max_pixels = int(max_pixels)
+        self.attention_memory_mb = attention_memory_mb
         guided = generator.config.guided
         maps = ["mask", "sketch"] if guided else ["mask"]
         self.inpaint = tf.function(self._inpaint, input_signature=[
@@ -156,8 +160,11 @@ class ServingModule(GeneratorModule):
         checks = _check_size(image_shape[1], image_shape[2], self.max_pixels, "inpaint")
         checks += [_check_mask(image_shape[:3], tf.shape(m)[:3], "inpaint")
                    for m in (mask, sketch) if m is not None]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(checks), self._budget():
             return inpaint_graph(self.generator, tf.identity(image), mask, sketch=sketch)
+
+    def _budget(self):
+        return self.generator.contextual_attention.budget(self.attention_memory_mb)
 
     def _serve_bytes(self, image_bytes, mask_bytes, sketch_bytes=None):
         others = [mask_bytes] + ([] if sketch_bytes is None else [sketch_bytes])
@@ -173,8 +180,9 @@ class ServingModule(GeneratorModule):
             with tf.control_dependencies(checks):
                 image = tf.cast(rgb, tf.float32)[None]
                 inputs = [tf.cast(m, tf.float32)[None, :, :, None] for m in maps]
-            result = inpaint_graph(self.generator, image, inputs[0],
-                                   sketch=inputs[1] if len(inputs) > 1 else None)["inpainted"][0]
+            with self._budget():
+                result = inpaint_graph(self.generator, image, inputs[0],
+                                       sketch=inputs[1] if len(inputs) > 1 else None)["inpainted"][0]
             filled = tf.cast(tf.clip_by_value(tf.round(result), 0.0, 255.0), tf.uint8)
             return tf.io.encode_png(tf.where(maps[0][..., None], filled, rgb))
 
@@ -247,7 +255,7 @@ def write_warmup(saved_model_dir, logs):
 
 
 def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_MAX_PIXELS,
-                       warmup=True, extra=None):
+                       warmup=True, extra=None, attention_memory_mb=None):
     """Writes `export_dir/<version>/`, a SavedModel with the serving signatures.
 
     Args:
@@ -258,6 +266,8 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
         warmup: write TF Serving warm-up requests into `assets.extra/`.
         extra: optional function called with the temporary version folder before it is renamed
             into place, to add files (the TFLite models).
+        attention_memory_mb: contextual attention's memory budget in the signatures
+            (`ServingModule`), or None.
 
     Returns:
         The version folder written.
@@ -278,7 +288,7 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
     temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(temp, ignore_errors=True)
     try:
-        module = ServingModule(generator, max_pixels)
+        module = ServingModule(generator, max_pixels, attention_memory_mb)
         tf.saved_model.save(module, temp, signatures={"serving_default": module.serve_bytes,
                                                       "inpaint": module.inpaint})
         if warmup:
@@ -292,7 +302,7 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
 
 
 def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None, warmup=True,
-           max_pixels=DEFAULT_MAX_PIXELS):
+           max_pixels=DEFAULT_MAX_PIXELS, attention_memory_mb=None):
     """Exports a checkpoint: the SavedModel, and with `tflite` the three TFLite models beside it.
 
     Args:
@@ -305,6 +315,8 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
         tflite_size: (height, width) for fixed-shape TFLite models; None for dynamic ones.
         warmup: write TF Serving warm-up requests.
         max_pixels: the largest height x width the SavedModel accepts.
+        attention_memory_mb: contextual attention's memory budget in the SavedModel (`ServingModule`),
+            or None. The TFLite models compute it in one piece.
 
     Returns:
         The version folder written.
@@ -316,6 +328,8 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
         raise ExportError("--tflite_size needs --tflite")
     if max_pixels < 1:
         raise ExportError(f"--max_pixels must be positive, got {max_pixels}")
+    if attention_memory_mb is not None and attention_memory_mb <= 0:
+        raise ExportError(f"--attention_memory_mb must be positive (or 0 for none), got {attention_memory_mb}")
     generator = checkpoints.load_generator(checkpoint)
 
     def extra(directory):
@@ -323,4 +337,4 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
         if tflite:
             tflite_lib.write_models(generator, directory, tflite_size)
 
-    return export_saved_model(generator, export_dir, version, max_pixels, warmup, extra)
+    return export_saved_model(generator, export_dir, version, max_pixels, warmup, extra, attention_memory_mb)

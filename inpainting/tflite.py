@@ -47,7 +47,8 @@ class _TFLiteModule(serving.GeneratorModule):
             tf.TensorSpec([1, height, width, 1], tf.float32, name=name) for name in maps])
 
     def _inpaint(self, image, mask, sketch=None):
-        return serving.inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32, sketch=sketch)
+        with self.generator.contextual_attention.budget(None):  # no TensorArray in TFLite
+            return serving.inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32, sketch=sketch)
 
 
 def _flex_ops(message):

@@ -1,6 +1,7 @@
 """Tests of the SavedModel export: both signatures in TensorFlow's graph loader, warm-up records,
 versions, limits, and the export.py command."""
 
+import collections
 import os
 import subprocess
 import sys
@@ -216,6 +217,39 @@ def test_export_command(tiny_checkpoint, tmp_path):
     missing = run_module("export", "--checkpoint", tmp_path / "nothing", "--export_dir", export_dir, cwd=REPO)
     assert_user_error(missing, "nothing")
     assert serving.versions(export_dir) == [7]
+
+
+def _op_counts(directory):
+    """{op name: how many nodes} over the functions of a SavedModel."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    with open(os.path.join(directory, "saved_model.pb"), "rb") as f:
+        saved = saved_model_pb2.SavedModel.FromString(f.read())
+    graph = saved.meta_graphs[0].graph_def
+    return collections.Counter(node.op for function in graph.library.function for node in function.node_def)
+
+
+def test_export_with_an_attention_budget_computes_blocks_in_the_graph_loader(tiny_checkpoint, tiny_export,
+                                                                            tiny_inpainter, tmp_path):
+    # 64x96: an 8x12 attention grid; 0.08 MB allows one grid row per block (attention.block_rows_for).
+    result = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", tmp_path / "exported",
+                        "--nowarmup", "--attention_memory_mb", 0.08, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    directory = tmp_path / "exported" / "1"
+    # Both signatures gain the block loop (the bytes one has a loop over the batch already).
+    loops = lambda ops: ops["While"] + ops["StatelessWhile"]
+    assert loops(_op_counts(directory)) == loops(_op_counts(tiny_export)) + 2
+    rgb, mask = photo(64, 96), box_mask(64, 96, 20, 30, 16, 24)
+    np.save(tmp_path / "image.npy", rgb[None].astype(np.float32))
+    np.save(tmp_path / "mask.npy", mask[None, :, :, None])
+    out = _saved_model_cli(directory, "inpaint", {"image": tmp_path / "image.npy", "mask": tmp_path / "mask.npy"},
+                           tmp_path / "out")
+    expected, flow = _expected(tiny_inpainter, rgb, mask)  # unchunked
+    assert np.abs(out["inpainted"][0] - expected).max() <= 0.05
+    np.testing.assert_array_equal(out["flow"][0], flow)
+    bad = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", tmp_path / "bad",
+                     "--attention_memory_mb", -1, cwd=REPO)
+    assert_user_error(bad, "--attention_memory_mb must be positive")
 
 
 @pytest.mark.slow
