@@ -514,14 +514,16 @@ class ContextualAttention(keras.layers.Layer):
         self.implementation = implementation
         self.flow_upsample = flow_upsample
         self.flow_dtype = flow_dtype
-        if block_rows is not None and (implementation != "matmul" or fuse_k != 3 or block_rows < 1):
-            raise ValueError(f"block_rows needs implementation='matmul', fuse_k=3 and a positive value, "
-                             f"got {block_rows!r} with {implementation!r}, fuse_k={fuse_k}")
+        self._check_chunking("block_rows", block_rows, block_rows is None or block_rows >= 1)
         self.block_rows = block_rows
-        if memory_mb is not None and (implementation != "matmul" or fuse_k != 3 or memory_mb <= 0):
-            raise ValueError(f"memory_mb needs implementation='matmul', fuse_k=3 and a positive value, "
-                             f"got {memory_mb!r} with {implementation!r}, fuse_k={fuse_k}")
+        self._check_chunking("memory_mb", memory_mb, memory_mb is None or memory_mb > 0)
         self.memory_mb = memory_mb
+
+    def _check_chunking(self, name, value, positive):
+        """Chunking (`block_rows`, `memory_mb`) needs the matmul formulation and fuse_k = 3."""
+        if value is not None and (self.implementation != "matmul" or self.fuse_k != 3 or not positive):
+            raise ValueError(f"{name} needs implementation='matmul', fuse_k=3 and a positive value, "
+                             f"got {value!r} with {self.implementation!r}, fuse_k={self.fuse_k}")
 
     def call(self, inputs):
         f, b, mask = inputs
@@ -558,9 +560,7 @@ class ContextualAttention(keras.layers.Layer):
         was built with: the SavedModel with `export.py --attention_memory_mb`, TFLite models in
         one piece (their converter has no TensorArrays).
         """
-        if memory_mb is not None and (self.implementation != "matmul" or self.fuse_k != 3 or memory_mb <= 0):
-            raise ValueError(f"memory_mb needs implementation='matmul', fuse_k=3 and a positive value, "
-                             f"got {memory_mb!r} with {self.implementation!r}, fuse_k={self.fuse_k}")
+        self._check_chunking("memory_mb", memory_mb, memory_mb is None or memory_mb > 0)
         saved = self.memory_mb, self.block_rows
         self.memory_mb, self.block_rows = memory_mb, None
         try:
