@@ -97,6 +97,13 @@ class LoadedImage:
         return self.channels == 4
 
 
+def check_sketch(sketch, guided, name="image"):
+    """Raises ImageError when a sketch is given to a model that was not trained with sketches."""
+    if sketch is not None and not guided:
+        raise ImageError(f"{name}: a sketch was given but this model is not guided (it was not "
+                         "trained with sketches)")
+
+
 def _show(path):
     """A path as it appears in messages, with control characters escaped to keep one line."""
     text = os.fspath(path)

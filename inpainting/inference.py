@@ -128,9 +128,7 @@ class Inpainter:
         """
         height, width = mask.shape
         self.check_size(height, width, path)
-        if sketch is not None and not self.guided:
-            raise imageio.ImageError(f"{path}: a sketch was given but this model is not guided (it "
-                                     "was not trained with sketches)")
+        imageio.check_sketch(sketch, self.guided, path)
         image, _ = imageio.pad_to_multiple(rgb, GRID)
         image = image.astype(np.float32) / 127.5 - 1.0
         inputs = [image, imageio.pad_to_multiple(mask.astype(np.float32), GRID, mode="constant")[0]]

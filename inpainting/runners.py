@@ -104,9 +104,9 @@ class SavedModelRunner:
 
         The fill is the input outside the hole, the network's output inside it.
         """
-        if sketch is not None and not self.guided:
-            raise ImageError(f"{name}: a sketch was given but this model is not guided (it was not "
-                             "trained with sketches)")
+        from inpainting import imageio
+
+        imageio.check_sketch(sketch, self.guided, name)
         out = self._outputs(rgb, mask, name, sketch)
         flow = np.clip(np.rint(out["flow"].numpy()[0]), 0, 255).astype(np.uint8)
         return out["inpainted"].numpy()[0], flow
