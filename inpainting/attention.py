@@ -18,10 +18,15 @@ original implementation (reference README, "Contextual attention"):
 `implementation="patches"` is the reference: `tf.image.extract_patches` and convolutions, as the
 original computes it, with the batch folded into channels and block-diagonal kernels instead of a
 per-example loop (memory grows with the batch squared; it is meant for checking).
-`implementation="matmul"` computes the same numbers with batched matrix multiplications,
-slices, gathers and `depth_to_space`, so it runs as TFLite built-in ops, and it leaves the
-unusable (hole) background patches out of the softmax and the paste, where their weight is
-exactly 0.
+`implementation="matmul"` computes the same numbers (up to rounding) with batched matrix
+multiplications, pads, slices and `depth_to_space`, so it runs as TFLite built-in ops. It
+reorders the sums to do less arithmetic: patch scores are pixel products summed along shifted
+diagonals (one product C wide instead of 9C), and the paste sums the weights along shifted
+diagonals before one product with the 2x2 pixel cells (4C wide instead of 16C, no overlap-add).
+At 512x680 this takes the attention from 1.1 s to 0.5 s in TensorFlow and LiteRT (2 threads).
+`attention_matmul_chunked` computes the score matrix in row blocks for memory linear in the
+image area; it leaves the unusable (hole) background patches out of the softmax and the paste,
+where their weight is exactly 0.
 
 Unlike the original, which used the first mask for the whole batch, each example may have its
 own mask; a mask of batch size 1 is shared by all examples, which reproduces the original.
@@ -131,13 +136,15 @@ def _col2im(patches, rate, channels):
 
 
 def _diagonal_sum(scores, k):
-    """out[p, q] = sum over t in [-(k//2), k//2] of scores[p + t, q + t], zero outside; [B, P, L]."""
+    """out[p, q] = sum over t in [-(k//2), k//2] of scores[p + t, q + t], zero outside; [B, P, L].
+
+    Constant slice bounds (counted from the end) keep the slices in LiteRT's XNNPACK delegate.
+    """
     d = k // 2
     padded = tf.pad(scores, [[0, 0], [d, d], [d, d]])
-    b, p, l = _shape(scores)
     total = None
     for t in range(k):
-        term = tf.slice(padded, [0, t, t], [-1, p, l])
+        term = padded[:, t:t - 2 * d or None, t:t - 2 * d or None]
         total = term if total is None else total + term
     return total
 
@@ -179,6 +186,71 @@ def _inputs(f, b, mask):
     return f, b, None if mask is None else tf.cast(mask, f.dtype)
 
 
+def _patch_products(fd, bd, ksize, same):
+    """Dot products of every `ksize` x `ksize` patch (zero padded) of `fd` with every one of `bd`.
+
+    Returns [B, P, L] over row-major positions. A patch product is the sum over the window's
+    offsets d of the pixel products <fd[p + d], bd[q + d]>, so the pixel products of the padded
+    grids (one product `channels` wide, instead of `ksize**2 * channels` for patches) are summed
+    along shifted diagonals, one grid axis at a time. The shifts are slices with constant bounds,
+    which LiteRT runs in XNNPACK.
+    """
+    batch, height, width, channels = _shape(fd)
+    pad = ksize // 2
+    grid_h, grid_w = height + 2 * pad, width + 2 * pad
+
+    def flat(x):
+        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        return tf.reshape(x, [batch, grid_h * grid_w, channels])
+
+    queries = flat(fd)
+    pixels = tf.matmul(queries, queries if same else flat(bd), transpose_b=True)
+    pixels = tf.reshape(pixels, [batch, grid_h, grid_w, grid_h, grid_w])
+    for axes in ((2, 4), (1, 3)):  # columns of both windows, then rows
+        total = None
+        for start in range(ksize):
+            index = [slice(None)] * 5
+            index[axes[0]] = index[axes[1]] = slice(start, start - 2 * pad or None)
+            term = pixels[tuple(index)]
+            total = term if total is None else total + term
+        pixels = total
+    return tf.reshape(pixels, [batch, height * width, height * width])
+
+
+def _patch_norms(x, ksize):
+    """L2 norm of every `ksize` x `ksize` patch (zero padded) of `x` [B, h, w, C]: [B, h*w]."""
+    squares = tf.reduce_sum(tf.square(x), axis=-1, keepdims=True)
+    b = _shape(x)[0]
+    return tf.sqrt(tf.reshape(tf.reduce_sum(_im2col(squares, ksize), axis=-1), [b, -1]))
+
+
+def _paste(weights, b, rate, height, width):
+    """The transposed convolution of the weights [B, h*w, h*w] with the raw patches of `b`.
+
+    A raw patch (2*rate wide, stride rate, see `_raw_patches`) is 2x2 cells of rate x rate pixels
+    of the padded `b`, so pasting it adds its cells to the four output cells it covers. Output
+    cell c receives cell c' of `b` with weight sum over k in {0, 1}^2 of weights[c - k, c' - k]:
+    the weights summed along shifted diagonals (four pads), then one product `rate**2 * C` wide
+    instead of `4 * rate**2 * C`, and no overlap-add. Returns [B, H, W, C], not divided by 4.
+    """
+    batch, full_h, full_w, channels = _shape(b)
+    weights = tf.reshape(weights, [batch, height, width, height, width])
+    for axes in ((2, 4), (1, 3)):
+        before, after = [[0, 0]] * 5, [[0, 0]] * 5
+        for axis in axes:
+            before[axis], after[axis] = [1, 0], [0, 1]
+        weights = tf.pad(weights, after) + tf.pad(weights, before)
+    cells = (height + 1) * (width + 1)
+    low, high = rate // 2, rate - rate // 2
+    padded = tf.pad(b, [[0, 0], [low, high], [low, high], [0, 0]])
+    blocks = tf.nn.space_to_depth(padded, rate) if rate > 1 else padded  # [B, h+1, w+1, r*r*C]
+    out = tf.matmul(tf.reshape(weights, [batch, cells, cells]),
+                    tf.reshape(blocks, [batch, cells, rate * rate * channels]))
+    out = tf.reshape(out, [batch, height + 1, width + 1, rate * rate * channels])
+    out = tf.nn.depth_to_space(out, rate) if rate > 1 else out
+    return out[:, low:low + full_h, low:low + full_w, :]
+
+
 def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True):
     """Contextual attention with batched matrix multiplications. See the module docstring.
 
@@ -196,16 +268,29 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
         (y [B, H, W, C], offsets int32 [B, H/rate, W/rate, 2]): the reconstruction and, per
         position, the (dy, dx) from it to the background patch of largest weight.
     """
-    m = _matching(f, b, mask, ksize, rate)
-    scores = tf.matmul(m.queries, m.keys, transpose_b=True)  # [B, P, L]
+    same = b is f
+    f, b, mask = _inputs(f, b, mask)
+    batch = _shape(f)[0]
+    fd = downsample_nearest(f, rate)
+    bd = fd if same else downsample_nearest(b, rate)
+    _, height, width, _ = _shape(fd)
+    norms = tf.maximum(_patch_norms(bd, ksize), tf.cast(1e-4, f.dtype))
+    scores = _patch_products(fd, bd, ksize, same) * (1.0 / norms)[:, None, :]  # [B, P, L]
     if fuse:
-        scores = _fuse(scores, m.height, m.width, fuse_k)
-    weights, columns = _softmax_usable(scores, m.usable, softmax_scale)
-    offsets = _relative_offsets(_best_index(weights, columns), m.height, m.width)
-    raw = _kept_raw_patches(m.b, rate, columns)
-    raw_size = 4 * rate * rate * m.channels
-    pasted = tf.reshape(tf.matmul(weights, raw), [m.batch, m.height, m.width, raw_size])
-    return _col2im(pasted, rate, m.channels) / 4.0, offsets
+        scores = _fuse(scores, height, width, fuse_k)
+    usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
+    # The original's masked softmax: unusable patches get logit 0, then weight 0.
+    weights = tf.nn.softmax(scores * (usable * softmax_scale), axis=-1) * usable
+    # argmax is 0 on a row whose weights are all 0, as in the original.
+    offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
+    return _paste(weights, b, rate, height, width) / 4.0, offsets
+
+
+def _usable(mask, batch, height, width, ksize, rate, dtype):
+    """`usable_patches` of the mask (None: all usable) at 1/rate, broadcast to [B, h*w]."""
+    if mask is None:
+        return tf.ones([batch, height * width], dtype)
+    return tf.broadcast_to(usable_patches(downsample_nearest(mask, rate), ksize), [batch, height * width])
 
 
 _Matching = collections.namedtuple(
@@ -213,7 +298,7 @@ _Matching = collections.namedtuple(
 
 
 def _matching(f, b, mask, ksize, rate):
-    """What both matmul formulations start from.
+    """What the chunked formulation starts from.
 
     Returns:
         A `_Matching`: `b` as a tensor; batch, channels, and height and width of the 1/rate grid;
@@ -234,9 +319,7 @@ def _matching(f, b, mask, ksize, rate):
         keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, total, patch])
     norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
     keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
-    if mask is None:
-        mask = tf.zeros([1, height * rate, width * rate, 1], f.dtype)
-    usable = tf.broadcast_to(usable_patches(downsample_nearest(mask, rate), ksize), [batch, total])
+    usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)
     return _Matching(b, batch, channels, height, width, queries, keys, usable)
 
 
@@ -256,7 +339,16 @@ def _best_index(weights, columns):
 
 
 def _kept_columns(usable):
-    """The columns `_softmax_usable` keeps: (columns int32 [B, K], valid [B, 1, K], rest)."""
+    """The columns the chunked attention keeps: the usable ones, in increasing order.
+
+    Unusable patches have weight exactly 0 and add `exp(0 - max)` each to the softmax's
+    denominator, so only the usable columns need their scores. K is the largest number of usable
+    columns in the batch (at least 1); examples with fewer keep some unusable columns, with weight 0.
+
+    Returns:
+        (columns int32 [B, K], valid [B, 1, K], 1.0 where the kept column is usable, and rest,
+        the number of left-out columns).
+    """
     total = tf.shape(usable)[1]
     keep = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(usable > 0, tf.int32), axis=1)), 1)
     columns = tf.argsort(usable, axis=1, direction="DESCENDING", stable=True)[:, :keep]
@@ -265,7 +357,8 @@ def _kept_columns(usable):
 
 
 def _masked_softmax(kept_scores, valid, rest, scale):
-    """The original's masked softmax on the kept columns (see `_softmax_usable`)."""
+    """The original's masked softmax on the kept columns (see `_kept_columns`): unusable patches
+    get logit 0 before `softmax(scale * logits)` and weight 0 after it."""
     logits = kept_scores * (valid * scale)
     largest = tf.reduce_max(logits, axis=-1, keepdims=True)
     largest = tf.where(rest > 0, tf.maximum(largest, 0.0), largest)
@@ -373,28 +466,6 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
     offsets = _relative_offsets(index, height, width)
     pasted = tf.reshape(pasted, [batch, height, width, raw_size])
     return _col2im(pasted, rate, m.channels) / 4.0, offsets
-
-
-def _softmax_usable(scores, usable, scale):
-    """The original's masked softmax, computed on the usable columns only.
-
-    The original sets the logits of unusable patches to 0, takes `softmax(scale * logits)` over
-    all columns and then zeroes the unusable weights. Their weights are exactly 0, and each adds
-    `exp(0 - max)` to the denominator, so only the usable columns need to be kept.
-
-    Args:
-        scores: [B, P, L] fused scores.
-        usable: [B, L], 1.0 for usable background patches.
-        scale: the softmax scale.
-
-    Returns:
-        (weights [B, P, K], columns int32 [B, K]): the weights of the K kept columns and their
-        indices into L, in increasing order. K is the largest number of usable columns in the
-        batch (at least 1); examples with fewer keep some unusable columns, with weight 0.
-    """
-    columns, valid, rest = _kept_columns(usable)
-    kept = tf.gather(scores, columns, axis=2, batch_dims=1)
-    return _masked_softmax(kept, valid, rest, scale), columns
 
 
 def _fold_batch(x):

@@ -212,7 +212,8 @@ def test_layer_dynamic_shapes_in_tf_function():
         f, _, masks = _random_case(batch=2, size=size, channels=4, seed=sum(size))
         out = run(f, masks)
         y, offsets = attention.attention_matmul(f, f, masks)
-        np.testing.assert_allclose(out["output"], y, atol=1e-6)
+        # Values reach 3.2; the traced graph rounds differently from eager (up to 2e-6 measured).
+        np.testing.assert_allclose(out["output"], y, atol=1e-5)
         np.testing.assert_array_equal(out["offsets"], offsets)
         assert out["flow"].shape == (2, *size, 3)
     assert run.experimental_get_tracing_count() == 1
