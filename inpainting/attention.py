@@ -141,12 +141,7 @@ def _diagonal_sum(scores, k):
     Constant slice bounds (counted from the end) keep the slices in LiteRT's XNNPACK delegate.
     """
     d = k // 2
-    padded = tf.pad(scores, [[0, 0], [d, d], [d, d]])
-    total = None
-    for t in range(k):
-        term = padded[:, t:t - 2 * d or None, t:t - 2 * d or None]
-        total = term if total is None else total + term
-    return total
+    return _sum_of_slices(tf.pad(scores, [[0, 0], [d, d], [d, d]]), (1, 2), k)
 
 
 def _fuse(scores, height, width, k):
@@ -207,14 +202,27 @@ def _patch_products(fd, bd, ksize, same):
     pixels = tf.matmul(queries, queries if same else flat(bd), transpose_b=True)
     pixels = tf.reshape(pixels, [batch, grid_h, grid_w, grid_h, grid_w])
     for axes in ((2, 4), (1, 3)):  # columns of both windows, then rows
-        total = None
-        for start in range(ksize):
-            index = [slice(None)] * 5
-            index[axes[0]] = index[axes[1]] = slice(start, start - 2 * pad or None)
-            term = pixels[tuple(index)]
-            total = term if total is None else total + term
-        pixels = total
+        pixels = _sum_of_slices(pixels, axes, ksize)
     return tf.reshape(pixels, [batch, height * width, height * width])
+
+
+def _sum_of_slices(x, axes, k):
+    """Sum over s in [0, k) of x sliced to [s, s - k + 1) along every axis in `axes`.
+
+    The terms are added one after the other (a control dependency in graphs, where the executor
+    would otherwise slice all k at once): at most two slices and two sums of the size of the
+    result are alive beside `x`.
+    """
+    total = None
+    for start in range(k):
+        index = [slice(None)] * x.shape.rank
+        for axis in axes:
+            index[axis] = slice(start, start - k + 1 or None)
+        with tf.control_dependencies([] if total is None or tf.executing_eagerly() else [total]):
+            term = x[tuple(index)]
+        total = term if total is None else total + term
+        del term
+    return total
 
 
 def _patch_norms(x, ksize):
@@ -281,6 +289,7 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
     # The original's masked softmax: unusable patches get logit 0, then weight 0.
     weights = tf.nn.softmax(scores * (usable * softmax_scale), axis=-1) * usable
+    del scores  # eagerly, frees it before the paste
     # argmax is 0 on a row whose weights are all 0, as in the original.
     offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
     return _paste(weights, b, rate, height, width) / 4.0, offsets
