@@ -111,11 +111,12 @@ def test_layer_flow_matches_original(case):
 
 
 @pytest.mark.parametrize("implementation", sorted(FORMULATIONS))
-@pytest.mark.parametrize("size,fuse,with_mask,rate", [
-    ((10, 12), True, True, 2), ((12, 18), True, False, 2), ((10, 14), False, True, 2),
-    ((12, 12), True, True, 3), ((6, 8), True, True, 1), ((16, 6), True, True, 2),
+@pytest.mark.parametrize("size,fuse,with_mask,rate,ksize", [
+    ((10, 12), True, True, 2, 3), ((12, 18), True, False, 2, 3), ((10, 14), False, True, 2, 3),
+    ((12, 12), True, True, 3, 3), ((6, 8), True, True, 1, 3), ((16, 6), True, True, 2, 3),
+    ((14, 16), True, True, 2, 5), ((10, 8), False, False, 1, 1),
 ])
-def test_matches_slow_loop_version(implementation, size, fuse, with_mask, rate):
+def test_matches_slow_loop_version(implementation, size, fuse, with_mask, rate, ksize):
     rng = np.random.default_rng(sum(size) + rate)
     f = rng.normal(size=(1, *size, 3)).astype(np.float32)
     b = rng.normal(size=(1, *size, 3)).astype(np.float32)
@@ -123,9 +124,21 @@ def test_matches_slow_loop_version(implementation, size, fuse, with_mask, rate):
     if with_mask:
         mask = np.zeros((1, *size, 1), np.float32)
         mask[0, 2:7, 3:8] = 1
-    y, offsets = FORMULATIONS[implementation](f, b, mask, rate=rate, fuse=fuse)
+    y, offsets = FORMULATIONS[implementation](f, b, mask, ksize=ksize, rate=rate, fuse=fuse)
     expected_y, expected_offsets = slow_attention(f[0], b[0], None if mask is None else mask[0, ..., 0],
-                                                  rate=rate, fuse=fuse)
+                                                  ksize=ksize, rate=rate, fuse=fuse)
+    np.testing.assert_allclose(y[0], expected_y, atol=1e-5)
+    np.testing.assert_array_equal(offsets[0], expected_offsets)
+
+
+@pytest.mark.parametrize("implementation", sorted(IMPLEMENTATIONS))
+def test_wider_fuse_matches_slow_loop_version(implementation):
+    rng = np.random.default_rng(5)
+    f, b = rng.normal(size=(2, 1, 12, 14, 3)).astype(np.float32)
+    mask = np.zeros((1, 12, 14, 1), np.float32)
+    mask[0, 3:9, 4:10] = 1
+    y, offsets = IMPLEMENTATIONS[implementation](f, b, mask, fuse_k=5)
+    expected_y, expected_offsets = slow_attention(f[0], b[0], mask[0, ..., 0], fuse_k=5)
     np.testing.assert_allclose(y[0], expected_y, atol=1e-5)
     np.testing.assert_array_equal(offsets[0], expected_offsets)
 
