@@ -42,9 +42,10 @@ from inpainting import flow as flow_lib
 from inpainting.layers import downsample_nearest
 
 IMPLEMENTATIONS = ("matmul", "patches")
-# Peak bytes per element of the score matrix (or of a block of it): the float32 scores and about
-# five copies of that size alive at once (fuse, transpose, softmax); measured 6.8 GB peak RSS
-# for the v1 generator at 1024x1024, whose score matrix has 128**4 elements.
+# Peak bytes per element of the score matrix (or of a block of it): the float32 scores and up to
+# five copies of that size alive at once (fuse, transpose, softmax). Measured in graphs at
+# 128**4 scores (the v1 generator at 1024x1024): 17.6 bytes for `attention_matmul` alone, 23 for
+# the formulation the row blocks use; 6.45 GB peak RSS for the whole generator in one piece.
 SCORE_BYTES = 4 * 6
 
 
@@ -289,7 +290,6 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
     # The original's masked softmax: unusable patches get logit 0, then weight 0.
     weights = tf.nn.softmax(scores * (usable * softmax_scale), axis=-1) * usable
-    del scores  # eagerly, frees it before the paste
     # argmax is 0 on a row whose weights are all 0, as in the original.
     offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
     return _paste(weights, b, rate, height, width) / 4.0, offsets
