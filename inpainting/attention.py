@@ -23,7 +23,7 @@ multiplications, pads, slices and `depth_to_space`, so it runs as TFLite built-i
 reorders the sums to do less arithmetic: patch scores are pixel products summed along shifted
 diagonals (one product C wide instead of 9C), and the paste sums the weights along shifted
 diagonals before one product with the 2x2 pixel cells (4C wide instead of 16C, no overlap-add).
-At 512x680 this takes the attention from 1.1 s to 0.5 s in TensorFlow and LiteRT (2 threads).
+At 512x680 this takes the attention from 1.1 s to 0.5 s, in TensorFlow and in LiteRT (2 threads).
 `attention_matmul_chunked` computes the score matrix in row blocks for memory linear in the
 image area; it leaves the unusable (hole) background patches out of the softmax and the paste,
 where their weight is exactly 0.
