@@ -24,15 +24,13 @@ reorders the sums to do less arithmetic: patch scores are pixel products summed 
 diagonals (one product C wide instead of 9C), and the paste sums the weights along shifted
 diagonals before one product with the 2x2 pixel cells (4C wide instead of 16C, no overlap-add).
 At 512x680 this takes the attention from 1.1 s to 0.5 s, in TensorFlow and in LiteRT (2 threads).
-`attention_matmul_chunked` computes the score matrix in row blocks for memory linear in the
-image area; it leaves the unusable (hole) background patches out of the softmax and the paste,
-where their weight is exactly 0.
+`attention_matmul_chunked` computes the same sums in row blocks, for memory linear in the image
+area.
 
 Unlike the original, which used the first mask for the whole batch, each example may have its
 own mask; a mask of batch size 1 is shared by all examples, which reproduces the original.
 """
 
-import collections
 import contextlib
 
 import keras
@@ -52,8 +50,12 @@ SCORE_BYTES = 4 * 6
 def block_rows_for(grid_height, grid_width, memory_mb):
     """Rows of the 1/rate grid per block so a block's scores fit in `memory_mb` megabytes.
 
-    A block of k rows holds about (k + 2) * grid_width rows of the score matrix, each with
-    grid_height * grid_width columns. Works on ints or int32 scalar tensors; at least 1.
+    A block of k rows is counted as (k + 2) * grid_width rows of the score matrix, each with
+    grid_height * grid_width columns, at SCORE_BYTES per element. (It computes the scores of
+    k + 5 grid rows, not all their copies at once. Measured for `attention_matmul_chunked` alone
+    at a 128 x 128 grid in a graph: 0.71, 0.84 and 1.0 GB above its inputs with 1, 3 and 8 rows
+    per block, which include about 0.6 GB that do not depend on the block size.) Works on ints
+    or int32 scalar tensors; at least 1.
     """
     columns = grid_height * grid_width
     budget = int(memory_mb * 2 ** 20) // SCORE_BYTES
@@ -93,25 +95,12 @@ def _shift(x, step, axis):
     return x[tuple(index)]
 
 
-def _raw_patches(b, rate):
-    """The (2*rate)-wide, stride-`rate` background patches of `b` [B, H, W, C] (H, W multiples of rate).
-
-    Returns [B, H/rate, W/rate, 4 * rate**2 * C]: each patch as 2x2 blocks of rate x rate pixels,
-    ordered (block row, block col, row in block, col in block, channel). Zero padding of
-    `rate // 2` before and `rate - rate // 2` after, as `extract_patches` with 'SAME' pads.
-    """
-    _, height, width, _ = _shape(b)
-    h, w = height // rate, width // rate
-    padded = tf.pad(b, [[0, 0], [rate // 2, rate - rate // 2], [rate // 2, rate - rate // 2], [0, 0]])
-    blocks = tf.nn.space_to_depth(padded, rate) if rate > 1 else padded  # [B, h+1, w+1, r*r*C]
-    return tf.concat([blocks[:, by:by + h, bx:bx + w, :] for by in (0, 1) for bx in (0, 1)], axis=-1)
-
-
 def _col2im(patches, rate, channels):
     """Overlap-adds raw patches: the transposed convolution (kernel 2*rate, stride rate, SAME).
 
     Args:
-        patches: [B, h, w, 4 * rate**2 * channels] in the layout of `_raw_patches`.
+        patches: [B, h, w, 4 * rate**2 * channels]: each (2*rate)-wide patch as 2x2 blocks of
+            rate x rate pixels, ordered (block row, block col, row in block, col in block, channel).
         rate: stride of the patches.
         channels: channels per pixel.
 
@@ -182,29 +171,38 @@ def _inputs(f, b, mask):
     return f, b, None if mask is None else tf.cast(mask, f.dtype)
 
 
-def _patch_products(fd, bd, ksize, same):
-    """Dot products of every `ksize` x `ksize` patch (zero padded) of `fd` with every one of `bd`.
+def _padded_grid(x, pad):
+    """`x` [B, h, w, C] zero-padded by `pad` on each side and flattened: [B, (h+2pad)*(w+2pad), C]."""
+    batch, height, width, channels = _shape(x)
+    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    return tf.reshape(x, [batch, (height + 2 * pad) * (width + 2 * pad), channels])
 
-    Returns [B, P, L] over row-major positions. A patch product is the sum over the window's
-    offsets d of the pixel products <fd[p + d], bd[q + d]>, so the pixel products of the padded
-    grids (one product `channels` wide, instead of `ksize**2 * channels` for patches) are summed
-    along shifted diagonals, one grid axis at a time. The shifts are slices with constant bounds,
-    which LiteRT runs in XNNPACK.
+
+def _patch_products(rows, keys, height, width, ksize):
+    """Dot products of `ksize` x `ksize` foreground patches with every background patch (zero padded).
+
+    Args:
+        rows: `_padded_grid` rows of the foreground for n grid rows: the padded rows r .. r+n+2p-1
+            (p = ksize // 2) hold the windows of grid rows r .. r+n-1. [B, (n+2p)*(w+2p), C].
+        keys: `_padded_grid` of the whole background, [B, (h+2p)*(w+2p), C].
+        height, width: the grid.
+        ksize: the patch size.
+
+    Returns:
+        [B, n*w, h*w], row-major over positions. A patch product is the sum over the window's
+        offsets d of the pixel products <f[p + d], b[q + d]>, so the pixel products of the padded
+        grids (one product `C` wide, instead of `ksize**2 * C` for patches) are summed along
+        shifted diagonals, one grid axis at a time. The shifts are slices with constant bounds,
+        which LiteRT runs in XNNPACK.
     """
-    batch, height, width, channels = _shape(fd)
+    batch = _shape(rows)[0]
     pad = ksize // 2
     grid_h, grid_w = height + 2 * pad, width + 2 * pad
-
-    def flat(x):
-        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-        return tf.reshape(x, [batch, grid_h * grid_w, channels])
-
-    queries = flat(fd)
-    pixels = tf.matmul(queries, queries if same else flat(bd), transpose_b=True)
-    pixels = tf.reshape(pixels, [batch, grid_h, grid_w, grid_h, grid_w])
+    pixels = tf.matmul(rows, keys, transpose_b=True)
+    pixels = tf.reshape(pixels, [batch, -1, grid_w, grid_h, grid_w])
     for axes in ((2, 4), (1, 3)):  # columns of both windows, then rows
         pixels = _sum_of_slices(pixels, axes, ksize)
-    return tf.reshape(pixels, [batch, height * width, height * width])
+    return tf.reshape(pixels, [batch, -1, height * width])
 
 
 def _sum_of_slices(x, axes, k):
@@ -226,38 +224,57 @@ def _sum_of_slices(x, axes, k):
     return total
 
 
-def _patch_norms(x, ksize):
-    """L2 norm of every `ksize` x `ksize` patch (zero padded) of `x` [B, h, w, C]: [B, h*w]."""
+def _inverse_norms(x, ksize):
+    """1 / max(L2 norm, 1e-4) of every `ksize` x `ksize` patch (zero padded) of `x` [B, h, w, C]: [B, h*w]."""
     squares = tf.reduce_sum(tf.square(x), axis=-1, keepdims=True)
     b = _shape(x)[0]
-    return tf.sqrt(tf.reshape(tf.reduce_sum(_im2col(squares, ksize), axis=-1), [b, -1]))
+    norms = tf.sqrt(tf.reshape(tf.reduce_sum(_im2col(squares, ksize), axis=-1), [b, -1]))
+    return 1.0 / tf.maximum(norms, tf.cast(1e-4, x.dtype))
 
 
-def _paste(weights, b, rate, height, width):
-    """The transposed convolution of the weights [B, h*w, h*w] with the raw patches of `b`.
+def _cell_weights(weights, height, width):
+    """What each output cell takes from each cell of the background, for n rows of output cells.
 
-    A raw patch (2*rate wide, stride rate, see `_raw_patches`) is 2x2 cells of rate x rate pixels
-    of the padded `b`, so pasting it adds its cells to the four output cells it covers. Output
-    cell c receives cell c' of `b` with weight sum over k in {0, 1}^2 of weights[c - k, c' - k]:
-    the weights summed along shifted diagonals (four pads), then one product `rate**2 * C` wide
-    instead of `4 * rate**2 * C`, and no overlap-add. Returns [B, H, W, C], not divided by 4.
+    A raw patch (2*rate wide, stride rate, zero padding of rate // 2 before and rate - rate // 2
+    after, as `extract_patches` with 'SAME' pads) is 2x2 cells of rate x rate pixels
+    of the padded background, so pasting it adds its cells to the four output cells it covers:
+    output cell c receives background cell c' with weight sum over k in {0, 1}^2 of
+    weights[c - k, c' - k]. The weights are summed along shifted diagonals (pads), and the paste
+    becomes one product `rate**2 * C` wide instead of `4 * rate**2 * C`, with no overlap-add.
+
+    Args:
+        weights: [B, (n+1)*w, h*w], the weights of the foreground grid rows r-1 .. r+n-1 (zero
+            for rows outside the grid).
+        height, width: the grid.
+
+    Returns:
+        [B, n*(w+1), (h+1)*(w+1)] for the output cell rows r .. r+n-1.
     """
-    batch, full_h, full_w, channels = _shape(b)
-    weights = tf.reshape(weights, [batch, height, width, height, width])
-    for axes in ((2, 4), (1, 3)):
-        before, after = [[0, 0]] * 5, [[0, 0]] * 5
-        for axis in axes:
-            before[axis], after[axis] = [1, 0], [0, 1]
-        weights = tf.pad(weights, after) + tf.pad(weights, before)
-    cells = (height + 1) * (width + 1)
+    batch = _shape(weights)[0]
+    weights = tf.reshape(weights, [batch, -1, width, height, width])
+    after, before = [[0, 0], [0, 0], [0, 1], [0, 0], [0, 1]], [[0, 0], [0, 0], [1, 0], [0, 0], [1, 0]]
+    weights = tf.pad(weights, after) + tf.pad(weights, before)  # columns: c = c_f + k, c' = c_b + k
+    weights = (tf.pad(weights[:, 1:], [[0, 0], [0, 0], [0, 0], [0, 1], [0, 0]])  # rows, k = 0
+               + tf.pad(weights[:, :-1], [[0, 0], [0, 0], [0, 0], [1, 0], [0, 0]]))  # k = 1
+    return tf.reshape(weights, [batch, -1, (height + 1) * (width + 1)])
+
+
+def _background_cells(b, rate):
+    """The padded background (see `_cell_weights`) in rate x rate cells: [B, (h+1)*(w+1), r*r*C]."""
+    batch, _, _, channels = _shape(b)
     low, high = rate // 2, rate - rate // 2
     padded = tf.pad(b, [[0, 0], [low, high], [low, high], [0, 0]])
-    blocks = tf.nn.space_to_depth(padded, rate) if rate > 1 else padded  # [B, h+1, w+1, r*r*C]
-    out = tf.matmul(tf.reshape(weights, [batch, cells, cells]),
-                    tf.reshape(blocks, [batch, cells, rate * rate * channels]))
-    out = tf.reshape(out, [batch, height + 1, width + 1, rate * rate * channels])
-    out = tf.nn.depth_to_space(out, rate) if rate > 1 else out
-    return out[:, low:low + full_h, low:low + full_w, :]
+    cells = tf.nn.space_to_depth(padded, rate) if rate > 1 else padded
+    return tf.reshape(cells, [batch, -1, rate * rate * channels])
+
+
+def _cells_to_image(cells, rate, height, width, full_h, full_w):
+    """Pasted output cells [B, (h+1)*(w+1), r*r*C] -> [B, H, W, C], not divided by 4."""
+    batch = _shape(cells)[0]
+    cells = tf.reshape(cells, [batch, height + 1, width + 1, _shape(cells)[2]])
+    image = tf.nn.depth_to_space(cells, rate) if rate > 1 else cells
+    low = rate // 2
+    return image[:, low:low + full_h, low:low + full_w, :]
 
 
 def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, fuse=True):
@@ -279,12 +296,13 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     """
     same = b is f
     f, b, mask = _inputs(f, b, mask)
-    batch = _shape(f)[0]
+    batch, full_h, full_w, _ = _shape(f)
     fd = downsample_nearest(f, rate)
     bd = fd if same else downsample_nearest(b, rate)
     _, height, width, _ = _shape(fd)
-    norms = tf.maximum(_patch_norms(bd, ksize), tf.cast(1e-4, f.dtype))
-    scores = _patch_products(fd, bd, ksize, same) * (1.0 / norms)[:, None, :]  # [B, P, L]
+    queries = _padded_grid(fd, ksize // 2)
+    keys = queries if same else _padded_grid(bd, ksize // 2)
+    scores = _patch_products(queries, keys, height, width, ksize) * _inverse_norms(bd, ksize)[:, None, :]
     if fuse:
         scores = _fuse(scores, height, width, fuse_k)
     usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
@@ -292,7 +310,10 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     weights = tf.nn.softmax(scores * (usable * softmax_scale), axis=-1) * usable
     # argmax is 0 on a row whose weights are all 0, as in the original.
     offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
-    return _paste(weights, b, rate, height, width) / 4.0, offsets
+    # Output cell rows 0 .. h take the weights of grid rows -1 .. h (the outer two are zero).
+    weights = _cell_weights(tf.pad(weights, [[0, 0], [width, width], [0, 0]]), height, width)
+    pasted = tf.matmul(weights, _background_cells(b, rate))
+    return _cells_to_image(pasted, rate, height, width, full_h, full_w) / 4.0, offsets
 
 
 def _usable(mask, batch, height, width, ksize, rate, dtype):
@@ -300,44 +321,6 @@ def _usable(mask, batch, height, width, ksize, rate, dtype):
     if mask is None:
         return tf.ones([batch, height * width], dtype)
     return tf.broadcast_to(usable_patches(downsample_nearest(mask, rate), ksize), [batch, height * width])
-
-
-_Matching = collections.namedtuple(
-    "_Matching", "b batch channels height width queries keys usable")
-
-
-def _matching(f, b, mask, ksize, rate):
-    """What the chunked formulation starts from.
-
-    Returns:
-        A `_Matching`: `b` as a tensor; batch, channels, and height and width of the 1/rate grid;
-        `queries` [B, P, k*k*C], the foreground patches; `keys` [B, L, k*k*C], the background
-        patches divided by `max(norm, 1e-4)`; `usable` [B, L], 1.0 for usable background patches.
-    """
-    f, b, mask = _inputs(f, b, mask)
-    batch, _, _, channels = _shape(f)
-    fd = downsample_nearest(f, rate)
-    _, height, width, _ = _shape(fd)
-    total = height * width
-    # Explicit sizes where -1 would do: TFLite's convolutions need the channel counts known.
-    patch = ksize * ksize * channels
-    queries = tf.reshape(_im2col(fd, ksize), [batch, total, patch])
-    if b is f:  # the generator attends a feature map to itself: the patches are the same
-        keys = queries
-    else:
-        keys = tf.reshape(_im2col(downsample_nearest(b, rate), ksize), [batch, total, patch])
-    norms = tf.sqrt(tf.reduce_sum(tf.square(keys), axis=-1, keepdims=True))
-    keys = keys / tf.maximum(norms, tf.cast(1e-4, keys.dtype))
-    usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)
-    return _Matching(b, batch, channels, height, width, queries, keys, usable)
-
-
-def _kept_raw_patches(b, rate, columns):
-    """The raw background patches (`_raw_patches`) of the kept columns: [B, K, 4 * rate**2 * C]."""
-    batch, height, width, channels = _shape(b)
-    raw = tf.reshape(_raw_patches(b, rate), [batch, (height // rate) * (width // rate),
-                                             4 * rate * rate * channels])
-    return tf.gather(raw, columns, axis=1, batch_dims=1)
 
 
 def _best_index(weights, columns):
@@ -348,7 +331,7 @@ def _best_index(weights, columns):
 
 
 def _kept_columns(usable):
-    """The columns the chunked attention keeps: the usable ones, in increasing order.
+    """The columns the streamed attention (`inpainting.streaming`) keeps: the usable ones, in order.
 
     Unusable patches have weight exactly 0 and add `exp(0 - max)` each to the softmax's
     denominator, so only the usable columns need their scores. K is the largest number of usable
@@ -383,21 +366,6 @@ def _shift_columns(x, step):
     return tf.pad(x, [[0, 0], [0, 0], [-step, 0]])[:, :, :step]
 
 
-def _diagonal_rows(queries, keys, start, stop):
-    """Rows [start, stop) of the first fuse pass (`_diagonal_sum` with k=3) of queries . keys^T.
-
-    Row r is sum over u in {-1, 0, 1} of S[r + u, s + u], S = queries keys^T zero-padded: it needs
-    the score rows start - 1 .. stop, computed here and nowhere else. Returns [B, stop - start, L].
-    """
-    total = tf.shape(queries)[1]
-    index = tf.range(start - 1, stop + 1)
-    inside = tf.cast((index >= 0) & (index < total), queries.dtype)[None, :, None]
-    rows = tf.gather(queries, tf.clip_by_value(index, 0, total - 1), axis=1) * inside
-    scores = tf.matmul(rows, keys, transpose_b=True)
-    n = stop - start
-    return _shift_columns(scores[:, :n], -1) + scores[:, 1:n + 1] + _shift_columns(scores[:, 2:n + 2], 1)
-
-
 def _column_major_step(position, step, height, width):
     """Row-major index of the position `step` places away in column-major order, and if it exists."""
     total = height * width
@@ -411,70 +379,100 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
                              block_rows=8):
     """`attention_matmul` with memory linear in the image area: the score matrix in row blocks.
 
-    The foreground positions are processed `block_rows` rows (of the 1/rate grid) at a time. The
-    fuse step (with fuse_k = 3) mixes a score with its neighbours along the diagonal in row-major
-    order and then in column-major order; the first pass needs one score row above and below,
-    the second the first-pass rows of the positions one grid row above and below and, at the
-    first and last grid rows, the column-major neighbours that wrap to the other end. Those rows
-    are computed beside each block (the two wrap rows once), so every block's fused scores equal
-    the unchunked ones and the result is the same up to rounding. Peak memory is about
-    (block_rows + 2) * width * L floats instead of L**2.
+    The output is pasted `block_rows` rows of output cells (the 1/rate grid plus one row and
+    column, see `_cell_weights`) at a time; a block needs the weights of its foreground grid rows
+    and of the row above. The fuse step (with fuse_k = 3) mixes a score with its neighbours along
+    the diagonal in row-major order and then in column-major order; the first pass needs one
+    score row above and below, the second the first-pass rows of the positions one grid row
+    above and below and, at the first and last grid rows, the column-major neighbours that wrap
+    to the other end. Those rows are computed beside each block (the two wrap rows once), so
+    every block's weights equal the unchunked ones and the result is the same up to rounding.
+    Memory grows with block_rows * width * L instead of L**2 (see `block_rows_for`).
 
     Args: those of `attention_matmul` (fuse_k is 3), and block_rows: rows per block, a positive
         int or int32 scalar tensor.
 
     Returns: as `attention_matmul`.
     """
-    m = _matching(f, b, mask, ksize, rate)
-    batch, height, width, queries, keys = m.batch, m.height, m.width, m.queries, m.keys
+    same = b is f
+    f, b, mask = _inputs(f, b, mask)
+    batch, full_h, full_w, _ = _shape(f)
+    fd = downsample_nearest(f, rate)
+    bd = fd if same else downsample_nearest(b, rate)
+    _, height, width, _ = _shape(fd)
     total = height * width
-    columns, valid, rest = _kept_columns(m.usable)
-    raw = _kept_raw_patches(m.b, rate, columns)
+    pad = ksize // 2
+    queries = _padded_grid(fd, pad)
+    keys = queries if same else _padded_grid(bd, pad)
+    inverse_norms = _inverse_norms(bd, ksize)[:, None, :]
+    usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
+    cells = _background_cells(b, rate)
+    grid_w = width + 2 * pad
+
+    def scores(top, bottom):
+        """The scores of the grid rows [top, bottom), before the fuse: [B, (bottom-top)*w, L]."""
+        rows = queries[:, top * grid_w:(bottom + 2 * pad) * grid_w]
+        return _patch_products(rows, keys, height, width, ksize) * inverse_norms
+
+    def first_pass(top, bottom):
+        """Rows [top*w, bottom*w) of the first fuse pass: row r is the sum over u in {-1, 0, 1} of
+        S[r + u, s + u], with S zero outside, so it needs the score rows top*w - 1 .. bottom*w."""
+        low, high = tf.maximum(top - 1, 0), tf.minimum(bottom + 1, height)
+        padded = tf.pad(scores(low, high), [[0, 0], [width, width], [0, 0]])  # rows low-1 .. high
+        start = (top - low + 1) * width - 1
+        n = (bottom - top) * width
+        rows = padded[:, start:start + n + 2]
+        return _shift_columns(rows[:, :n], -1) + rows[:, 1:n + 1] + _shift_columns(rows[:, 2:n + 2], 1)
+
     if fuse:  # the first-pass rows of the first and last grid rows, where column-major order wraps
-        edges = tf.concat([_diagonal_rows(queries, keys, 0, width),
-                           _diagonal_rows(queries, keys, (height - 1) * width, total)], axis=1)
-        neighbours = {step: _column_major_step(columns, step, height, width) for step in (-1, 0, 1)}
+        edges = tf.concat([first_pass(0, 1), first_pass(height - 1, height)], axis=1)
+        neighbours = {step: _column_major_step(tf.range(total), step, height, width) for step in (-1, 0, 1)}
+
+    def fused(top, bottom):
+        """The fused scores of the grid rows [top, bottom): [B, (bottom-top)*w, L]."""
+        if not fuse:
+            return scores(top, bottom)
+        low, high = tf.maximum(top - 1, 0), tf.minimum(bottom + 1, height)
+        rows = tf.concat([first_pass(low, high), edges], axis=1)
+        inner = (high - low) * width
+        out = 0.0
+        for step in (-1, 0, 1):
+            row, row_exists = _column_major_step(tf.range(top * width, bottom * width), step, height, width)
+            grid_row = row // width
+            local = tf.where((grid_row >= low) & (grid_row < high), row - low * width,
+                             tf.where(grid_row == 0, inner + row % width, inner + width + row % width))
+            picked = tf.gather(rows, local, axis=1) * tf.cast(row_exists, rows.dtype)[None, :, None]
+            column, column_exists = neighbours[step]
+            out += tf.gather(picked, column, axis=2) * tf.cast(column_exists, picked.dtype)[None, None, :]
+        return out
+
     block_rows = tf.maximum(tf.cast(block_rows, tf.int32), 1)
-    blocks = (height + block_rows - 1) // block_rows
+    blocks = (height + block_rows) // block_rows  # over the h + 1 rows of output cells
 
     def block(i, pasted, indices):
         top = i * block_rows
-        bottom = tf.minimum(top + block_rows, height)
-        positions = tf.range(top * width, bottom * width)
-        if fuse:
-            low, high = tf.maximum(top - 1, 0), tf.minimum(bottom + 1, height)
-            rows = tf.concat([_diagonal_rows(queries, keys, low * width, high * width), edges], axis=1)
-            inner = (high - low) * width
-            scores = 0.0
-            for step in (-1, 0, 1):
-                row, row_exists = _column_major_step(positions, step, height, width)
-                grid_row = row // width
-                local = tf.where((grid_row >= low) & (grid_row < high), row - low * width,
-                                 tf.where(grid_row == 0, inner + row % width, inner + width + row % width))
-                picked = tf.gather(rows, local, axis=1) * tf.cast(row_exists, rows.dtype)[None, :, None]
-                column, column_exists = neighbours[step]
-                picked = tf.gather(picked, column, axis=2, batch_dims=1)
-                scores += picked * tf.cast(column_exists, picked.dtype)[:, None, :]
-        else:
-            picked = tf.gather(queries, positions, axis=1)
-            scores = tf.matmul(picked, tf.gather(keys, columns, axis=1, batch_dims=1), transpose_b=True)
-        weights = _masked_softmax(scores, valid, rest, softmax_scale)
-        index = _best_index(weights, columns)
+        bottom = tf.minimum(top + block_rows, height + 1)
+        low, high = tf.maximum(top - 1, 0), tf.minimum(bottom, height)  # the weights it pastes
+        logits = fused(low, high) * (usable * softmax_scale)
+        weights = tf.nn.softmax(logits, axis=-1) * usable
+        index = tf.argmax(weights[:, (top - low) * width:], axis=-1, output_type=tf.int32)
+        # Grid rows top-1 .. bottom-1, zero outside the grid.
+        weights = tf.pad(weights, [[0, 0], [(low - top + 1) * width, (bottom - high) * width], [0, 0]])
+        out = tf.matmul(_cell_weights(weights, height, width), cells)
         # Blocks are stacked position-major ([n, B, ...]) so the TensorArrays concatenate them.
-        pasted = pasted.write(i, tf.transpose(tf.matmul(weights, raw), [1, 0, 2]))
+        pasted = pasted.write(i, tf.transpose(out, [1, 0, 2]))
         indices = indices.write(i, tf.transpose(index))
         return i + 1, pasted, indices
 
-    arrays = (tf.TensorArray(raw.dtype, size=blocks, infer_shape=False),
+    arrays = (tf.TensorArray(cells.dtype, size=blocks, infer_shape=False),
               tf.TensorArray(tf.int32, size=blocks, infer_shape=False))
     _, pasted, indices = tf.while_loop(lambda i, *_: i < blocks, block, (tf.constant(0), *arrays))
     # The reshapes restore the ranks that the TensorArrays lose.
-    raw_size = 4 * rate * rate * m.channels
-    pasted = tf.transpose(tf.reshape(pasted.concat(), [total, batch, raw_size]), [1, 0, 2])
+    cell_size = _shape(cells)[2]
+    pasted = tf.transpose(tf.reshape(pasted.concat(), [-1, batch, cell_size]), [1, 0, 2])
     index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
     offsets = _relative_offsets(index, height, width)
-    pasted = tf.reshape(pasted, [batch, height, width, raw_size])
-    return _col2im(pasted, rate, m.channels) / 4.0, offsets
+    return _cells_to_image(pasted, rate, height, width, full_h, full_w) / 4.0, offsets
 
 
 def _fold_batch(x):

@@ -153,7 +153,7 @@ def _raw_cells(features):
     2 ky - 1 .. 2 ky + 2 and columns 2 kx - 1 .. 2 kx + 2, zero outside the map. With the
     features zero-padded by one pixel and cut into 2x2 cells (`space_to_depth`: row in cell,
     column in cell, channel), that block is the four cells (ky + by, kx + bx), by, bx in {0, 1},
-    in the order of `attention._raw_patches` (block row, block col, row in block, col in block).
+    in the order `attention._col2im` takes (block row, block col, row in block, col in block).
 
     Returns the cells flattened, [(h + 1) * (w + 1), 4 C] for a grid of h x w: cell (ky + by,
     kx + bx) is row ky * (w + 1) + kx + by * (w + 1) + bx (`_cell_of` and `_cell_shifts`).
@@ -169,7 +169,7 @@ def _cell_of(positions, width):
 
 
 def _cell_shifts(width):
-    """How far the four cells of a raw patch are from its first, in `_raw_patches` order."""
+    """How far the four cells of a raw patch are from its first, in `attention._col2im` order."""
     return [by * (width + 1) + bx for by in (0, 1) for bx in (0, 1)]
 
 
