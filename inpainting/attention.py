@@ -31,6 +31,7 @@ Unlike the original, which used the first mask for the whole batch, each example
 own mask; a mask of batch size 1 is shared by all examples, which reproduces the original.
 """
 
+import collections
 import contextlib
 
 import keras
@@ -294,6 +295,33 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
         (y [B, H, W, C], offsets int32 [B, H/rate, W/rate, 2]): the reconstruction and, per
         position, the (dy, dx) from it to the background patch of largest weight.
     """
+    m = _matching(f, b, mask, ksize, rate)
+    scores = m.scores(m.queries)
+    if fuse:
+        scores = _fuse(scores, m.height, m.width, fuse_k)
+    weights = _masked_softmax_all(scores, m.usable, softmax_scale)
+    # argmax is 0 on a row whose weights are all 0, as in the original.
+    offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), m.height, m.width)
+    # Output cell rows 0 .. h take the weights of grid rows -1 .. h (the outer two are zero).
+    weights = _cell_weights(tf.pad(weights, [[0, 0], [m.width, m.width], [0, 0]]), m.height, m.width)
+    return m.image(tf.matmul(weights, m.cells)), offsets
+
+
+_Matching = collections.namedtuple(
+    "_Matching", "height width queries scores usable cells image")
+
+
+def _matching(f, b, mask, ksize, rate):
+    """What both matmul formulations start from.
+
+    Returns:
+        A `_Matching`: height and width of the 1/rate grid; `queries`, the foreground's
+        `_padded_grid`; `scores(rows)`, the patch products of `_padded_grid` rows of the
+        foreground (`_patch_products`) with every background patch, divided by the background
+        patches' `max(norm, 1e-4)`; `usable` [B, 1, L], 1.0 for usable background patches;
+        `cells`, the `_background_cells`; and `image(pasted)`, pasted output cells as the
+        output [B, H, W, C] (`_cells_to_image`, divided by 4).
+    """
     same = b is f
     f, b, mask = _inputs(f, b, mask)
     batch, full_h, full_w, _ = _shape(f)
@@ -302,18 +330,22 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     _, height, width, _ = _shape(fd)
     queries = _padded_grid(fd, ksize // 2)
     keys = queries if same else _padded_grid(bd, ksize // 2)
-    scores = _patch_products(queries, keys, height, width, ksize) * _inverse_norms(bd, ksize)[:, None, :]
-    if fuse:
-        scores = _fuse(scores, height, width, fuse_k)
+    inverse_norms = _inverse_norms(bd, ksize)[:, None, :]
+
+    def scores(rows):
+        return _patch_products(rows, keys, height, width, ksize) * inverse_norms
+
+    def image(pasted):
+        return _cells_to_image(pasted, rate, height, width, full_h, full_w) / 4.0
+
     usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
-    # The original's masked softmax: unusable patches get logit 0, then weight 0.
-    weights = tf.nn.softmax(scores * (usable * softmax_scale), axis=-1) * usable
-    # argmax is 0 on a row whose weights are all 0, as in the original.
-    offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), height, width)
-    # Output cell rows 0 .. h take the weights of grid rows -1 .. h (the outer two are zero).
-    weights = _cell_weights(tf.pad(weights, [[0, 0], [width, width], [0, 0]]), height, width)
-    pasted = tf.matmul(weights, _background_cells(b, rate))
-    return _cells_to_image(pasted, rate, height, width, full_h, full_w) / 4.0, offsets
+    return _Matching(height, width, queries, scores, usable, _background_cells(b, rate), image)
+
+
+def _masked_softmax_all(scores, usable, scale):
+    """The original's masked softmax over all columns: unusable patches (`usable` 0) get logit 0
+    before `softmax(scale * logits)` and weight 0 after it."""
+    return tf.nn.softmax(scores * (usable * scale), axis=-1) * usable
 
 
 def _usable(mask, batch, height, width, ksize, rate, dtype):
@@ -394,25 +426,15 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
 
     Returns: as `attention_matmul`.
     """
-    same = b is f
-    f, b, mask = _inputs(f, b, mask)
-    batch, full_h, full_w, _ = _shape(f)
-    fd = downsample_nearest(f, rate)
-    bd = fd if same else downsample_nearest(b, rate)
-    _, height, width, _ = _shape(fd)
+    m = _matching(f, b, mask, ksize, rate)
+    height, width = m.height, m.width
     total = height * width
     pad = ksize // 2
-    queries = _padded_grid(fd, pad)
-    keys = queries if same else _padded_grid(bd, pad)
-    inverse_norms = _inverse_norms(bd, ksize)[:, None, :]
-    usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
-    cells = _background_cells(b, rate)
     grid_w = width + 2 * pad
 
     def scores(top, bottom):
         """The scores of the grid rows [top, bottom), before the fuse: [B, (bottom-top)*w, L]."""
-        rows = queries[:, top * grid_w:(bottom + 2 * pad) * grid_w]
-        return _patch_products(rows, keys, height, width, ksize) * inverse_norms
+        return m.scores(m.queries[:, top * grid_w:(bottom + 2 * pad) * grid_w])
 
     def first_pass(top, bottom):
         """Rows [top*w, bottom*w) of the first fuse pass: row r is the sum over u in {-1, 0, 1} of
@@ -453,26 +475,24 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
         top = i * block_rows
         bottom = tf.minimum(top + block_rows, height + 1)
         low, high = tf.maximum(top - 1, 0), tf.minimum(bottom, height)  # the weights it pastes
-        logits = fused(low, high) * (usable * softmax_scale)
-        weights = tf.nn.softmax(logits, axis=-1) * usable
+        weights = _masked_softmax_all(fused(low, high), m.usable, softmax_scale)
         index = tf.argmax(weights[:, (top - low) * width:], axis=-1, output_type=tf.int32)
         # Grid rows top-1 .. bottom-1, zero outside the grid.
         weights = tf.pad(weights, [[0, 0], [(low - top + 1) * width, (bottom - high) * width], [0, 0]])
-        out = tf.matmul(_cell_weights(weights, height, width), cells)
+        out = tf.matmul(_cell_weights(weights, height, width), m.cells)
         # Blocks are stacked position-major ([n, B, ...]) so the TensorArrays concatenate them.
         pasted = pasted.write(i, tf.transpose(out, [1, 0, 2]))
         indices = indices.write(i, tf.transpose(index))
         return i + 1, pasted, indices
 
-    arrays = (tf.TensorArray(cells.dtype, size=blocks, infer_shape=False),
+    arrays = (tf.TensorArray(m.cells.dtype, size=blocks, infer_shape=False),
               tf.TensorArray(tf.int32, size=blocks, infer_shape=False))
     _, pasted, indices = tf.while_loop(lambda i, *_: i < blocks, block, (tf.constant(0), *arrays))
     # The reshapes restore the ranks that the TensorArrays lose.
-    cell_size = _shape(cells)[2]
+    batch, _, cell_size = _shape(m.cells)
     pasted = tf.transpose(tf.reshape(pasted.concat(), [-1, batch, cell_size]), [1, 0, 2])
     index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
-    offsets = _relative_offsets(index, height, width)
-    return _cells_to_image(pasted, rate, height, width, full_h, full_w) / 4.0, offsets
+    return m.image(pasted), _relative_offsets(index, height, width)
 
 
 def _fold_batch(x):
@@ -547,8 +567,8 @@ class ContextualAttention(keras.layers.Layer):
         fuse: whether to apply the fuse step.
         implementation: "matmul" (fast, TFLite built-ins) or "patches" (the reference).
         block_rows: with "matmul", process the score matrix `block_rows` rows of the 1/rate grid
-            at a time (`attention_matmul_chunked`): the same result with memory linear in the
-            image area. None computes the whole matrix at once.
+            at a time (`attention_matmul_chunked`): the same result up to rounding with memory
+            linear in the image area. None computes the whole matrix at once.
         memory_mb: with "matmul" and no `block_rows`, a memory budget for the score matrix: inputs
             whose whole matrix would exceed it run in blocks that fit (`block_rows_for`), smaller
             ones in one piece. None: no budget.
