@@ -158,9 +158,7 @@ def _raw_cells(features):
     Returns the cells flattened, [(h + 1) * (w + 1), 4 C] for a grid of h x w: cell (ky + by,
     kx + bx) is row ky * (w + 1) + kx + by * (w + 1) + bx (`_cell_of` and `_cell_shifts`).
     """
-    padded = tf.pad(features, [[1, 1], [1, 1], [0, 0]])
-    cells = tf.nn.space_to_depth(padded[None], _RATE)[0]
-    return tf.reshape(cells, [-1, cells.shape[-1]])
+    return att._background_cells(features[None], _RATE)[0]
 
 
 def _cell_of(positions, width):
@@ -265,9 +263,7 @@ def attention_tiles(features, mask, memory_mb=1024, mode="exact", progress=None,
     grid_h, grid_w = height // _RATE, width // _RATE
     total = grid_h * grid_w
     queries_padded = tf.pad(small, [[1, 1], [1, 1], [0, 0]])
-    norm = tf.sqrt(tf.nn.conv2d(tf.reduce_sum(tf.square(small), -1)[None, :, :, None],
-                                tf.ones([3, 3, 1, 1]), 1, "SAME"))
-    inv_norm = tf.reshape(1.0 / tf.maximum(norm, 1e-4), [total])
+    inv_norm = att._inverse_norms(small[None], 3)[0]
     del small
     cells = _raw_cells(features)
     grid_mask = downsample_nearest(tf.constant(mask[None, :, :, None]), _RATE)
