@@ -40,7 +40,7 @@ def define_flags():
                          "server's memory (contextual attention grows with the square of the area).")
     flags.DEFINE_float("attention_memory_mb", 0, "Memory budget of contextual attention in the SavedModel: "
                        "larger images compute its score matrix in row blocks that fit, with the same "
-                       "result and memory linear in the image area, so --max_pixels can be raised. "
+                       "result up to rounding and memory linear in the image area, so --max_pixels can be raised. "
                        "0: in one piece. The TFLite models always compute it in one piece.")
 
 

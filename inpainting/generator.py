@@ -79,7 +79,8 @@ class Generator(keras.Model):
         attention: contextual-attention implementation, "matmul" (default) or "patches".
         flow_dtype: float type of the flow colouring, "float64" (exact) or "float32".
         attention_memory_mb: a memory budget for contextual attention's score matrix: larger
-            inputs compute it in blocks, with the same result (memory linear in the image area).
+            inputs compute it in blocks, with the same result up to rounding (memory linear in the
+            image area).
             None: always in one piece.
 
     Call arguments:

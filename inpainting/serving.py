@@ -139,8 +139,8 @@ class ServingModule(GeneratorModule):
         generator: a built `Generator`.
         max_pixels: the largest height x width either signature accepts.
         attention_memory_mb: a memory budget of contextual attention (`ContextualAttention`'s
-            `memory_mb`): larger images compute it in row blocks, with the same result and memory
-            linear in the area. None: in one piece.
+            `memory_mb`): larger images compute it in row blocks, with the same result up to rounding
+            and memory linear in the area. None: in one piece.
     """
 
     def __init__(self, generator, max_pixels=DEFAULT_MAX_PIXELS, attention_memory_mb=None):
