@@ -6,13 +6,26 @@ networks were trained with: output index `i` reads input index
 plain pixel repetition; halving is *not* strided slicing (64 -> 32 picks rows 0, 2, ..., 30, 33, 35, ...).
 Both are written with ops that have gradients under XLA and are TFLite built-ins (tile +
 depth_to_space, gather).
+
+Dilated convolutions run TensorFlow's own dilated kernel forward on every backend. Their gradient
+is TensorFlow's where it has one; TensorFlow's CPU kernels without oneDNN (CPUs without AVX-512,
+or `TF_ENABLE_ONEDNN_OPTS=0`) have none, and there the gradient is computed in the space-to-batch
+formulation (`space_to_batch_conv2d`), which needs only undilated kernels. The environment variable
+`INPAINTING_DILATED_CONV` chooses the formulation: `auto` (the default, as just described), `native`
+(TensorFlow's kernels forward and backward) or `space_to_batch` (that formulation forward and
+backward). Each computes the same numbers up to float rounding.
 """
+
+import functools
+import os
 
 import keras
 import tensorflow as tf
 
 PADDINGS = ("same", "reflect", "symmetric")
 LEAKY_SLOPE = 0.2
+DILATED_CONV_VARIABLE = "INPAINTING_DILATED_CONV"
+DILATED_CONV_FORMULATIONS = ("auto", "native", "space_to_batch")
 
 
 @tf.custom_gradient
@@ -118,6 +131,120 @@ def pad_for_conv(x, kernel_size, dilation_rate, padding):
     return tf.gather(x, mirror_indices(shape[2], p, padding), axis=2)
 
 
+def _space_to_batch_geometry(x, kernel_shape, rate, padding):
+    """(paddings, crops) of a stride-1 convolution with dilation `rate` done as space-to-batch.
+
+    The input is padded as TF pads it ("SAME": `rate * (k - 1)` split with less before) and then up
+    to a multiple of `rate`; the extra rows and columns are cropped off the output again.
+    """
+    shape = tf.shape(x)
+    paddings, crops = [], []
+    for size, k in ((shape[1], kernel_shape[0]), (shape[2], kernel_shape[1])):
+        extent = rate * (k - 1)
+        before, after = (extent // 2, extent - extent // 2) if padding == "SAME" else (0, 0)
+        extra = -(size + before + after) % rate
+        paddings.append([before, after + extra])
+        crops.append([0, extra])
+    return paddings, crops
+
+
+def space_to_batch_conv2d(x, kernel, rate, padding):
+    """`tf.nn.conv2d(x, kernel, 1, padding, dilations=rate)` with undilated kernels only.
+
+    The `rate x rate` interleaved sub-grids of the padded input are moved into the batch
+    (`space_to_batch_nd`), each is convolved with the undilated kernel ("VALID"), and the results
+    are interleaved back (`batch_to_space`). Every output is the same sum of products as the
+    dilated convolution's, so the two agree up to float rounding; the gradient needs only the
+    undilated convolution's kernels, which every backend has.
+
+    Args:
+        x: [B, H, W, C] input.
+        kernel: [kh, kw, C, F] kernel.
+        rate: the dilation, an int >= 1.
+        padding: "SAME" or "VALID", as TF's convolution.
+
+    Returns:
+        [B, H', W', F], H' = H ("SAME") or H - rate * (kh - 1) ("VALID").
+    """
+    paddings, crops = _space_to_batch_geometry(x, kernel.shape, rate, padding)
+    y = tf.space_to_batch_nd(x, [rate, rate], paddings)
+    y = tf.nn.conv2d(y, kernel, 1, "VALID")
+    return tf.batch_to_space(y, [rate, rate], crops)
+
+
+def _native_forward_space_to_batch_gradient(x, kernel, rate, padding):
+    """TF's dilated convolution forward; its gradient in the space-to-batch formulation."""
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            paddings, crops = _space_to_batch_geometry(x, kernel.shape, rate, padding)
+            blocks = tf.space_to_batch_nd(x, [rate, rate], paddings)
+            # The adjoint of batch_to_space's crop is space_to_batch's zero padding.
+            dy_blocks = tf.space_to_batch_nd(dy, [rate, rate], crops)
+            d_kernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=blocks, filter_sizes=tf.shape(kernel), out_backprop=dy_blocks,
+                strides=[1, 1, 1, 1], padding="VALID")
+            d_blocks = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(blocks), filter=kernel, out_backprop=dy_blocks,
+                strides=[1, 1, 1, 1], padding="VALID")
+            return tf.batch_to_space(d_blocks, [rate, rate], paddings), d_kernel
+
+        return tf.nn.conv2d(x, kernel, 1, padding, dilations=rate), grad
+
+    return conv(x, kernel)
+
+
+@functools.cache
+def native_dilated_gradients():
+    """Whether TensorFlow has gradient kernels for dilated convolutions on the default device.
+
+    Its CPU kernels have them only with oneDNN on; GPUs have them. Checked once per process on a
+    tiny convolution.
+    """
+    dilated = dict(strides=[1, 1, 1, 1], padding="SAME", dilations=[1, 2, 2, 1])
+    with tf.init_scope():
+        x = tf.zeros([1, 5, 5, 1])
+        kernel = tf.zeros([3, 3, 1, 1])
+        try:
+            tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=[3, 3, 1, 1], out_backprop=x,
+                                            **dilated).numpy()
+            tf.raw_ops.Conv2DBackpropInput(input_sizes=[1, 5, 5, 1], filter=kernel, out_backprop=x,
+                                           **dilated).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+            return False
+    return True
+
+
+def dilated_conv_formulation():
+    """The formulation `INPAINTING_DILATED_CONV` selects ("auto" where it is unset)."""
+    formulation = os.environ.get(DILATED_CONV_VARIABLE, "auto")
+    if formulation not in DILATED_CONV_FORMULATIONS:
+        raise ValueError(f"{DILATED_CONV_VARIABLE} must be one of {DILATED_CONV_FORMULATIONS}, "
+                         f"got {formulation!r}; unset it to let the project choose")
+    return formulation
+
+
+def dilated_conv2d(x, kernel, rate, padding, formulation=None):
+    """A stride-1 convolution with dilation `rate` that trains on every backend.
+
+    Args:
+        x: [B, H, W, C] input.
+        kernel: [kh, kw, C, F] kernel of `x`'s dtype.
+        rate: the dilation, an int > 1.
+        padding: "SAME" or "VALID", as TF's convolution.
+        formulation: "auto" (TF's kernel forward; its gradient too where TF has one, else the
+            space-to-batch formulation's), "native" or "space_to_batch"; None reads
+            `INPAINTING_DILATED_CONV`.
+    """
+    formulation = formulation or dilated_conv_formulation()
+    if formulation == "space_to_batch":
+        return space_to_batch_conv2d(x, kernel, rate, padding)
+    if formulation == "native" or native_dilated_gradients():
+        return tf.nn.conv2d(x, kernel, 1, padding, dilations=rate)
+    return _native_forward_space_to_batch_gradient(x, kernel, rate, padding)
+
+
 @keras.saving.register_keras_serializable(package="inpainting")
 class Conv(keras.layers.Layer):
     """A 2D convolution with bias, a choice of padding, and an activation.
@@ -197,8 +324,11 @@ class Conv(keras.layers.Layer):
         With "VALID", `x` is an input the caller has already padded, such as a strip of a large
         image with its neighbouring rows (`inpainting.streaming`).
         """
-        y = tf.nn.conv2d(x, tf.cast(self.effective_kernel(), x.dtype), strides=self.strides,
-                         padding=padding, dilations=self.dilation_rate)
+        kernel = tf.cast(self.effective_kernel(), x.dtype)
+        if self.dilation_rate > 1:
+            y = dilated_conv2d(x, kernel, self.dilation_rate, padding)
+        else:
+            y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=padding)
         y = tf.nn.bias_add(y, tf.cast(self.bias, y.dtype))
         activation = ACTIVATIONS[self.activation]
         if activation is None:

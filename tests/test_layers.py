@@ -131,3 +131,118 @@ def test_leaky_relu_matches_tf_in_value_and_first_and_second_gradients():
     reference = derivatives(lambda v: tf.nn.leaky_relu(v, alpha=0.2))
     for a, b in zip(ours, reference):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _zero_inserted_kernel(kernel, rate):
+    """The dilated kernel written out: `rate - 1` zeros between taps (an undilated convolution)."""
+    kh, kw, cin, cout = kernel.shape
+    full = np.zeros((rate * (kh - 1) + 1, rate * (kw - 1) + 1, cin, cout), np.float32)
+    full[::rate, ::rate] = kernel
+    return full
+
+
+def _dilated_value_and_gradients(conv, x, kernel, upstream):
+    """(y, d(sum(y * upstream))/dx, .../dkernel) of `conv(x, kernel)`, traced like training steps."""
+
+    @tf.function
+    def step(x, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv(x, kernel)
+            loss = tf.reduce_sum(y * upstream)
+        return [y, *tape.gradient(loss, [x, kernel])]
+
+    return [v.numpy() for v in step(x, kernel)]
+
+
+def _assert_close_relative(actual, expected, rtol=1e-5):
+    """Every value within `rtol` of the largest magnitude of `expected`."""
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("formulation", ["auto", "space_to_batch"])
+@pytest.mark.parametrize("shape,kernel_size,rate,padding", [
+    ((2, 37, 29, 3), 3, 2, "SAME"),   # sizes that are not multiples of the rate
+    ((1, 16, 16, 4), 3, 16, "SAME"),  # a rate as large as the map (conv10_atrous on a 64x64 image)
+    ((2, 40, 23, 3), 3, 4, "VALID"),  # a pre-padded strip, as inpainting.streaming convolves it
+    ((1, 9, 10, 2), 5, 3, "SAME"),
+    ((3, 8, 8, 2), 3, 8, "SAME"),
+])
+def test_dilated_conv_formulations_match_the_zero_inserted_kernel(formulation, shape, kernel_size, rate,
+                                                                 padding):
+    # The reference is an undilated convolution with the taps spread out by zeros: the same sums,
+    # with kernels (and gradients) that every backend has, with oneDNN on or off.
+    rng = np.random.default_rng(rate)
+    x = tf.constant(rng.uniform(-1, 1, shape), tf.float32)
+    kernel = tf.constant(rng.normal(0, 0.2, (kernel_size, kernel_size, shape[-1], 5)), tf.float32)
+    full = _zero_inserted_kernel(kernel.numpy(), rate)
+    out_shape = layers.space_to_batch_conv2d(x, kernel, rate, padding).shape
+    upstream = tf.constant(rng.normal(size=out_shape), tf.float32)
+
+    y, dx, dkernel = _dilated_value_and_gradients(
+        lambda x, k: layers.dilated_conv2d(x, k, rate, padding, formulation), x, kernel, upstream)
+    ref_y, ref_dx, ref_dfull = _dilated_value_and_gradients(
+        lambda x, k: tf.nn.conv2d(x, k, 1, padding), x, tf.constant(full), upstream)
+    assert y.shape == ref_y.shape == tuple(out_shape)
+    _assert_close_relative(y, ref_y)
+    _assert_close_relative(dx, ref_dx)
+    _assert_close_relative(dkernel, ref_dfull[::rate, ::rate])
+
+
+def test_native_dilated_gradients_where_tensorflow_has_them():
+    # Where the probe says TF has dilated gradient kernels, the native formulation trains and
+    # agrees with space-to-batch; where it says not, the native gradient is the error users hit.
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.uniform(-1, 1, (2, 20, 18, 3)), tf.float32)
+    kernel = tf.constant(rng.normal(0, 0.2, (3, 3, 3, 4)), tf.float32)
+    upstream = tf.constant(rng.normal(size=(2, 20, 18, 4)), tf.float32)
+
+    def run(formulation):
+        return _dilated_value_and_gradients(
+            lambda x, k: layers.dilated_conv2d(x, k, 4, "SAME", formulation), x, kernel, upstream)
+
+    if layers.native_dilated_gradients():
+        for native, space_to_batch in zip(run("native"), run("space_to_batch")):
+            _assert_close_relative(native, space_to_batch)
+    else:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="dilation"):
+            run("native")
+
+
+def test_auto_forward_is_tensorflows_dilated_kernel():
+    # The forward pass, which inference and export use, is TF's own op on every backend.
+    x = tf.random.stateless_normal([1, 12, 12, 2], seed=[1, 2])
+    kernel = tf.random.stateless_normal([3, 3, 2, 3], seed=[3, 4])
+    graph = tf.function(lambda x: layers.dilated_conv2d(x, kernel, 2, "SAME", "auto")).get_concrete_function(
+        tf.TensorSpec([1, 12, 12, 2]))
+    convs = [op for op in graph.graph.get_operations() if op.type == "Conv2D"]
+    assert [list(op.get_attr("dilations")) for op in convs] == [[1, 2, 2, 1]]
+    assert not [op for op in graph.graph.get_operations() if op.type == "SpaceToBatchND"]
+
+
+def test_conv_layer_trains_with_a_dilation_on_this_backend():
+    conv = layers.Conv(4, 3, dilation_rate=4, padding="same", activation="elu")
+    x = tf.random.stateless_uniform([2, 17, 19, 3], seed=[5, 6], minval=-1, maxval=1)
+    conv.build(x.shape)
+
+    @tf.function
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(conv(x) ** 2)
+        return tape.gradient(loss, [conv.kernel, conv.bias])
+
+    kernel_gradient, _ = gradients(x)
+    full = tf.constant(_zero_inserted_kernel(conv.kernel.numpy(), 4))
+    with tf.GradientTape() as tape:
+        tape.watch(full)
+        loss = tf.reduce_sum(tf.nn.elu(tf.nn.conv2d(x, full, 1, "SAME") + conv.bias) ** 2)
+    _assert_close_relative(kernel_gradient.numpy(), tape.gradient(loss, full).numpy()[::4, ::4])
+
+
+def test_dilated_conv_formulation_variable_is_checked(monkeypatch):
+    monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "space_to_batch")
+    assert layers.dilated_conv_formulation() == "space_to_batch"
+    monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="INPAINTING_DILATED_CONV must be one of .*got 'fast'"):
+        layers.Conv(2, 3, dilation_rate=2)(tf.zeros([1, 8, 8, 1]))
