@@ -296,15 +296,34 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
         position, the (dy, dx) from it to the background patch of largest weight.
     """
     m = _matching(f, b, mask, ksize, rate)
-    scores = m.scores(m.queries)
-    if fuse:
-        scores = _fuse(scores, m.height, m.width, fuse_k)
-    weights = _masked_softmax_all(scores, m.usable, softmax_scale)
+    weights = _masked_softmax_all(_fused_scores(m, fuse_k, fuse), m.usable, softmax_scale)
     # argmax is 0 on a row whose weights are all 0, as in the original.
     offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), m.height, m.width)
     # Output cell rows 0 .. h take the weights of grid rows -1 .. h (the outer two are zero).
     weights = _cell_weights(tf.pad(weights, [[0, 0], [m.width, m.width], [0, 0]]), m.height, m.width)
     return m.image(tf.matmul(weights, m.cells)), offsets
+
+
+def matching_scores(f, b, mask, ksize=3, rate=2, fuse_k=3, fuse=True):
+    """The scores contextual attention's softmax weighs, in one piece: what its offsets maximise.
+
+    Args:
+        f, b, mask, ksize, rate, fuse_k, fuse: as `attention_matmul`.
+
+    Returns:
+        (scores [B, P, L], usable [B, 1, L]): per position of the 1/rate grid (row-major), the
+        (fused) score of every background patch, and 1.0 for the usable patches. A position's
+        offset points at the usable patch of largest score; the softmax multiplies the scores by
+        `softmax_scale`.
+    """
+    m = _matching(f, b, mask, ksize, rate)
+    return _fused_scores(m, fuse_k, fuse), m.usable
+
+
+def _fused_scores(m, fuse_k, fuse):
+    """The scores of every foreground position of `m` (a `_Matching`), fused if `fuse`."""
+    scores = m.scores(m.queries)
+    return _fuse(scores, m.height, m.width, fuse_k) if fuse else scores
 
 
 _Matching = collections.namedtuple(

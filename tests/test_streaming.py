@@ -175,21 +175,69 @@ def test_reference_v1_streamed_equals_one_graph_at_512x680(official_checkpoint):
     np.testing.assert_array_equal(flow, whole["flow"][0])
 
 
+def _attention_inputs(generator, inputs):
+    """(output, the [f, b, mask] its contextual attention was called with) of one generator call."""
+    layer = generator.contextual_attention
+    seen = []
+    call = layer.call
+    layer.call = lambda attention_inputs: seen.append(attention_inputs) or call(attention_inputs)
+    try:
+        return generator(inputs), seen[-1]
+    finally:
+        del layer.call
+
+
+def _near_ties(scores, usable, rtol=1e-5):
+    """Per position of the grid, the usable patches whose score is the row's best up to rounding
+    (`rtol` of the largest score magnitude): bool [P, L], and that tolerance."""
+    scores = np.where(usable > 0, scores, -np.inf)
+    tolerance = rtol * np.abs(scores[np.isfinite(scores)]).max()
+    return scores >= scores.max(axis=1, keepdims=True) - tolerance, tolerance
+
+
+@pytest.mark.slow
 def test_reference_v1_chunked_and_streamed_equal_unchunked_at_1024(official_checkpoint):
     """1024x1024 (a 128x128 attention grid, 16384**2 scores): the unchunked model against the
     one-graph model with row blocks (3 grid rows each, which does not divide 128) and against the
-    streamed generator."""
+    streamed generator.
+
+    The photo is tiled 4x4, so many background patches are exact copies of each other and their
+    scores tie exactly. Which of tied patches the argmax picks depends on the order of the float
+    sums, which differs between the formulations and between CPU kernels (oneDNN on or off, AVX2 or
+    AVX-512). So the offsets must be equal except where the offset each path chose is among the
+    patches whose score is the best up to rounding, in the one-piece score matrix; the output,
+    a softmax-weighted sum, does not care."""
     path = official_checkpoint("v1")
     photo = load_reference("v1", "g_256x256_b1.npz")["image_u8_bgr"][0][..., ::-1]
     image = (np.tile(photo, (4, 4, 1)) / 127.5 - 1).astype(np.float32)
     mask = box_mask(1024, 1024, 300, 380, 330, 310)
     inputs = [tf.constant(image[None]), tf.constant(mask[None, :, :, None])]
-    unchunked = checkpoints.load_generator(path)(inputs)
+    unchunked, (features, _, small_mask) = _attention_inputs(checkpoints.load_generator(path), inputs)
+    scores, usable = attention.matching_scores(features, features, small_mask)
+    ties, tolerance = _near_ties(scores[0].numpy(), usable[0].numpy())
+    del scores, usable
+    grid = 128
+    tied = ties.sum(axis=1) > 1  # positions where more than one patch is best up to rounding
+    assert 0 < tied.sum() < grid * grid, "the tiled photo should have exact ties, and not only"
+
     chunked_generator = checkpoints.load_generator(path, attention_memory_mb=256)
     assert int(attention.block_rows_for(128, 128, 256)) == 3
     chunked = chunked_generator(inputs)
     np.testing.assert_allclose(chunked["refined"], unchunked["refined"], atol=1e-4)
-    np.testing.assert_array_equal(chunked["flow"], unchunked["flow"])
+    # Every offset of the row-block model points at a patch of best score up to rounding.
+    offsets = chunked["offsets"][0].numpy().reshape(-1, 2)
+    positions = np.arange(grid * grid)
+    chosen = (positions // grid + offsets[:, 0]) * grid + positions % grid + offsets[:, 1]
+    assert ties[positions, chosen].all(), (
+        f"offsets at {np.flatnonzero(~ties[positions, chosen])[:10]} miss the best score by more "
+        f"than {tolerance}")
+    differ = np.any(chunked["offsets"][0] != unchunked["offsets"][0], axis=-1).reshape(-1)
+    assert not (differ & ~tied).any()
+    np.testing.assert_array_equal(np.repeat(np.repeat(differ.reshape(grid, grid), 2, 0), 2, 1),
+                                  np.any(chunked["flow"][0] != unchunked["flow"][0], axis=-1))
+
     refined, flow = streaming.StreamedGenerator(chunked_generator, memory_mb=256)(image, mask)
     np.testing.assert_allclose(refined, unchunked["refined"][0], atol=1e-4)
-    np.testing.assert_array_equal(flow, unchunked["flow"][0])
+    # The streamed flow differs only at the (2x2-pixel) positions with tied best patches.
+    flow_differs = np.any(flow != unchunked["flow"][0].numpy(), axis=-1)
+    assert not (flow_differs & ~np.repeat(np.repeat(tied.reshape(grid, grid), 2, 0), 2, 1)).any()
