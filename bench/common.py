@@ -9,6 +9,8 @@ is recorded so that a "quiet median" over undisturbed runs can be reported.
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 import time
 
@@ -68,6 +70,82 @@ def time_runs(fn, runs, warmup, wait=True):
             "quiet_median": float(np.median(quiet)) if quiet else None,
             "quiet_runs": len(quiet), "runs": len(seconds),
             "others_cores_max": round(max(others), 3)}
+
+
+ONEDNN_MODES = {"on": "1", "off": "0"}
+DILATED_CONV = ("auto", "native", "space_to_batch")
+
+
+def add_backend_flags(parser, dilated_conv="auto"):
+    """`--onednn` and `--dilated_conv`, whose lists `run_backends` runs one child process each."""
+    parser.add_argument("--onednn", default="on,off",
+                        help="oneDNN modes to measure, comma-separated: on, off (TF_ENABLE_ONEDNN_OPTS=1/0; "
+                             "CPUs without AVX-512 default to off), or default (as the machine gives it)")
+    parser.add_argument("--dilated_conv", default=dilated_conv,
+                        help="formulations of the dilated convolutions to measure, comma-separated: "
+                             f"{', '.join(DILATED_CONV)} (INPAINTING_DILATED_CONV; native cannot train "
+                             "with oneDNN off)")
+
+
+def run_backends(args):
+    """Runs this script once per (oneDNN mode, dilated-conv formulation) of `args` in a child process.
+
+    Returns:
+        None in a child (or for a single default backend): this process measures. Otherwise the
+        children's JSON records, which were printed as they came; each carries `onednn` and
+        `dilated_conv`.
+    """
+    modes = args.onednn.split(",")
+    formulations = args.dilated_conv.split(",")
+    for value in modes:
+        if value not in (*ONEDNN_MODES, "default"):
+            raise SystemExit(f"error: --onednn takes on, off or default, got {value!r}")
+    for value in formulations:
+        if value not in DILATED_CONV:
+            raise SystemExit(f"error: --dilated_conv takes {', '.join(DILATED_CONV)}, got {value!r}")
+    if os.environ.get("BENCH_CHILD") or (modes == ["default"] and len(formulations) == 1):
+        os.environ.setdefault("INPAINTING_DILATED_CONV", formulations[0])
+        return None
+    own = [a for a in sys.argv[1:] if not a.startswith(("--onednn", "--dilated_conv"))]
+    records = []
+    for mode in modes:
+        for formulation in formulations:
+            env = dict(os.environ, BENCH_CHILD="1", INPAINTING_DILATED_CONV=formulation)
+            if mode != "default":
+                env["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN_MODES[mode]
+            child = subprocess.Popen([sys.executable, sys.argv[0], *own], env=env, text=True,
+                                     stdout=subprocess.PIPE)
+            for line in child.stdout:
+                print(line, end="", flush=True)
+                if line.startswith("{"):
+                    records.append(json.loads(line))
+            if child.wait():
+                raise SystemExit(f"error: the run with oneDNN {mode} and {formulation} failed "
+                                 f"(exit status {child.returncode})")
+    return records
+
+
+def emit_backend_ratios(records, bench, keys):
+    """One line per group of `records` of `bench` that agree on `keys`: each backend's seconds over
+    those of oneDNN on with the `auto` formulation (the first backend measured if it is absent)."""
+    groups = {}
+    for record in records:
+        if record.get("bench") == bench:
+            groups.setdefault(tuple(record.get(k) for k in keys), []).append(record)
+    for group_key, group in groups.items():
+        name = lambda r: f"onednn_{'on' if r['onednn'] else 'off'}_{r['dilated_conv']}"
+        base = next((r for r in group if r["onednn"] and r["dilated_conv"] == "auto"), group[0])
+        emit({"bench": f"{bench}_backends", **dict(zip(keys, group_key)),
+              "seconds": {name(r): r["seconds"] for r in group},
+              f"over_{name(base)}": {name(r): round(r["seconds"] / base["seconds"], 3) for r in group}})
+
+
+def backend():
+    """The oneDNN mode and dilated-conv formulation this process measures, as JSON fields."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return {"onednn": bool(_pywrap_util_port.IsMklEnabled()),
+            "dilated_conv": os.environ.get("INPAINTING_DILATED_CONV", "auto")}
 
 
 def matmul_gflops(n=2048, runs=10):

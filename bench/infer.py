@@ -1,7 +1,7 @@
 """Forward-pass speed of the v1 and v2 generators at batch 1, as JSON lines.
 
     .venv/bin/python bench/infer.py [--versions=v1,v2] [--sizes=256x256,512x680]
-        [--implementations=matmul,patches]
+        [--implementations=matmul,patches] [--onednn=on,off] [--dilated_conv=auto,space_to_batch]
 
 One line per (version, implementation, size) with seconds per image, the FLOPs of the network as the
 original computes it and the effective GFLOP/s, and one line with this machine's float32
@@ -11,6 +11,11 @@ convolution, transposed convolution), so its time is the original's computation 
 `original_seconds` is the original code's time from the reference `timing.txt`, measured on
 another machine of this class. Weights are random (timing does not depend on their values). The
 hole is a centred rectangle covering 13.4% of the image, like the reference 256x256 case.
+
+Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`) and each formulation of the dilated convolutions
+(`INPAINTING_DILATED_CONV`) runs in a child process of its own; every line says which
+(`onednn`, `dilated_conv`), and `infer_backends` lines give each one's seconds over oneDNN on with
+the default formulation.
 """
 
 import argparse
@@ -56,7 +61,12 @@ def main():
                         help="contextual-attention implementations to time")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per size (halved above 256x256)")
     parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
+    common.add_backend_flags(parser, dilated_conv="auto,space_to_batch")
     args = parser.parse_args()
+    records = common.run_backends(args)
+    if records is not None:
+        common.emit_backend_ratios(records, "infer", ("model", "implementation", "height", "width"))
+        return
 
     import numpy as np
     import tensorflow as tf
@@ -65,7 +75,8 @@ def main():
     from inpainting.generator import Generator
 
     gflops, matmul_timing = common.matmul_gflops()
-    common.emit({"bench": "matmul_float32", "n": 2048, "gflops": round(gflops, 1), **matmul_timing})
+    common.emit({"bench": "matmul_float32", "n": 2048, "gflops": round(gflops, 1), **matmul_timing,
+                 **common.backend()})
     for version, implementation in ((v, i) for v in args.versions.split(",")
                                     for i in args.implementations.split(",")):
         tf.keras.utils.set_random_seed(0)
@@ -92,7 +103,7 @@ def main():
                 "effective_gflops": round(flop / timing["median"], 1),
                 "original_seconds": original,
                 "speedup_vs_original": round(original / timing["median"], 3) if original else None,
-                **{f"timing_{k}": v for k, v in timing.items()},
+                **{f"timing_{k}": v for k, v in timing.items()}, **common.backend(),
             })
 
 

@@ -1,6 +1,7 @@
 """Training speed of DeepFill v1 or v2, as JSON lines.
 
     .venv/bin/python bench/train.py [--version=v1] [--batch_size=4] [--size=256] [--iterations=6] [--xla]
+        [--onednn=on,off] [--dilated_conv=auto,space_to_batch]
 
 One training iteration is what the original's trainer does per step and what reference
 `timing.txt` measures: for v1, 5 critic updates (WGAN-GP, each re-running the generator forward on
@@ -11,6 +12,12 @@ real photos (the bundled samples) so that the input pipeline is not measured, as
 `--precision=mixed_bfloat16` measures 16-bit convolutions, which is not the original's math, so
 its lines carry no comparison. Prints one line for the iteration, one each for a single critic and a single generator update,
 and one with this machine's float32 matmul GFLOP/s measured in the same run.
+
+Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`; CPUs without AVX-512 default to off) and each
+formulation of the dilated convolutions (`INPAINTING_DILATED_CONV`) runs in a child process of its
+own; every line says which (`onednn`, `dilated_conv`), and `train_<version>_backends` lines give
+each one's seconds over oneDNN on with the default formulation. `native` cannot train with oneDNN
+off (TensorFlow has no gradient kernel for dilated convolutions there).
 """
 
 import argparse
@@ -51,7 +58,13 @@ def main():
     parser.add_argument("--xla", action="store_true", help="compile the steps with XLA")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                         help="mixed_bfloat16 is not the original's math (16-bit convolutions)")
+    common.add_backend_flags(parser, dilated_conv="auto,space_to_batch")
     args = parser.parse_args()
+    records = common.run_backends(args)
+    if records is not None:
+        common.emit_backend_ratios(records, f"train_{args.version}",
+                                   ("measure", "batch", "size", "precision", "xla"))
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     import keras
@@ -84,8 +97,10 @@ def main():
                      "quiet_median": timing["quiet_median"] and round(timing["quiet_median"], 4),
                      "runs": timing["runs"], "quiet_runs": timing["quiet_runs"],
                      "original_seconds": original,
-                     "speedup_vs_original": original and round(original / timing["median"], 3)})
-    common.emit({"bench": "matmul", "gflops": round(gflops, 1), "seconds": round(matmul["median"], 5)})
+                     "speedup_vs_original": original and round(original / timing["median"], 3),
+                     **common.backend()})
+    common.emit({"bench": "matmul", "gflops": round(gflops, 1), "seconds": round(matmul["median"], 5),
+                 **common.backend()})
 
 
 if __name__ == "__main__":
