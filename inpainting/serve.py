@@ -34,6 +34,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -43,20 +44,26 @@ import cv2
 import numpy as np
 from absl import app, flags
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from inpainting import imageio
-from inpainting.config import DEFAULT_MAX_PIXELS
+from inpainting import highres, imageio
 from inpainting.errors import ImageError, InpaintingError
 
 FLAGS = flags.FLAGS
 DEFAULT_MAX_UPLOAD_MB = 32
+DEFAULT_MAX_PIXELS = 50_000_000  # see README.md for the measurement behind it
+# Images up to this size (what the server always filled whole) are filled whole at full
+# resolution; larger ones in the request's high-resolution mode.
+NATIVE_PIXELS = 1024 * 1024
+HR_MODES = ("crop", "resize")
+DEFAULT_HR = "crop"
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 FIELDS = ("image", "mask", "sketch")
 REQUIRED_FIELDS = ("image", "mask")
 # The page may load images from blob: URLs it makes itself; nothing from other sites.
@@ -98,29 +105,62 @@ def _megabytes(size):
 
 
 class ModelWorker:
-    """Runs a runner's `run` on one dedicated thread, so model calls never overlap and never block
-    the event loop.
+    """Runs jobs on one dedicated thread, so model calls never overlap, never block the event loop,
+    and only one request's decoded image is in memory at a time.
+    """
+
+    def __init__(self):
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
+
+    async def submit(self, function, *args):
+        """The result of `function(*args)`, run on the worker thread after the jobs before it."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def close(self):
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class RunnerInpainter:
+    """A runner called like `inference.Inpainter`, so `highres.HighResInpainter` can drive it.
 
     Args:
-        runner: a runner from `inpainting.runners.load` with `run`, `guided`, `version` and `kind`
-            (a checkpoint or a SavedModel).
+        runner: a runner from `inpainting.runners.load` with `run` (a checkpoint or a SavedModel).
     """
 
     def __init__(self, runner):
         self.runner = runner
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
 
-    async def run(self, rgb, mask, name, sketch=None):
-        """(filled float [H, W, 3], flow uint8 [H, W, 3], seconds the model took) of one image."""
-        def timed():
-            start = time.perf_counter()
-            filled, flow = self.runner.run(rgb, mask, name, sketch)
-            return filled, flow, time.perf_counter() - start
+    def check_size(self, height, width, path="image"):
+        """Refuses pieces that would not fit in memory (checkpoints; a SavedModel checks its own
+        export.py --max_pixels when it runs)."""
+        inpainter = getattr(self.runner, "inpainter", None)
+        if inpainter is not None:
+            inpainter.check_size(height, width, path)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, timed)
+    def __call__(self, rgb, mask, path="image", sketch=None):
+        filled, flow = self.runner.run(rgb, mask, path, sketch)
+        return {"filled": filled, "flow": flow}
 
-    def close(self):
-        self._executor.shutdown(wait=False, cancel_futures=True)
+
+def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress=None):
+    """The fill and flow of one image: whole at full resolution up to `NATIVE_PIXELS`, larger
+    images in the high-resolution `mode` of `inpainting.highres`.
+
+    Args:
+        runner: a runner from `inpainting.runners.load` with `run`.
+        rgb, mask, name, sketch: as `runner.run` takes them.
+        mode: "crop" (crops around the holes at full resolution) or "resize" (the whole image at
+            `highres.DEFAULT_WORK_SIZE` pixels across, the fill enlarged).
+        progress: optional `progress(done, total, what)`, called after each inpainted piece.
+
+    Returns:
+        (filled float32 [H, W, 3], at least at the hole pixels; flow uint8 [H, W, 3]).
+    """
+    height, width = mask.shape
+    hr = "native" if height * width <= NATIVE_PIXELS else mode
+    inpainter = highres.HighResInpainter(RunnerInpainter(runner), hr, progress=progress)
+    result = inpainter(rgb, mask, name, sketch)
+    return result["filled"], result["flow"]
 
 
 def _label(field, upload):
@@ -268,29 +308,51 @@ async def read_uploads(request, max_upload_bytes):
     return uploads
 
 
-def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20):
-    """The web application: the page, `/api/health` and `/api/inpaint` (see the module docstring).
+def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
+               hr=DEFAULT_HR):
+    """The web application: the page, `/api/health`, `/api/inpaint` and `/api/progress` (see the
+    module docstring).
 
     Args:
         runner: a checkpoint or SavedModel runner from `inpainting.runners.load`.
         max_pixels: the largest height x width accepted (413 above).
         max_upload_bytes: the largest request body accepted (413 above).
+        hr: the high-resolution mode of requests that do not choose one, "crop" or "resize".
 
     Returns:
         A Starlette application; serve it with uvicorn.
     """
-    worker = ModelWorker(runner)
+    if hr not in HR_MODES:
+        raise ValueError(f"hr must be one of {', '.join(HR_MODES)}, got {hr!r}")
+    worker = ModelWorker()
     health = {"status": "ok", "kind": runner.kind, "version": runner.version, "guided": runner.guided,
-              "max_pixels": int(max_pixels), "max_upload_bytes": int(max_upload_bytes)}
+              "max_pixels": int(max_pixels), "max_upload_bytes": int(max_upload_bytes),
+              "hr": hr, "hr_modes": list(HR_MODES)}
+    jobs = {}  # job id: progress of a running request that named one
 
     async def get_health(request):
         return JSONResponse(health)
+
+    async def get_progress(request):
+        job = request.query_params.get("job")
+        if job not in jobs:
+            return _error(404, f"no running request with job={job!r}; a request is known from the "
+                               "moment the server receives it until it is answered")
+        status = dict(jobs[job])
+        status["seconds"] = round(time.perf_counter() - status.pop("start"), 1)
+        return JSONResponse(status)
 
     async def post_inpaint(request):
         try:
             return await inpaint(request)
         except RequestError as err:
             return _error(err.status, err.message)
+        except ClientDisconnect:
+            client = request.client
+            who = f" from {client.host}:{client.port}" if client else ""
+            logger.warning("POST /api/inpaint%s: the client disconnected before its upload was "
+                           "complete; nothing was inpainted", who)
+            return _error(400, "the upload was not complete")  # no one is left to read it
         except Exception:  # noqa: BLE001 -- the client gets no traceback; the log has it
             logger.exception("POST /api/inpaint failed")
             return _error(500, INTERNAL_ERROR)
@@ -300,23 +362,55 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
         if include not in (None, "flow"):
             raise RequestError(400, f"unknown include={include!r}; use include=flow for JSON with "
                                     "the result and the flow, or leave it out for a PNG")
-        uploads = await read_uploads(request, max_upload_bytes)
-        if "sketch" in uploads and not runner.guided:
-            raise RequestError(400, f"{uploads['sketch'][0]}: this model is not guided (it was not "
-                                    "trained with sketches); send no sketch")
-        image, mask, sketch = await run_in_threadpool(decode_uploads, uploads, max_pixels)
+        mode = request.query_params.get("hr", hr)
+        if mode not in HR_MODES:
+            raise RequestError(400, f"unknown hr={mode!r}; use hr=crop (crops around the holes at full "
+                                    "resolution: small holes) or hr=resize (the whole image at "
+                                    f"{highres.DEFAULT_WORK_SIZE} pixels across: large holes), or leave "
+                                    f"it out for this server's default ({hr})")
+        job = request.query_params.get("job")
+        if job is not None and not (JOB_ID.fullmatch(job) and job not in jobs):
+            raise RequestError(400, f"job={job!r} is not a new job id; send a fresh random id of 8 to "
+                                    "64 letters, digits, '-' or '_' with each request")
+        status = {"stage": "receiving", "mode": None, "done": 0, "total": None, "piece": None,
+                  "start": time.perf_counter()}
+        if job is not None:
+            jobs[job] = status
         try:
-            filled, flow, seconds = await worker.run(image.rgb, mask, uploads["image"][0], sketch)
-        except ImageError as err:  # the model refuses the image (too large for this machine, ...)
-            raise RequestError(400, str(err)) from None
-        result = await run_in_threadpool(lambda: encode_png(imageio.compose(image, filled, mask)))
+            uploads = await read_uploads(request, max_upload_bytes)
+            if "sketch" in uploads and not runner.guided:
+                raise RequestError(400, f"{uploads['sketch'][0]}: this model is not guided (it was not "
+                                        "trained with sketches); send no sketch")
+            status["stage"] = "queued"
+            result, flow, size, seconds = await worker.submit(
+                process, uploads, mode, include == "flow", status)
+        finally:
+            jobs.pop(job, None)
         if include is None:
             return Response(result, media_type="image/png")
-        flow_png = await run_in_threadpool(encode_png, flow[..., ::-1])
         return JSONResponse({"image": base64.b64encode(result).decode("ascii"),
-                             "flow": base64.b64encode(flow_png).decode("ascii"),
-                             "width": image.width, "height": image.height,
-                             "seconds": round(seconds, 3)})
+                             "flow": base64.b64encode(flow).decode("ascii"),
+                             "width": size[1], "height": size[0], "seconds": round(seconds, 3)})
+
+    def process(uploads, mode, with_flow, status):
+        """On the worker thread: (result PNG, flow PNG or None, (height, width), seconds of the fill)."""
+        def progress(done, total, what):
+            status.update(done=done, total=total, piece=what)
+
+        status["stage"] = "decoding"
+        image, mask, sketch = decode_uploads(uploads, max_pixels)
+        status.update(stage="filling", mode="native" if image.width * image.height <= NATIVE_PIXELS
+                      else mode)
+        start = time.perf_counter()
+        try:
+            filled, flow = fill(runner, image.rgb, mask, uploads["image"][0], sketch, mode, progress)
+        except ImageError as err:  # the model refuses the image (too large for this machine, ...)
+            raise RequestError(400, str(err)) from None
+        seconds = time.perf_counter() - start
+        status["stage"] = "encoding"
+        result = encode_png(imageio.compose(image, filled, mask))
+        flow_png = encode_png(flow[..., ::-1]) if with_flow else None
+        return result, flow_png, (image.height, image.width), seconds
 
     async def http_error(request, exc):
         return _error(exc.status_code, exc.detail)
@@ -332,7 +426,8 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
 
     static = StaticFiles(packages=[("inpainting", "web")], html=True)
     api = [Route("/health", get_health, methods=["GET"]),
-           Route("/inpaint", post_inpaint, methods=["POST"])]
+           Route("/inpaint", post_inpaint, methods=["POST"]),
+           Route("/progress", get_progress, methods=["GET"])]
     routes = [Mount("/api", routes=api), Mount("/", app=static, name="page")]
     application = Starlette(routes=routes, lifespan=lifespan,
                             exception_handlers={HTTPException: http_error, Exception: server_error})
@@ -401,9 +496,16 @@ def define_flags():
                        "sketch together) in MiB; larger uploads are refused with 413 before they "
                        "are read into memory.")
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Largest height x width to inpaint; larger "
-                         "images are refused with 413 (contextual attention needs memory growing with "
-                         "the square of the area). A SavedModel also refuses images larger than its "
-                         "own export.py --max_pixels.")
+                         "images are refused with 413, from their header before they are decoded. The "
+                         "default suits a machine with 24 GiB of memory (README.md). Images above "
+                         f"{NATIVE_PIXELS} pixels are inpainted in the --hr mode; up to that size a "
+                         "SavedModel also refuses images larger than its own export.py --max_pixels.")
+    flags.DEFINE_enum("hr", DEFAULT_HR, list(HR_MODES), f"How images above {NATIVE_PIXELS} pixels are "
+                      "inpainted when a request does not say (its hr= parameter): crop (crops around "
+                      "the holes at full resolution: for small holes in large photos) or resize (the "
+                      f"whole image at {highres.DEFAULT_WORK_SIZE} pixels across, the fill enlarged "
+                      "into the holes: for large holes). Smaller images are inpainted whole at full "
+                      "resolution.")
 
 
 def main(argv):
@@ -428,7 +530,7 @@ def main(argv):
     import uvicorn
 
     warm_up(runner)
-    application = create_app(runner, FLAGS.max_pixels, int(FLAGS.max_upload_mb * 2**20))
+    application = create_app(runner, FLAGS.max_pixels, int(FLAGS.max_upload_mb * 2**20), FLAGS.hr)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {runner.kind} {runner.path} on http://{shown}:{port}/ (Ctrl+C stops)",
