@@ -1,30 +1,47 @@
 """An interactive inpainting web page and a small JSON API around one model.
 
-    python -m inpainting.serve --model=exported/places2 [--host=127.0.0.1 --port=8080]
+    python -m inpainting.serve --model=exported/places2 [--host=127.0.0.1 --port=8080] [--hr=crop]
 
 --model is an export folder of `export.py` (its largest version is served), one version folder,
 or a checkpoint directory. Open the printed address in a browser: open an image, paint the hole,
 press Fill, compare before and after, overlay the attention flow, download the result.
+
+Images of up to `NATIVE_PIXELS` (a megapixel) are inpainted whole at full resolution. Larger ones,
+e.g. 12-megapixel phone photos, use a high-resolution mode of `inpainting.highres` (as
+`inpainting.inpaint --hr` does): `crop` (crops around the holes at full resolution, the default
+of --hr) or `resize` (the whole image at `highres.DEFAULT_WORK_SIZE` pixels across, the fill
+enlarged into the holes).
 
 API (the page uses it; so can curl):
 
 `GET /api/health`
     JSON: `status` ("ok"), `kind` ("saved_model" or "checkpoint"), `version` ("v1", "v2", or
     null for a SavedModel exported without its config), `guided` (whether the model takes a
-    sketch), `max_pixels` and `max_upload_bytes` (the limits below).
+    sketch), `max_pixels` and `max_upload_bytes` (the limits below), `hr` (the default
+    high-resolution mode) and `hr_modes` (the modes a request may choose).
 `POST /api/inpaint`
     multipart/form-data with the files `image` and `mask` (white = hole, read like the mask of
     `inpainting.inpaint`, same size as the image) and, for guided models, optionally `sketch`
     (white lines on black). Answers the result as `image/png`: the input's pixels outside the hole,
     its bit depth, channels and alpha kept. With `?include=flow` it answers JSON instead:
     `image` and `flow` (base64 PNGs: the result and the colour-coded attention flow), `width`,
-    `height` and `seconds` (the time the model took).
+    `height` and `seconds` (the time the model took). `?hr=crop` or `?hr=resize` chooses the
+    high-resolution mode of this request (default: --hr). `?job=ID` (8 to 64 letters, digits,
+    `-`, `_`; a new random one per request) makes its progress readable while it runs:
+`GET /api/progress?job=ID`
+    JSON: `stage` ("receiving" the upload, "queued" behind other requests, "decoding",
+    "filling", "encoding"), `mode` ("native", "crop" or "resize", once decoded), `done` and
+    `total` (inpainted pieces: crops, or the one image; `total` is null until the first is
+    done), `piece` (the last one, e.g. "420x380 at x=1200, y=300") and `seconds` since the
+    request arrived. 404 before the server has the request and after it is answered.
 
 Errors are JSON `{"error": "..."}`: 400 for a bad upload (a missing field, a file that is not an
-image, a mask of another size), 413 for a request larger than --max_upload_mb or an image of more
-than --max_pixels pixels, 500 (details in the server's log only) for anything else. Uploads are
-decoded from a private temporary folder that is deleted after each request. The model runs on one
-worker thread, one request at a time, off the event loop; other requests queue.
+image, a mask of another size, an unknown hr), 413 for a request larger than --max_upload_mb or an
+image of more than --max_pixels pixels, 500 (details in the server's log only) for anything else.
+A client that disconnects before its upload is complete gets one warning line in the log. Uploads
+are decoded from a private temporary folder that is deleted after each request. Decoding, the
+model and encoding run on one worker thread, one request at a time, off the event loop; other
+requests queue with their uploads still compressed, so one decoded image is in memory at a time.
 """
 
 import asyncio
@@ -57,7 +74,7 @@ from inpainting.errors import ImageError, InpaintingError
 
 FLAGS = flags.FLAGS
 DEFAULT_MAX_UPLOAD_MB = 32
-DEFAULT_MAX_PIXELS = 50_000_000  # see README.md for the measurement behind it
+DEFAULT_MAX_PIXELS = 8192 * 8192  # 67 megapixels; README.md has the memory measured at this size
 # Images up to this size (what the server always filled whole) are filled whole at full
 # resolution; larger ones in the request's high-resolution mode.
 NATIVE_PIXELS = 1024 * 1024

@@ -6,6 +6,7 @@ errors."""
 
 import base64
 import concurrent.futures
+import contextlib
 import logging
 import os
 import re
@@ -395,10 +396,9 @@ def counted_runner(runner):
     return OverlapCounter(runner)
 
 
-@pytest.fixture
-def live_server(counted_runner):
-    """A real uvicorn server in a thread on a free port; yields its base URL."""
-    app = serve.create_app(counted_runner, max_pixels=MAX_PIXELS, max_upload_bytes=MAX_UPLOAD_BYTES)
+@contextlib.contextmanager
+def _running(app):
+    """Serves `app` with a real uvicorn server in a thread on a free port; yields its base URL."""
     sock = serve.listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -407,10 +407,20 @@ def live_server(counted_runner):
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(30)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture
+def live_server(counted_runner):
+    """A real uvicorn server in a thread on a free port; yields its base URL."""
+    app = serve.create_app(counted_runner, max_pixels=MAX_PIXELS, max_upload_bytes=MAX_UPLOAD_BYTES)
+    with _running(app) as url:
+        yield url
 
 
 def test_concurrent_requests_against_a_real_server(live_server, runner, counted_runner):
@@ -444,6 +454,65 @@ def test_concurrent_requests_against_a_real_server(live_server, runner, counted_
         results = list(pool.map(request, range(50)))
     assert all(results), [i for i, ok in enumerate(results) if not ok]
     assert counted_runner.calls == 45 and counted_runner.most == 1
+
+
+class Gate:
+    """The real runner, each call waiting until the test lets it through."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.entered = threading.Semaphore(0)
+        self.passes = threading.Semaphore(0)
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def run(self, *args):
+        self.entered.release()
+        if not self.passes.acquire(timeout=60):
+            raise TimeoutError("the test did not let the call through")
+        return self.runner.run(*args)
+
+
+def test_progress_of_a_running_request(runner, big_photo):
+    rgb, mask = big_photo
+    boxes = highres.crop_boxes(mask > 0)
+    assert len(boxes) == 2
+    gate = Gate(runner)
+    app = serve.create_app(gate, max_pixels=BIG_MAX_PIXELS, max_upload_bytes=16 * 2**20)
+    big = _files(_png(rgb[..., ::-1]), _png(mask))
+    small = _files(_png(photo(16, 16)[..., ::-1]), _png(_hole(16, 16, 4, 4, 8, 8)))
+    with _running(app) as url, httpx.Client(base_url=url, timeout=60) as http, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        def progress(job):
+            response = http.get("/api/progress", params={"job": job})
+            return response.status_code, response.json()
+
+        first = pool.submit(http.post, "/api/inpaint", files=big, params={"job": "first-job"})
+        assert gate.entered.acquire(timeout=60)  # the first crop is being inpainted
+        status, body = progress("first-job")
+        assert status == 200 and 0 <= body.pop("seconds") < 60
+        assert body == {"stage": "filling", "mode": "crop", "done": 0, "total": None, "piece": None}
+        again = http.post("/api/inpaint", files=small, params={"job": "first-job"})
+        assert again.status_code == 400 and "job='first-job' is not a new job id" in again.json()["error"]
+        second = pool.submit(http.post, "/api/inpaint", files=small, params={"job": "second-job"})
+        deadline = time.monotonic() + 30
+        while progress("second-job")[1].get("stage") != "queued":
+            assert time.monotonic() < deadline, progress("second-job")
+            time.sleep(0.05)
+        gate.passes.release()
+        assert gate.entered.acquire(timeout=60)  # the second crop
+        top, left, bottom, right = boxes[0]
+        status, body = progress("first-job")
+        assert (body["stage"], body["done"], body["total"]) == ("filling", 1, 2)
+        assert body["piece"] == f"{right - left}x{bottom - top} at x={left}, y={top}"
+        for _ in range(2):  # the second crop, and the second request's image
+            gate.passes.release()
+        assert first.result(60).status_code == 200 and second.result(60).status_code == 200
+        status, body = progress("first-job")
+        assert status == 404 and "no running request with job='first-job'" in body["error"]
+        bad = http.post("/api/inpaint", files=small, params={"job": "../x"})
+        assert bad.status_code == 400 and "send a fresh random id" in bad.json()["error"]
 
 
 def test_command_line_errors(tmp_path):
