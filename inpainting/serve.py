@@ -159,6 +159,12 @@ class RunnerInpainter:
         return {"filled": filled, "flow": flow}
 
 
+def mode_for(height, width, mode):
+    """The `highres` mode an image of this size is inpainted in: "native" up to `NATIVE_PIXELS`,
+    else `mode`."""
+    return "native" if height * width <= NATIVE_PIXELS else mode
+
+
 def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress=None):
     """The fill and flow of one image: whole at full resolution up to `NATIVE_PIXELS`, larger
     images in the high-resolution `mode` of `inpainting.highres`.
@@ -173,9 +179,8 @@ def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress
     Returns:
         (filled float32 [H, W, 3], at least at the hole pixels; flow uint8 [H, W, 3]).
     """
-    height, width = mask.shape
-    hr = "native" if height * width <= NATIVE_PIXELS else mode
-    inpainter = highres.HighResInpainter(RunnerInpainter(runner), hr, progress=progress)
+    inpainter = highres.HighResInpainter(RunnerInpainter(runner), mode_for(*mask.shape, mode),
+                                         progress=progress)
     result = inpainter(rgb, mask, name, sketch)
     return result["filled"], result["flow"]
 
@@ -416,8 +421,7 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
 
         status["stage"] = "decoding"
         image, mask, sketch = decode_uploads(uploads, max_pixels)
-        status.update(stage="filling", mode="native" if image.width * image.height <= NATIVE_PIXELS
-                      else mode)
+        status.update(stage="filling", mode=mode_for(image.height, image.width, mode))
         start = time.perf_counter()
         try:
             filled, flow = fill(runner, image.rgb, mask, uploads["image"][0], sketch, mode, progress)

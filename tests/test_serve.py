@@ -196,7 +196,8 @@ def test_server_flag_sets_the_default_mode(runner, big_photo):
         assert resize_client.get("/api/health").json()["hr"] == "resize"
         response = resize_client.post("/api/inpaint", files=_files(_png(rgb[..., ::-1]), _png(mask)))
     assert response.status_code == 200, response.text
-    np.testing.assert_array_equal(_decode(response.content)[..., ::-1], _expected(runner, rgb, mask, "resize"))
+    np.testing.assert_array_equal(_decode(response.content)[..., ::-1],
+                                  _expected(runner, rgb, mask, "resize"))
 
 
 def test_the_mode_does_not_matter_up_to_a_megapixel(client, runner):
