@@ -521,12 +521,12 @@ def define_flags():
                          "default suits a machine with 24 GiB of memory (README.md). Images above "
                          f"{NATIVE_PIXELS} pixels are inpainted in the --hr mode; up to that size a "
                          "SavedModel also refuses images larger than its own export.py --max_pixels.")
-    flags.DEFINE_enum("hr", DEFAULT_HR, list(HR_MODES), f"How images above {NATIVE_PIXELS} pixels are "
-                      "inpainted when a request does not say (its hr= parameter): crop (crops around "
-                      "the holes at full resolution: for small holes in large photos) or resize (the "
-                      f"whole image at {highres.DEFAULT_WORK_SIZE} pixels across, the fill enlarged "
-                      "into the holes: for large holes). Smaller images are inpainted whole at full "
-                      "resolution.")
+    flags.DEFINE_string("hr", DEFAULT_HR, f"How images above {NATIVE_PIXELS} pixels are inpainted "
+                        "when a request does not say (its hr= parameter): crop (crops around the "
+                        "holes at full resolution: for small holes in large photos) or resize (the "
+                        f"whole image at {highres.DEFAULT_WORK_SIZE} pixels across, the fill enlarged "
+                        "into the holes: for large holes). Smaller images are inpainted whole at "
+                        "full resolution.")
 
 
 def main(argv):
@@ -542,6 +542,8 @@ def main(argv):
             raise ServeError(f"--max_pixels must be positive, got {FLAGS.max_pixels}")
         if not FLAGS.max_upload_mb > 0:
             raise ServeError(f"--max_upload_mb must be positive, got {FLAGS.max_upload_mb}")
+        if FLAGS.hr not in HR_MODES:
+            raise ServeError(f"--hr must be crop or resize, got {FLAGS.hr!r}")
         if not 0 <= FLAGS.port <= 65535:
             raise ServeError(f"--port must be in 0..65535, got {FLAGS.port}")
         if not os.path.exists(FLAGS.model) and not os.path.exists(FLAGS.model + ".index"):

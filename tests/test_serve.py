@@ -522,6 +522,8 @@ def test_command_line_errors(tmp_path):
                       "no such file or directory")
     assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", "--max_pixels=0"),
                       "--max_pixels must be positive")
+    assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", "--hr=native"),
+                      "--hr must be crop or resize, got 'native'")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
