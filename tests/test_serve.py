@@ -541,13 +541,13 @@ def test_command_line_refuses_a_folder_without_a_model(tmp_path):
 
 @pytest.fixture(scope="module")
 def served(tiny_checkpoint, tmp_path_factory):
-    """`python -m inpainting.serve` with the tiny checkpoint on a free port; yields (host, port, log
-    path) and stops the server."""
+    """`python -m inpainting.serve --hr=resize` with the tiny checkpoint on a free port; yields (host,
+    port, log path) and stops the server."""
     log_path = tmp_path_factory.mktemp("served") / "server.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "inpainting.serve", f"--model={tiny_checkpoint}",
-                                    "--port=0"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                                    "--port=0", "--hr=resize"], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 180
         while not (found := re.search(r"on http://127\.0\.0\.1:(\d+)/", log_path.read_text())):
@@ -562,6 +562,12 @@ def served(tiny_checkpoint, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(30)
+
+
+def test_command_line_serves_with_its_flags(served):
+    host, port, _ = served
+    health = httpx.get(f"http://{host}:{port}/api/health", timeout=10).json()
+    assert health["hr"] == "resize" and health["max_pixels"] == serve.DEFAULT_MAX_PIXELS == 8192 * 8192
 
 
 def test_client_disconnecting_mid_upload_logs_one_warning(served):
