@@ -1,30 +1,47 @@
 """An interactive inpainting web page and a small JSON API around one model.
 
-    python -m inpainting.serve --model=exported/places2 [--host=127.0.0.1 --port=8080]
+    python -m inpainting.serve --model=exported/places2 [--host=127.0.0.1 --port=8080] [--hr=crop]
 
 --model is an export folder of `export.py` (its largest version is served), one version folder,
 or a checkpoint directory. Open the printed address in a browser: open an image, paint the hole,
 press Fill, compare before and after, overlay the attention flow, download the result.
+
+Images of up to `NATIVE_PIXELS` (a megapixel) are inpainted whole at full resolution. Larger ones,
+e.g. 12-megapixel phone photos, use a high-resolution mode of `inpainting.highres` (as
+`inpainting.inpaint --hr` does): `crop` (crops around the holes at full resolution, the default
+of --hr) or `resize` (the whole image at `highres.DEFAULT_WORK_SIZE` pixels across, the fill
+enlarged into the holes).
 
 API (the page uses it; so can curl):
 
 `GET /api/health`
     JSON: `status` ("ok"), `kind` ("saved_model" or "checkpoint"), `version` ("v1", "v2", or
     null for a SavedModel exported without its config), `guided` (whether the model takes a
-    sketch), `max_pixels` and `max_upload_bytes` (the limits below).
+    sketch), `max_pixels` and `max_upload_bytes` (the limits below), `hr` (the default
+    high-resolution mode) and `hr_modes` (the modes a request may choose).
 `POST /api/inpaint`
     multipart/form-data with the files `image` and `mask` (white = hole, read like the mask of
     `inpainting.inpaint`, same size as the image) and, for guided models, optionally `sketch`
     (white lines on black). Answers the result as `image/png`: the input's pixels outside the hole,
     its bit depth, channels and alpha kept. With `?include=flow` it answers JSON instead:
     `image` and `flow` (base64 PNGs: the result and the colour-coded attention flow), `width`,
-    `height` and `seconds` (the time the model took).
+    `height` and `seconds` (the time the model took). `?hr=crop` or `?hr=resize` chooses the
+    high-resolution mode of this request (default: --hr). `?job=ID` (8 to 64 letters, digits,
+    `-`, `_`; a new random one per request) makes its progress readable while it runs:
+`GET /api/progress?job=ID`
+    JSON: `stage` ("receiving" the upload, "queued" behind other requests, "decoding",
+    "filling", "encoding"), `mode` ("native", "crop" or "resize", once decoded), `done` and
+    `total` (inpainted pieces: crops, or the one image; `total` is null until the first is
+    done), `piece` (the last one, e.g. "420x380 at x=1200, y=300") and `seconds` since the
+    request arrived. 404 before the server has the request and after it is answered.
 
 Errors are JSON `{"error": "..."}`: 400 for a bad upload (a missing field, a file that is not an
-image, a mask of another size), 413 for a request larger than --max_upload_mb or an image of more
-than --max_pixels pixels, 500 (details in the server's log only) for anything else. Uploads are
-decoded from a private temporary folder that is deleted after each request. The model runs on one
-worker thread, one request at a time, off the event loop; other requests queue.
+image, a mask of another size, an unknown hr), 413 for a request larger than --max_upload_mb or an
+image of more than --max_pixels pixels, 500 (details in the server's log only) for anything else.
+A client that disconnects before its upload is complete gets one warning line in the log. Uploads
+are decoded from a private temporary folder that is deleted after each request. Decoding, the
+model and encoding run on one worker thread, one request at a time, off the event loop; other
+requests queue with their uploads still compressed, so one decoded image is in memory at a time.
 """
 
 import asyncio
@@ -34,6 +51,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -43,20 +61,26 @@ import cv2
 import numpy as np
 from absl import app, flags
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from inpainting import imageio
-from inpainting.config import DEFAULT_MAX_PIXELS
+from inpainting import highres, imageio
 from inpainting.errors import ImageError, InpaintingError
 
 FLAGS = flags.FLAGS
 DEFAULT_MAX_UPLOAD_MB = 32
+DEFAULT_MAX_PIXELS = 8192 * 8192  # 67 megapixels; README.md has the memory measured at this size
+# Images up to this size (what the server always filled whole) are filled whole at full
+# resolution; larger ones in the request's high-resolution mode.
+NATIVE_PIXELS = 1024 * 1024
+HR_MODES = ("crop", "resize")
+DEFAULT_HR = "crop"
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 FIELDS = ("image", "mask", "sketch")
 REQUIRED_FIELDS = ("image", "mask")
 # The page may load images from blob: URLs it makes itself; nothing from other sites.
@@ -98,29 +122,67 @@ def _megabytes(size):
 
 
 class ModelWorker:
-    """Runs a runner's `run` on one dedicated thread, so model calls never overlap and never block
-    the event loop.
+    """Runs jobs on one dedicated thread, so model calls never overlap, never block the event loop,
+    and only one request's decoded image is in memory at a time.
+    """
+
+    def __init__(self):
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
+
+    async def submit(self, function, *args):
+        """The result of `function(*args)`, run on the worker thread after the jobs before it."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def close(self):
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class RunnerInpainter:
+    """A runner called like `inference.Inpainter`, so `highres.HighResInpainter` can drive it.
 
     Args:
-        runner: a runner from `inpainting.runners.load` with `run`, `guided`, `version` and `kind`
-            (a checkpoint or a SavedModel).
+        runner: a runner from `inpainting.runners.load` with `run` (a checkpoint or a SavedModel).
     """
 
     def __init__(self, runner):
         self.runner = runner
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
 
-    async def run(self, rgb, mask, name, sketch=None):
-        """(filled float [H, W, 3], flow uint8 [H, W, 3], seconds the model took) of one image."""
-        def timed():
-            start = time.perf_counter()
-            filled, flow = self.runner.run(rgb, mask, name, sketch)
-            return filled, flow, time.perf_counter() - start
+    def check_size(self, height, width, path="image"):
+        """Refuses pieces that would not fit in memory (checkpoints; a SavedModel checks its own
+        export.py --max_pixels when it runs)."""
+        inpainter = getattr(self.runner, "inpainter", None)
+        if inpainter is not None:
+            inpainter.check_size(height, width, path)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, timed)
+    def __call__(self, rgb, mask, path="image", sketch=None):
+        filled, flow = self.runner.run(rgb, mask, path, sketch)
+        return {"filled": filled, "flow": flow}
 
-    def close(self):
-        self._executor.shutdown(wait=False, cancel_futures=True)
+
+def mode_for(height, width, mode):
+    """The `highres` mode an image of this size is inpainted in: "native" up to `NATIVE_PIXELS`,
+    else `mode`."""
+    return "native" if height * width <= NATIVE_PIXELS else mode
+
+
+def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress=None):
+    """The fill and flow of one image: whole at full resolution up to `NATIVE_PIXELS`, larger
+    images in the high-resolution `mode` of `inpainting.highres`.
+
+    Args:
+        runner: a runner from `inpainting.runners.load` with `run`.
+        rgb, mask, name, sketch: as `runner.run` takes them.
+        mode: "crop" (crops around the holes at full resolution) or "resize" (the whole image at
+            `highres.DEFAULT_WORK_SIZE` pixels across, the fill enlarged).
+        progress: optional `progress(done, total, what)`, called after each inpainted piece.
+
+    Returns:
+        (filled float32 [H, W, 3], at least at the hole pixels; flow uint8 [H, W, 3]).
+    """
+    inpainter = highres.HighResInpainter(RunnerInpainter(runner), mode_for(*mask.shape, mode),
+                                         progress=progress)
+    result = inpainter(rgb, mask, name, sketch)
+    return result["filled"], result["flow"]
 
 
 def _label(field, upload):
@@ -268,29 +330,51 @@ async def read_uploads(request, max_upload_bytes):
     return uploads
 
 
-def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20):
-    """The web application: the page, `/api/health` and `/api/inpaint` (see the module docstring).
+def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
+               hr=DEFAULT_HR):
+    """The web application: the page, `/api/health`, `/api/inpaint` and `/api/progress` (see the
+    module docstring).
 
     Args:
         runner: a checkpoint or SavedModel runner from `inpainting.runners.load`.
         max_pixels: the largest height x width accepted (413 above).
         max_upload_bytes: the largest request body accepted (413 above).
+        hr: the high-resolution mode of requests that do not choose one, "crop" or "resize".
 
     Returns:
         A Starlette application; serve it with uvicorn.
     """
-    worker = ModelWorker(runner)
+    if hr not in HR_MODES:
+        raise ValueError(f"hr must be one of {', '.join(HR_MODES)}, got {hr!r}")
+    worker = ModelWorker()
     health = {"status": "ok", "kind": runner.kind, "version": runner.version, "guided": runner.guided,
-              "max_pixels": int(max_pixels), "max_upload_bytes": int(max_upload_bytes)}
+              "max_pixels": int(max_pixels), "max_upload_bytes": int(max_upload_bytes),
+              "hr": hr, "hr_modes": list(HR_MODES)}
+    jobs = {}  # job id: progress of a running request that named one
 
     async def get_health(request):
         return JSONResponse(health)
+
+    async def get_progress(request):
+        job = request.query_params.get("job")
+        if job not in jobs:
+            return _error(404, f"no running request with job={job!r}; a request is known from the "
+                               "moment the server receives it until it is answered")
+        status = dict(jobs[job])
+        status["seconds"] = round(time.perf_counter() - status.pop("start"), 1)
+        return JSONResponse(status)
 
     async def post_inpaint(request):
         try:
             return await inpaint(request)
         except RequestError as err:
             return _error(err.status, err.message)
+        except ClientDisconnect:
+            client = request.client
+            who = f" from {client.host}:{client.port}" if client else ""
+            logger.warning("POST /api/inpaint%s: the client disconnected before its upload was "
+                           "complete; nothing was inpainted", who)
+            return _error(400, "the upload was not complete")  # no one is left to read it
         except Exception:  # noqa: BLE001 -- the client gets no traceback; the log has it
             logger.exception("POST /api/inpaint failed")
             return _error(500, INTERNAL_ERROR)
@@ -300,23 +384,54 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
         if include not in (None, "flow"):
             raise RequestError(400, f"unknown include={include!r}; use include=flow for JSON with "
                                     "the result and the flow, or leave it out for a PNG")
-        uploads = await read_uploads(request, max_upload_bytes)
-        if "sketch" in uploads and not runner.guided:
-            raise RequestError(400, f"{uploads['sketch'][0]}: this model is not guided (it was not "
-                                    "trained with sketches); send no sketch")
-        image, mask, sketch = await run_in_threadpool(decode_uploads, uploads, max_pixels)
+        mode = request.query_params.get("hr", hr)
+        if mode not in HR_MODES:
+            raise RequestError(400, f"unknown hr={mode!r}; use hr=crop (crops around the holes at full "
+                                    "resolution: small holes) or hr=resize (the whole image at "
+                                    f"{highres.DEFAULT_WORK_SIZE} pixels across: large holes), or leave "
+                                    f"it out for this server's default ({hr})")
+        job = request.query_params.get("job")
+        if job is not None and not (JOB_ID.fullmatch(job) and job not in jobs):
+            raise RequestError(400, f"job={job!r} is not a new job id; send a fresh random id of 8 to "
+                                    "64 letters, digits, '-' or '_' with each request")
+        status = {"stage": "receiving", "mode": None, "done": 0, "total": None, "piece": None,
+                  "start": time.perf_counter()}
+        if job is not None:
+            jobs[job] = status
         try:
-            filled, flow, seconds = await worker.run(image.rgb, mask, uploads["image"][0], sketch)
-        except ImageError as err:  # the model refuses the image (too large for this machine, ...)
-            raise RequestError(400, str(err)) from None
-        result = await run_in_threadpool(lambda: encode_png(imageio.compose(image, filled, mask)))
+            uploads = await read_uploads(request, max_upload_bytes)
+            if "sketch" in uploads and not runner.guided:
+                raise RequestError(400, f"{uploads['sketch'][0]}: this model is not guided (it was not "
+                                        "trained with sketches); send no sketch")
+            status["stage"] = "queued"
+            result, flow, size, seconds = await worker.submit(
+                process, uploads, mode, include == "flow", status)
+        finally:
+            jobs.pop(job, None)
         if include is None:
             return Response(result, media_type="image/png")
-        flow_png = await run_in_threadpool(encode_png, flow[..., ::-1])
         return JSONResponse({"image": base64.b64encode(result).decode("ascii"),
-                             "flow": base64.b64encode(flow_png).decode("ascii"),
-                             "width": image.width, "height": image.height,
-                             "seconds": round(seconds, 3)})
+                             "flow": base64.b64encode(flow).decode("ascii"),
+                             "width": size[1], "height": size[0], "seconds": round(seconds, 3)})
+
+    def process(uploads, mode, with_flow, status):
+        """On the worker thread: (result PNG, flow PNG or None, (height, width), seconds of the fill)."""
+        def progress(done, total, what):
+            status.update(done=done, total=total, piece=what)
+
+        status["stage"] = "decoding"
+        image, mask, sketch = decode_uploads(uploads, max_pixels)
+        status.update(stage="filling", mode=mode_for(image.height, image.width, mode))
+        start = time.perf_counter()
+        try:
+            filled, flow = fill(runner, image.rgb, mask, uploads["image"][0], sketch, mode, progress)
+        except ImageError as err:  # the model refuses the image (too large for this machine, ...)
+            raise RequestError(400, str(err)) from None
+        seconds = time.perf_counter() - start
+        status["stage"] = "encoding"
+        result = encode_png(imageio.compose(image, filled, mask))
+        flow_png = encode_png(flow[..., ::-1]) if with_flow else None
+        return result, flow_png, (image.height, image.width), seconds
 
     async def http_error(request, exc):
         return _error(exc.status_code, exc.detail)
@@ -332,7 +447,8 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
 
     static = StaticFiles(packages=[("inpainting", "web")], html=True)
     api = [Route("/health", get_health, methods=["GET"]),
-           Route("/inpaint", post_inpaint, methods=["POST"])]
+           Route("/inpaint", post_inpaint, methods=["POST"]),
+           Route("/progress", get_progress, methods=["GET"])]
     routes = [Mount("/api", routes=api), Mount("/", app=static, name="page")]
     application = Starlette(routes=routes, lifespan=lifespan,
                             exception_handlers={HTTPException: http_error, Exception: server_error})
@@ -401,9 +517,16 @@ def define_flags():
                        "sketch together) in MiB; larger uploads are refused with 413 before they "
                        "are read into memory.")
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Largest height x width to inpaint; larger "
-                         "images are refused with 413 (contextual attention needs memory growing with "
-                         "the square of the area). A SavedModel also refuses images larger than its "
-                         "own export.py --max_pixels.")
+                         "images are refused with 413, from their header before they are decoded. The "
+                         "default suits a machine with 24 GiB of memory (README.md). Images above "
+                         f"{NATIVE_PIXELS} pixels are inpainted in the --hr mode; up to that size a "
+                         "SavedModel also refuses images larger than its own export.py --max_pixels.")
+    flags.DEFINE_string("hr", DEFAULT_HR, f"How images above {NATIVE_PIXELS} pixels are inpainted "
+                        "when a request does not say (its hr= parameter): crop (crops around the "
+                        "holes at full resolution: for small holes in large photos) or resize (the "
+                        f"whole image at {highres.DEFAULT_WORK_SIZE} pixels across, the fill enlarged "
+                        "into the holes: for large holes). Smaller images are inpainted whole at "
+                        "full resolution.")
 
 
 def main(argv):
@@ -419,6 +542,8 @@ def main(argv):
             raise ServeError(f"--max_pixels must be positive, got {FLAGS.max_pixels}")
         if not FLAGS.max_upload_mb > 0:
             raise ServeError(f"--max_upload_mb must be positive, got {FLAGS.max_upload_mb}")
+        if FLAGS.hr not in HR_MODES:
+            raise ServeError(f"--hr must be crop or resize, got {FLAGS.hr!r}")
         if not 0 <= FLAGS.port <= 65535:
             raise ServeError(f"--port must be in 0..65535, got {FLAGS.port}")
         if not os.path.exists(FLAGS.model) and not os.path.exists(FLAGS.model + ".index"):
@@ -428,7 +553,7 @@ def main(argv):
     import uvicorn
 
     warm_up(runner)
-    application = create_app(runner, FLAGS.max_pixels, int(FLAGS.max_upload_mb * 2**20))
+    application = create_app(runner, FLAGS.max_pixels, int(FLAGS.max_upload_mb * 2**20), FLAGS.hr)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {runner.kind} {runner.path} on http://{shown}:{port}/ (Ctrl+C stops)",

@@ -1,15 +1,22 @@
 """Tests of the web server's API (`inpainting.serve`) with tiny models (a v1 checkpoint, a guided v2
-SavedModel): health, results equal to the input outside the hole, every kind of bad upload, the
-limits, a broken model's 500, 50 concurrent requests against a real uvicorn server, and the command
-line's errors."""
+SavedModel): health, results equal to the input outside the hole, images above a megapixel in the
+high-resolution modes, every kind of bad upload, the limits, a broken model's 500, 50 concurrent
+requests against a real uvicorn server, a client that disconnects mid-upload, and the command line's
+errors."""
 
 import base64
 import concurrent.futures
+import contextlib
 import logging
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
+import zlib
 
 import cv2
 import httpx
@@ -19,8 +26,8 @@ import tensorflow as tf
 import uvicorn
 
 from conftest import assert_user_error, box_mask, photo, run_module
-from inpainting import checkpoints, runners, serve, serving
-from inpainting.config import DEFAULT_MAX_PIXELS, ModelConfig
+from inpainting import checkpoints, highres, runners, serve, serving
+from inpainting.config import ModelConfig
 from inpainting.generator import Generator
 
 with warnings.catch_warnings():  # Starlette >= 1.0 prefers the httpx2 fork; httpx works the same
@@ -29,6 +36,8 @@ with warnings.catch_warnings():  # Starlette >= 1.0 prefers the httpx2 fork; htt
 
 MAX_PIXELS = 64 * 64
 MAX_UPLOAD_BYTES = 64 * 1024
+BIG = (1000, 1300)  # height, width: 1.3 megapixels, above the 1-megapixel limit the server once had
+BIG_MAX_PIXELS = 2_000_000
 
 
 def _hole(height, width, top, left, h, w):
@@ -69,7 +78,8 @@ def test_health_describes_model_and_limits(client):
     response = client.get("/api/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "kind": "checkpoint", "version": "v1", "guided": False,
-                               "max_pixels": MAX_PIXELS, "max_upload_bytes": MAX_UPLOAD_BYTES}
+                               "max_pixels": MAX_PIXELS, "max_upload_bytes": MAX_UPLOAD_BYTES,
+                               "hr": "crop", "hr_modes": ["crop", "resize"]}
 
 
 def test_page_and_its_files_are_served(client):
@@ -127,6 +137,131 @@ def test_empty_mask_gives_the_input(client):
     np.testing.assert_array_equal(_decode(response.content), original)
 
 
+@pytest.fixture(scope="module")
+def big_client(runner):
+    """A server whose limits take images above a megapixel."""
+    app = serve.create_app(runner, max_pixels=BIG_MAX_PIXELS, max_upload_bytes=16 * 2**20)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def big_photo():
+    """(RGB, mask with a 40x60 hole and a 30x30 one far apart) at 1300x1000."""
+    rgb = photo(*BIG, seed=4)
+    mask = _hole(*BIG, 300, 500, 40, 60) | _hole(*BIG, 800, 1100, 30, 30)
+    return rgb, mask
+
+
+def _expected(runner, rgb, mask, mode):
+    """What `inpainting.inpaint --hr=MODE` makes of an 8-bit RGB image: the library's fill, rounded,
+    in the hole."""
+    hole = mask > 0
+    filled = highres.HighResInpainter(runner.inpainter, mode)(rgb, hole.astype(np.float32))["filled"]
+    return np.where(hole[..., None], np.clip(np.rint(filled), 0, 255), rgb).astype(np.uint8)
+
+
+def test_images_above_a_megapixel_are_filled_in_both_modes(big_client, runner, big_photo):
+    rgb, mask = big_photo
+    files = _files(_png(rgb[..., ::-1]), _png(mask))
+    results = {}
+    for mode in ("crop", "resize"):
+        response = big_client.post("/api/inpaint", files=files, params={"hr": mode})
+        assert response.status_code == 200, response.text
+        result = _decode(response.content)[..., ::-1]
+        assert result.shape == rgb.shape  # the input's size, not the working size
+        outside = mask == 0
+        np.testing.assert_array_equal(result[outside], rgb[outside])
+        assert (result[~outside] != rgb[~outside]).any(axis=1).mean() > 0.9
+        np.testing.assert_array_equal(result, _expected(runner, rgb, mask, mode))
+        results[mode] = result
+    default = _decode(big_client.post("/api/inpaint", files=files).content)[..., ::-1]
+    np.testing.assert_array_equal(default, results["crop"])  # crop unless asked otherwise
+    # Crop fills at full resolution, resize at 512 pixels across: the fills differ.
+    hole = mask > 0
+    assert (results["crop"][hole] != results["resize"][hole]).any(axis=1).mean() > 0.9
+    # Each crop sees only its own surroundings: the crop fill equals the model's fill of that crop.
+    top, left, bottom, right = highres.crop_boxes(hole)[0]
+    region = (slice(top, bottom), slice(left, right))
+    filled, _ = runner.run(rgb[region], hole[region].astype(np.float32))
+    inside = hole[region]
+    np.testing.assert_array_equal(results["crop"][region][inside],
+                                  np.clip(np.rint(filled), 0, 255).astype(np.uint8)[inside])
+
+
+def test_server_flag_sets_the_default_mode(runner, big_photo):
+    rgb, mask = big_photo
+    app = serve.create_app(runner, max_pixels=BIG_MAX_PIXELS, max_upload_bytes=16 * 2**20, hr="resize")
+    with TestClient(app) as resize_client:
+        assert resize_client.get("/api/health").json()["hr"] == "resize"
+        response = resize_client.post("/api/inpaint", files=_files(_png(rgb[..., ::-1]), _png(mask)))
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(_decode(response.content)[..., ::-1],
+                                  _expected(runner, rgb, mask, "resize"))
+
+
+def test_the_mode_does_not_matter_up_to_a_megapixel(client, runner):
+    """Images the model fills comfortably are filled whole at full resolution in either mode."""
+    rgb = photo(40, 56, seed=5)
+    mask = _hole(40, 56, 4, 4, 6, 6) | _hole(40, 56, 30, 44, 6, 8)
+    filled, _ = runner.run(rgb, (mask > 0).astype(np.float32))
+    expected = np.where(mask[..., None] > 0, np.clip(np.rint(filled), 0, 255), rgb).astype(np.uint8)
+    for mode in ("crop", "resize"):
+        response = client.post("/api/inpaint", files=_files(_png(rgb[..., ::-1]), _png(mask)),
+                               params={"hr": mode})
+        assert response.status_code == 200, response.text
+        np.testing.assert_array_equal(_decode(response.content)[..., ::-1], expected)
+
+
+def test_json_result_of_a_large_image_has_its_size_and_a_flow(big_client, big_photo):
+    rgb, mask = big_photo
+    response = big_client.post("/api/inpaint?include=flow", files=_files(_png(rgb[..., ::-1]), _png(mask)))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["height"], body["width"]) == BIG
+    assert _decode(base64.b64decode(body["image"])).shape == (*BIG, 3)
+    flow = _decode(base64.b64decode(body["flow"]))
+    assert flow.shape == (*BIG, 3)
+    boxes = highres.crop_boxes(mask > 0)
+    outside = np.ones(BIG, bool)
+    for top, left, bottom, right in boxes:
+        outside[top:bottom, left:right] = False
+    assert (flow[outside] == highres.NO_FLOW).all()  # no attention outside the crops
+
+
+def test_above_max_pixels_is_still_refused(big_client):
+    height, width = 1001, 2000  # 2002000 pixels, just above BIG_MAX_PIXELS; flat, so a small PNG
+    image = _png(np.zeros((height, width, 3), np.uint8))
+    response = big_client.post("/api/inpaint", files=_files(image, _png(np.zeros((height, width), np.uint8))),
+                               params={"hr": "crop"})
+    assert response.status_code == 413
+    assert response.json()["error"].startswith(
+        f"image 'photo.png': the image is 2000x1001 = 2002000 pixels, more than this server's limit of "
+        f"{BIG_MAX_PIXELS} (--max_pixels)")
+
+
+def _png_header(width, height):
+    """The start of a PNG file claiming width x height RGB pixels: its header and one small data
+    chunk (a few rows of zeros), far too little for the size it claims."""
+    def chunk(kind, data):
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(bytes(4 * (3 * width + 1)))))
+
+
+def test_decompression_bombs_are_refused_from_their_header(big_client):
+    mask = _png(np.zeros((8, 8), np.uint8))
+    bomb = big_client.post("/api/inpaint", files=_files(_png_header(20000, 20000), mask))
+    assert bomb.status_code == 413
+    assert bomb.json()["error"].startswith("image 'photo.png': the image has far more pixels than this "
+                                           f"server's limit of {BIG_MAX_PIXELS} (--max_pixels)")
+    large = big_client.post("/api/inpaint", files=_files(_png_header(1500, 1500), mask))
+    assert large.status_code == 413
+    assert "the image is 1500x1500 = 2250000 pixels" in large.json()["error"]
+
+
 def _bad_requests():
     """(name, request keyword arguments, expected status, fragments of the error) per bad upload."""
     image = _png(photo(20, 30)[..., ::-1])
@@ -157,6 +292,8 @@ def _bad_requests():
          ["multipart/form-data", "application/json"]),
         ("bad include", {"files": _files(image, mask), "params": {"include": "png"}}, 400,
          ["include='png'", "include=flow"]),
+        ("unknown mode", {"files": _files(image, mask), "params": {"hr": "native"}}, 400,
+         ["unknown hr='native'", "hr=crop", "hr=resize"]),
     ]
 
 
@@ -200,7 +337,8 @@ def test_guided_model_follows_the_sketch(guided_runner):
     with TestClient(serve.create_app(guided_runner)) as guided:
         assert guided.get("/api/health").json() == {
             "status": "ok", "kind": "saved_model", "version": "v2", "guided": True,
-            "max_pixels": DEFAULT_MAX_PIXELS, "max_upload_bytes": serve.DEFAULT_MAX_UPLOAD_MB * 2**20}
+            "max_pixels": serve.DEFAULT_MAX_PIXELS, "max_upload_bytes": serve.DEFAULT_MAX_UPLOAD_MB * 2**20,
+            "hr": "crop", "hr_modes": ["crop", "resize"]}
         original = photo(32, 40, seed=3)[..., ::-1]
         mask = _hole(32, 40, 8, 8, 16, 24)
         lines = np.zeros((32, 40), np.uint8)
@@ -259,10 +397,9 @@ def counted_runner(runner):
     return OverlapCounter(runner)
 
 
-@pytest.fixture
-def live_server(counted_runner):
-    """A real uvicorn server in a thread on a free port; yields its base URL."""
-    app = serve.create_app(counted_runner, max_pixels=MAX_PIXELS, max_upload_bytes=MAX_UPLOAD_BYTES)
+@contextlib.contextmanager
+def _running(app):
+    """Serves `app` with a real uvicorn server in a thread on a free port; yields its base URL."""
     sock = serve.listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -271,10 +408,20 @@ def live_server(counted_runner):
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(30)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture
+def live_server(counted_runner):
+    """A real uvicorn server in a thread on a free port; yields its base URL."""
+    app = serve.create_app(counted_runner, max_pixels=MAX_PIXELS, max_upload_bytes=MAX_UPLOAD_BYTES)
+    with _running(app) as url:
+        yield url
 
 
 def test_concurrent_requests_against_a_real_server(live_server, runner, counted_runner):
@@ -310,12 +457,73 @@ def test_concurrent_requests_against_a_real_server(live_server, runner, counted_
     assert counted_runner.calls == 45 and counted_runner.most == 1
 
 
+class Gate:
+    """The real runner, each call waiting until the test lets it through."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.entered = threading.Semaphore(0)
+        self.passes = threading.Semaphore(0)
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def run(self, *args):
+        self.entered.release()
+        if not self.passes.acquire(timeout=60):
+            raise TimeoutError("the test did not let the call through")
+        return self.runner.run(*args)
+
+
+def test_progress_of_a_running_request(runner, big_photo):
+    rgb, mask = big_photo
+    boxes = highres.crop_boxes(mask > 0)
+    assert len(boxes) == 2
+    gate = Gate(runner)
+    app = serve.create_app(gate, max_pixels=BIG_MAX_PIXELS, max_upload_bytes=16 * 2**20)
+    big = _files(_png(rgb[..., ::-1]), _png(mask))
+    small = _files(_png(photo(16, 16)[..., ::-1]), _png(_hole(16, 16, 4, 4, 8, 8)))
+    with _running(app) as url, httpx.Client(base_url=url, timeout=60) as http, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        def progress(job):
+            response = http.get("/api/progress", params={"job": job})
+            return response.status_code, response.json()
+
+        first = pool.submit(http.post, "/api/inpaint", files=big, params={"job": "first-job"})
+        assert gate.entered.acquire(timeout=60)  # the first crop is being inpainted
+        status, body = progress("first-job")
+        assert status == 200 and 0 <= body.pop("seconds") < 60
+        assert body == {"stage": "filling", "mode": "crop", "done": 0, "total": None, "piece": None}
+        again = http.post("/api/inpaint", files=small, params={"job": "first-job"})
+        assert again.status_code == 400 and "job='first-job' is not a new job id" in again.json()["error"]
+        second = pool.submit(http.post, "/api/inpaint", files=small, params={"job": "second-job"})
+        deadline = time.monotonic() + 30
+        while progress("second-job")[1].get("stage") != "queued":
+            assert time.monotonic() < deadline, progress("second-job")
+            time.sleep(0.05)
+        gate.passes.release()
+        assert gate.entered.acquire(timeout=60)  # the second crop
+        top, left, bottom, right = boxes[0]
+        status, body = progress("first-job")
+        assert (body["stage"], body["done"], body["total"]) == ("filling", 1, 2)
+        assert body["piece"] == f"{right - left}x{bottom - top} at x={left}, y={top}"
+        for _ in range(2):  # the second crop, and the second request's image
+            gate.passes.release()
+        assert first.result(60).status_code == 200 and second.result(60).status_code == 200
+        status, body = progress("first-job")
+        assert status == 404 and "no running request with job='first-job'" in body["error"]
+        bad = http.post("/api/inpaint", files=small, params={"job": "../x"})
+        assert bad.status_code == 400 and "send a fresh random id" in bad.json()["error"]
+
+
 def test_command_line_errors(tmp_path):
     assert_user_error(run_module("inpainting.serve"), "--model is required")
     assert_user_error(run_module("inpainting.serve", f"--model={tmp_path / 'missing'}"),
                       "no such file or directory")
     assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", "--max_pixels=0"),
                       "--max_pixels must be positive")
+    assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", "--hr=native"),
+                      "--hr must be crop or resize, got 'native'")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -329,3 +537,58 @@ def test_command_line_refuses_a_folder_without_a_model(tmp_path):
     (tmp_path / "not_a_model" / "notes.txt").write_text("no model here")
     assert_user_error(run_module("inpainting.serve", f"--model={tmp_path / 'not_a_model'}", "--port=0"),
                       "not_a_model")
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint, tmp_path_factory):
+    """`python -m inpainting.serve --hr=resize` with the tiny checkpoint on a free port; yields (host,
+    port, log path) and stops the server."""
+    log_path = tmp_path_factory.mktemp("served") / "server.log"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "inpainting.serve", f"--model={tiny_checkpoint}",
+                                    "--port=0", "--hr=resize"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while not (found := re.search(r"on http://127\.0\.0\.1:(\d+)/", log_path.read_text())):
+            assert process.poll() is None, f"the server exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"the server did not start:\n{log_path.read_text()}"
+            time.sleep(0.2)
+        yield "127.0.0.1", int(found.group(1)), log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(30)
+
+
+def test_command_line_serves_with_its_flags(served):
+    host, port, _ = served
+    health = httpx.get(f"http://{host}:{port}/api/health", timeout=10).json()
+    assert health["hr"] == "resize" and health["max_pixels"] == serve.DEFAULT_MAX_PIXELS == 8192 * 8192
+
+
+def test_client_disconnecting_mid_upload_logs_one_warning(served):
+    host, port, log_path = served
+    start = len(log_path.read_text())
+    part = (b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="photo.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + _png(photo(64, 64))[:500])
+    head = (f"POST /api/inpaint HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100000\r\n"
+            "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n").encode()
+    with socket.create_connection((host, port), timeout=10) as client:
+        client.sendall(head + part)
+        time.sleep(0.5)  # the server is now reading the body
+    deadline = time.monotonic() + 30
+    while "disconnect" not in (new := log_path.read_text()[start:]) and "Traceback" not in new:
+        assert time.monotonic() < deadline, f"nothing logged for the disconnect:\n{new}"
+        time.sleep(0.1)
+    time.sleep(0.5)  # anything else the server logs about the request
+    assert httpx.get(f"http://{host}:{port}/api/health", timeout=10).status_code == 200
+    new = log_path.read_text()[start:]
+    assert "Traceback" not in new, new
+    lines = [line for line in new.splitlines() if "disconnect" in line]
+    assert len(lines) == 1 and lines[0].startswith("W"), new
+    assert re.search(r"\] POST /api/inpaint from 127\.0\.0\.1:\d+: the client disconnected before its "
+                     r"upload was complete; nothing was inpainted$", lines[0]), lines[0]

@@ -2,7 +2,8 @@
 
 A real `python -m inpainting.serve` process serves a tiny exported model; the browser opens a
 photo, paints a stroke with the mouse, fills it, and downloads the result, which must equal the
-photo outside the stroke and differ inside it. A screenshot is kept in pytest's temporary folder
+photo outside the stroke and differ inside it: a small photo, and a 12-megapixel one (filled in
+crops around the hole). A screenshot is kept in pytest's temporary folder
 and, if the environment variable INPAINTING_TEST_ARTIFACTS names a folder, copied there.
 """
 
@@ -25,7 +26,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WIDTH, HEIGHT = 128, 96
-MAX_PIXELS = 16000  # the photo fits, a 160x120 image does not
+PHONE = (4000, 3000)  # width, height of a 12-megapixel phone photo
+MAX_PIXELS = 12_000_000  # the phone photo fits, a 4000x3001 image does not
 BRUSH = 24  # screen pixels
 
 
@@ -113,8 +115,9 @@ def _open(page, path):
     expect(page.locator("#image-info")).to_have_text(re.compile(rf"^{path.name}: "))
 
 
-def _stroke(page, start, end):
-    """Drags the mouse over the image between two points given as fractions of its displayed size.
+def _stroke(page, start, end, width=WIDTH):
+    """Drags the mouse over the image (`width` pixels wide) between two points given as fractions of
+    its displayed size.
 
     Returns the stroke's two ends in image pixels and its radius in image pixels.
     """
@@ -124,7 +127,7 @@ def _stroke(page, start, end):
     page.mouse.down()
     page.mouse.move(*points[1], steps=12)
     page.mouse.up()
-    scale = WIDTH / box["width"]
+    scale = width / box["width"]
     ends = [((x - box["x"]) * scale, (y - box["y"]) * scale) for x, y in points]
     return ends, BRUSH / 2 * scale
 
@@ -194,14 +197,48 @@ def test_errors_are_shown(page, tmp_path):
     expect(page.locator("#error")).to_be_visible()
     expect(page.locator("#error-text")).to_have_text(re.compile(r"^Paint the hole first"))
 
-    _photo(tmp_path / "large.png", 160, 120)  # more pixels than the server's --max_pixels
-    _open(page, tmp_path / "large.png")
+    _photo(tmp_path / "large.jpg", 4000, 3001)  # more pixels than the server's --max_pixels
+    _open(page, tmp_path / "large.jpg")
     expect(page.locator("#error")).to_be_hidden()
-    _stroke(page, (0.4, 0.4), (0.6, 0.5))
+    _stroke(page, (0.4, 0.4), (0.6, 0.5), 4000)
     page.click("#fill")
     expect(page.locator("#error-text")).to_have_text(re.compile(
-        rf"^The server refused the request \(413\): image 'large.png': the image is 160x120 = 19200 "
+        rf"^The server refused the request \(413\): image 'large.jpg': the image is 4000x3001 = 12004000 "
         rf"pixels, more than this server's limit of {MAX_PIXELS} \(--max_pixels\)"))
     expect(page.locator("#result")).to_be_hidden()
     expect(page.locator("#fill")).to_be_enabled()
     _save_artifact(page, tmp_path, "serve_error.png")
+
+
+def test_fill_a_12_megapixel_photo(page, tmp_path):
+    """A phone photo with a small hole: filled in a crop around the hole, at the photo's size."""
+    from playwright.sync_api import expect
+
+    width, height = PHONE
+    _photo(tmp_path / "phone.jpg", width, height)
+    photo = cv2.imread(str(tmp_path / "phone.jpg"))  # the pixels as the server decodes them
+    _open(page, tmp_path / "phone.jpg")
+    expect(page.locator("#hr")).to_have_value("crop")  # the server's default
+    page.locator("#brush-size").fill(str(BRUSH))
+    (start, end), radius = _stroke(page, (0.45, 0.4), (0.5, 0.45), width)
+    started = time.monotonic()
+    page.click("#fill")
+    expect(page.locator("#progress")).to_be_visible()
+    expect(page.locator("#elapsed")).to_have_text(re.compile(  # the server's stage, asked every 0.5 s
+        r"^Filling… \d+\.\d s · (uploading|waiting|decoding|filling|encoding)"))
+    expect(page.locator("#result")).to_be_visible(timeout=120_000)
+    expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator("#timing")).to_have_text(re.compile(rf"^{width} × {height} filled in"))
+    assert time.monotonic() - started < 60
+
+    with page.expect_download() as download:
+        page.click("#download")
+    result = cv2.imread(download.value.path(), cv2.IMREAD_UNCHANGED)
+    assert result.shape == photo.shape == (height, width, 3)
+    changed = (result != photo).any(axis=2)
+    distance = _distance_to_segment(height, width, start, end)
+    assert not changed[distance > radius + 1.5].any(), "pixels outside the stroke changed"
+    assert changed[distance < radius - 1.5].mean() > 0.9, "the stroke was not filled"
+    loaded = page.evaluate("['before', 'after', 'flow'].map(id => document.getElementById(id))"
+                           ".map(img => [img.complete, img.naturalWidth, img.naturalHeight])")
+    assert loaded == [[True, width, height]] * 3

@@ -12,6 +12,7 @@
   const SKETCH_COLOUR = "#00c8ff";
   const UNDO_BYTES = 512 * 2 ** 20; // memory the undo snapshots may take
   const TOOL_SIZES = { hole: 32, erase: 32, sketch: 3 }; // screen pixels
+  const PROGRESS_EVERY = 500; // ms between two questions to /api/progress
 
   const imageLayer = $("image-layer");
   const maskLayer = $("mask-layer");
@@ -63,6 +64,7 @@
         ` \u00b7 images up to ${health.max_pixels.toLocaleString("en")} pixels` +
         ` \u00b7 uploads up to ${formatBytes(health.max_upload_bytes)}`;
       $("sketch-tool").hidden = !health.guided;
+      if (health.hr) $("hr").value = health.hr;
     } catch (err) {
       $("model-info").textContent = "Not connected.";
       showError(`Cannot reach the inpainting server (${err.message}); ` +
@@ -343,8 +345,33 @@
   }
 
   function base64Blob(text, type) {
-    const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
     return new Blob([bytes], { type });
+  }
+
+  // A random id the server knows the running fill by, for /api/progress.
+  function newJobId() {
+    return Array.from(crypto.getRandomValues(new Uint8Array(12)),
+                      (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
+  // What the server is doing, from its /api/progress answer.
+  function describeProgress(progress) {
+    switch (progress.stage) {
+      case "receiving": return "uploading";
+      case "queued": return "waiting for the requests before it";
+      case "decoding": return "decoding the image";
+      case "encoding": return "encoding the result";
+      case "filling": {
+        const pieces = progress.total ? ` (${progress.done} of ${progress.total} done)` : "";
+        if (progress.mode === "crop") return `filling crops around the holes${pieces}`;
+        if (progress.mode === "resize") return "filling the image at its working size";
+        return "filling";
+      }
+      default: return "";
+    }
   }
 
   async function errorOf(response) {
@@ -367,7 +394,8 @@
       return;
     }
     state.request = new AbortController();
-    const stop = startProgress();
+    const job = newJobId();
+    const stop = startProgress(job);
     try {
       const form = new FormData();
       form.append("image", state.file, state.file.name);
@@ -375,7 +403,8 @@
       if (state.health && state.health.guided && hasPaint(sketchContext)) {
         form.append("sketch", await layerPng(sketchLayer), "sketch.png");
       }
-      const response = await fetch("api/inpaint?include=flow",
+      const query = new URLSearchParams({ include: "flow", hr: $("hr").value, job });
+      const response = await fetch(`api/inpaint?${query}`,
                                    { method: "POST", body: form, signal: state.request.signal });
       if (!response.ok) throw new Error(await errorOf(response));
       showResult(await response.json());
@@ -394,18 +423,38 @@
     }
   }
 
-  function startProgress() {
+  // Shows the seconds since the fill started and, asked every PROGRESS_EVERY ms, the server's stage.
+  function startProgress(job) {
     const start = performance.now();
     const elapsed = $("elapsed");
+    let stage = "";
+    let asking = false;
+    let running = true;
     const tick = () => {
-      elapsed.textContent = `Filling\u2026 ${((performance.now() - start) / 1000).toFixed(1)} s`;
+      const seconds = ((performance.now() - start) / 1000).toFixed(1);
+      elapsed.textContent = `Filling\u2026 ${seconds} s${stage ? ` \u00b7 ${stage}` : ""}`;
+    };
+    const ask = async () => {
+      if (asking) return;
+      asking = true;
+      try {
+        const response = await fetch(`api/progress?job=${job}`);
+        if (response.ok && running) stage = describeProgress(await response.json());
+      } catch {
+        // The fill's own request reports a server that went away.
+      } finally {
+        asking = false;
+      }
     };
     tick();
     $("progress").hidden = false;
     updateButtons();
     const timer = setInterval(tick, 100);
+    const poll = setInterval(ask, PROGRESS_EVERY);
     return () => {
+      running = false;
       clearInterval(timer);
+      clearInterval(poll);
       $("progress").hidden = true;
     };
   }
@@ -442,6 +491,7 @@
     $("clear").disabled = !state.file || busy;
     $("undo").disabled = state.undo.length === 0 || busy;
     $("file").disabled = busy;
+    $("hr").disabled = busy;
   }
 
   $("fill").addEventListener("click", fill);
