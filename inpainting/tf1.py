@@ -77,9 +77,14 @@ def read_variables(path):
     except Exception as err:  # the reader raises several error types for corrupt files
         raise CheckpointError(f"{prefix}: cannot read the checkpoint ({str(err).splitlines()[0]})") from None
     names = reader.get_variable_to_shape_map()
-    return {name: reader.get_tensor(name) for name in names
-            if name.startswith((GENERATOR_SCOPE + "/", CRITIC_SCOPE + "/"))
-            and "/Adam" not in name}
+    try:
+        return {name: reader.get_tensor(name) for name in names
+                if name.startswith((GENERATOR_SCOPE + "/", CRITIC_SCOPE + "/"))
+                and "/Adam" not in name}
+    except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
+        from inpainting import checkpoints
+
+        raise checkpoints.damaged_error(prefix, err) from None
 
 
 def detect_version(variables, path="checkpoint"):
