@@ -1,6 +1,7 @@
 """Tests of the original-checkpoint import (inpainting.tf1) and its command line."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -115,6 +116,11 @@ def test_convert_command_line_wrong_version(tmp_path, reference_variables):
     result = run_module("inpainting.tf1", f"--checkpoint={tmp_path / 'v2'}", f"--output={tmp_path / 'out'}")
     assert_user_error(result, "DeepFill v2 checkpoint")
     assert not (tmp_path / "out").exists()
+    # Only the error line, besides TensorFlow's C++ start-up notices (printed before logging is set up).
+    lines = [line for line in result.stderr.splitlines()
+             if not line.startswith("WARNING: All log messages before absl::InitializeLog()")
+             and not re.match(r"[IE]0000 00:00:", line)]
+    assert len(lines) <= 3, result.stderr
 
 
 def test_convert_command_line_output_is_a_file(tmp_path, reference_variables):
