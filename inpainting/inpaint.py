@@ -138,15 +138,18 @@ def _inputs(image_dir, *output_dirs):
     root = os.path.realpath(image_dir)
     skip = [os.path.realpath(folder) for folder in output_dirs if folder]
     skip = [folder for folder in skip if folder != root and os.path.commonpath([root, folder]) == root]
-    return [rel for rel in imageio.list_images(image_dir)
-            if not any(os.path.commonpath([folder, os.path.realpath(os.path.join(image_dir, rel))])
-                       == folder for folder in skip)]
+    kept = []
+    for rel in imageio.list_images(image_dir):
+        parent = os.path.realpath(os.path.dirname(os.path.join(image_dir, rel)))
+        if not any(os.path.commonpath([folder, parent]) == folder for folder in skip):
+            kept.append(rel)
+    return kept
 
 
 def _check_outputs(jobs):
     """Fails before any work if an output would replace an input, another output or, without
     --overwrite, a file."""
-    inputs = {os.path.realpath(p) for job in jobs for p in (job[0], job[1], job[4]) if p}
+    inputs = {os.path.normcase(os.path.realpath(p)) for job in jobs for p in (job[0], job[1], job[4]) if p}
     planned = {}
     for job in jobs:
         for kind, path in (("output", job[2]), ("flow", job[3])):
