@@ -14,6 +14,16 @@ from inpainting.config import CONFIG_FILE, ModelConfig
 from inpainting.errors import CheckpointError
 
 CHECKPOINT_NAME = "ckpt"
+# What TensorFlow raises when a checkpoint's files are shorter than its index says (an
+# interrupted copy or download): the reader's IndexError, or the restore op's DataLossError.
+DAMAGED_ERRORS = (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError)
+
+
+def damaged_error(prefix, err):
+    """The CheckpointError for a checkpoint whose files cannot be read in full."""
+    return CheckpointError(f"{prefix}: the checkpoint is damaged or truncated ({str(err).splitlines()[0]}); "
+                           "its .data file is probably incomplete: copy it again from where it came from "
+                           "(or download it again), or use another checkpoint")
 
 
 def save(directory, generator, critics=None, overwrite=False, step=0):
@@ -99,14 +109,45 @@ def load_generator(path, attention="matmul", flow_dtype="float64", attention_mem
         return tf1.build_generator(variables, path, attention=attention, flow_dtype=flow_dtype,
                                    attention_memory_mb=attention_memory_mb)
     directory, prefix = found
-    generator = Generator(ModelConfig.load(directory), attention=attention, flow_dtype=flow_dtype,
+    config = ModelConfig.load(directory)
+    _check_generator_shapes(prefix, config, os.path.join(directory, CONFIG_FILE))
+    generator = Generator(config, attention=attention, flow_dtype=flow_dtype,
                           attention_memory_mb=attention_memory_mb)
     generator.build()
     try:
         status = tf.train.Checkpoint(generator=generator).restore(prefix).expect_partial()
         status.assert_existing_objects_matched()
+    except DAMAGED_ERRORS as err:
+        raise damaged_error(prefix, err) from None
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         raise CheckpointError(f"{prefix}: cannot restore the generator described by "
                               f"{os.path.join(directory, CONFIG_FILE)} "
                               f"({str(err).splitlines()[0]})") from None
     return generator
+
+
+def _describe(version, cnum, guided):
+    return f"{'a guided' if guided else 'a'} {version} generator (cnum {cnum})"
+
+
+def _check_generator_shapes(prefix, config, config_path):
+    """Raises CheckpointError when the generator stored at `prefix` is not the one `config` describes.
+
+    Checked before restoring: a failed restore makes TensorFlow log a warning for every value it
+    could not place. Version, width and sketch input are read from the first convolutions.
+    """
+    try:
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except Exception:  # unreadable index: the restore reports it
+        return
+    conv1 = shapes.get("generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    xconv1 = shapes.get("generator/xconv1/kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    if conv1 is None or xconv1 is None or len(conv1) != 4 or len(xconv1) != 4:
+        return  # not a generator of this project's layout: the restore reports it
+    # v2's stage 2 takes the 3-channel pasted image, v1's 5 channels; a guided v2 stage 1 takes 6.
+    found = ("v2" if xconv1[2] == 3 else "v1", int(conv1[3]), conv1[2] == 6)
+    if found != (config.version, config.cnum, config.guided):
+        raise CheckpointError(f"{prefix} holds {_describe(*found)} but {config_path} describes "
+                              f"{_describe(config.version, config.cnum, config.guided)}; correct "
+                              f"version, cnum or guided in {CONFIG_FILE}, or use the folder the "
+                              "checkpoint came from")

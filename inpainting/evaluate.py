@@ -301,6 +301,10 @@ def _jobs():
         raise imageio.ImageError(f"{FLAGS.images}: no images found "
                                  f"({', '.join(imageio.IMAGE_EXTENSIONS)})")
     images = images[:FLAGS.limit]
+    if FLAGS.masks is not None and not os.path.isdir(FLAGS.masks):
+        problem = "not a folder" if os.path.exists(FLAGS.masks) else "no such folder"
+        raise imageio.ImageError(f"--masks={FLAGS.masks}: {problem}; give the folder of masks that "
+                                 "mirrors --images (or --mask=FILE for one mask file)")
     jobs = []
     for rel in images:
         if FLAGS.masks is not None:

@@ -8,7 +8,8 @@ Images
     dropped). `compose` puts the network's fill into the holes of the original, so
     the output keeps the input's bit depth, channel layout and alpha, and every
     pixel outside the hole is bit-identical to the input. EXIF orientation tags are
-    not applied: pixels are used in the order they are stored in the file.
+    not applied: pixels are used in the order they are stored in the file. Animated
+    images (GIF, PNG, WebP) and multi-page TIFFs are refused, not cut to a frame.
 
 Masks
     A mask is any 8- or 16-bit image of the same size as the image it belongs to.
@@ -125,6 +126,14 @@ def _size_text(size):
     return f"{size[1]}x{size[0]}"
 
 
+def _frame_count(path):
+    """Frames (or pages) in an image file OpenCV has decoded; 1 if it cannot tell."""
+    try:
+        return cv2.imcount(path)
+    except cv2.error:
+        return 1
+
+
 def _decode(path):
     """Reads and validates an image file; returns (path as str, pixels as cv2 decodes them)."""
     path = os.fspath(path)
@@ -150,6 +159,10 @@ def _decode(path):
     if array is None:
         empty = "file is empty; " if not data else ""
         raise ImageError(f"{name}: {empty}cannot decode as an image (supported: {_SUPPORTED})")
+    frames = _frame_count(path)
+    if frames > 1:
+        raise ImageError(f"{name}: has {frames} frames (an animation or a multi-page file), but "
+                         "inpainting takes one still image; save the frame you want as a PNG")
     if array.dtype not in _PEAK:
         raise ImageError(f"{name}: {array.dtype} pixels are not supported; "
                          f"expected an 8- or 16-bit image (e.g. 8-bit png or jpg)")
@@ -178,8 +191,8 @@ def read_image(path):
         A `LoadedImage` with the stored pixels and their 8-bit RGB version.
 
     Raises:
-        ImageError: the file is missing, not decodable, empty, too large, or has an
-            unsupported bit depth or channel count.
+        ImageError: the file is missing, not decodable, empty, too large, animated (or has
+            several pages), or has an unsupported bit depth or channel count.
     """
     path, original = _decode(path)
     if original.dtype == np.uint16:

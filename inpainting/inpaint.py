@@ -8,9 +8,14 @@
 Images of any size work: they are padded to the network's grid of 8 and cropped back. Gray,
 colour and colour+alpha images, 8 or 16 bits, are read; the output keeps the input's layout and
 bit depth, and its pixels outside the hole are identical to the input's (write PNG or TIFF to
-keep that exact: JPEG and WebP re-compress). Existing files are never replaced without
---overwrite. In folder mode each image's mask is the file in --mask_dir with the same relative
-path and name (any image extension), and outputs are written as PNG with the same relative path.
+keep that exact: JPEG and WebP re-compress); animated images and multi-page TIFFs are refused
+(save the frame to inpaint as a PNG). Existing files are never replaced without
+--overwrite, and no two outputs (or flows) may be the same file: a.png and a.jpg in one folder
+are refused before anything is written. In folder mode each image's mask is the file in
+--mask_dir with the same relative path and name (any image extension), and outputs are written as
+PNG with the same relative path; --output_dir and --flow_dir inside --image_dir are not searched
+for images. An image that cannot be read or inpainted is named on stderr and the others are still
+written; the run then ends with `error: N of M images failed` and exit status 1.
 Guided (sketch) v2 models take the lines the fill should follow as an image like a mask (white
 lines on black, only the part in the hole counts); without one they fill without lines.
 
@@ -32,7 +37,7 @@ import time
 from absl import app, flags
 
 from inpainting import highres, imageio
-from inpainting.errors import InpaintingError
+from inpainting.errors import ImageError, InpaintingError
 
 FLAGS = flags.FLAGS
 
@@ -49,7 +54,9 @@ def define_flags():
     flags.DEFINE_string("flow", None, "Optional: where to write the colour-coded attention flow of "
                         "--image (PNG, same size as the image; hue = direction, saturation = "
                         "distance each region was copied from).")
-    flags.DEFINE_string("image_dir", None, "Folder of images to inpaint (searched recursively).")
+    flags.DEFINE_string("image_dir", None, "Folder of images to inpaint (searched recursively, "
+                        "except --output_dir and --flow_dir if they are inside it); an image that "
+                        "fails is reported and the others are still inpainted.")
     flags.DEFINE_string("mask_dir", None, "Folder of masks for --image_dir, matched by relative path "
                         "and file name without extension.")
     flags.DEFINE_string("output_dir", None, "Folder for the inpainted images of --image_dir (PNG).")
@@ -104,8 +111,14 @@ def _jobs():
     for name in ("output", "flow", "sketch"):
         if getattr(FLAGS, name) is not None:
             raise app.UsageError(f"--{name} goes with --image, not --image_dir (use --{name}_dir)")
+    for name in ("mask_dir", "sketch_dir"):
+        folder = getattr(FLAGS, name)
+        if folder is not None and not os.path.isdir(folder):
+            problem = "not a folder" if os.path.exists(folder) else "no such folder"
+            raise imageio.ImageError(f"--{name}={folder}: {problem}; give the folder that holds the "
+                                     f"{name[:-4]}s of --image_dir")
     jobs = []
-    for rel in imageio.list_images(FLAGS.image_dir):
+    for rel in _inputs(FLAGS.image_dir, FLAGS.output_dir, FLAGS.flow_dir):
         stem = os.path.splitext(rel)[0] + ".png"
         mask = FLAGS.mask or imageio.find_mask_for(rel, FLAGS.mask_dir)
         flow = os.path.join(FLAGS.flow_dir, stem) if FLAGS.flow_dir else None
@@ -119,13 +132,38 @@ def _jobs():
     return jobs
 
 
+def _inputs(image_dir, *output_dirs):
+    """The images of `image_dir` (relative paths), without those inside an output folder below it,
+    so that a second run does not take the first one's results for inputs."""
+    root = os.path.realpath(image_dir)
+    skip = [os.path.realpath(folder) for folder in output_dirs if folder]
+    skip = [folder for folder in skip if folder != root and os.path.commonpath([root, folder]) == root]
+    kept = []
+    for rel in imageio.list_images(image_dir):
+        parent = os.path.realpath(os.path.dirname(os.path.join(image_dir, rel)))
+        if not any(os.path.commonpath([folder, parent]) == folder for folder in skip):
+            kept.append(rel)
+    return kept
+
+
 def _check_outputs(jobs):
-    """Fails before any work if an output would replace an input or, without --overwrite, a file."""
-    inputs = {os.path.realpath(p) for job in jobs for p in (job[0], job[1], job[4]) if p}
+    """Fails before any work if an output would replace an input, another output or, without
+    --overwrite, a file."""
+    inputs = {os.path.normcase(os.path.realpath(p)) for job in jobs for p in (job[0], job[1], job[4]) if p}
+    planned = {}
     for job in jobs:
-        for path in filter(None, job[2:4]):
-            if os.path.realpath(path) in inputs:
+        for kind, path in (("output", job[2]), ("flow", job[3])):
+            if path is None:
+                continue
+            real = os.path.normcase(os.path.realpath(path))
+            if real in inputs:
                 raise imageio.ImageError(f"{path}: output would replace an input file; choose another path")
+            if real in planned:
+                raise imageio.ImageError(
+                    f"{path}: would be written twice, as the {planned[real][0]} of {planned[real][1]} "
+                    f"and as the {kind} of {job[0]}; rename one of the images or write outputs and "
+                    "flows to different paths")
+            planned[real] = (kind, job[0])
             if os.path.exists(path) and not FLAGS.overwrite:
                 raise imageio.ImageError(f"{path}: exists; pass --overwrite to replace it")
 
@@ -181,27 +219,43 @@ def main(argv):
         jobs = _jobs()
         _check_outputs(jobs)
         inpainter = None
+        failed = 0
         for i, (image_path, mask_path, output, flow, sketch_path) in enumerate(jobs, 1):
             start = time.perf_counter()
-            image = imageio.read_image(image_path)
-            mask = imageio.read_mask(mask_path, size=image.size)
-            sketch = imageio.read_mask(sketch_path, size=image.size) if sketch_path else None
-            if inpainter is None:  # inputs are checked before TensorFlow and the model load
-                from inpainting import checkpoints, inference
+            try:
+                image = imageio.read_image(image_path)
+                mask = imageio.read_mask(mask_path, size=image.size)
+                sketch = imageio.read_mask(sketch_path, size=image.size) if sketch_path else None
+                if inpainter is None:  # inputs are checked before TensorFlow and the model load
+                    inpainter = _load_inpainter()
+                from inpainting import inference
 
-                implementation = "patches" if FLAGS.attention == "patches" else "matmul"
-                budget = FLAGS.attention_memory_mb if implementation == "matmul" else 0
-                generator = checkpoints.load_generator(FLAGS.checkpoint, implementation,
-                                                       attention_memory_mb=budget or None)
-                mode = "hole_only" if FLAGS.attention == "hole_only" else "exact"
-                inpainter = highres.HighResInpainter(
-                    inference.Inpainter(generator, mode, _StreamProgress()), FLAGS.hr, FLAGS.hr_size,
-                    FLAGS.hr_margin, _report_crop)
-            inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
+                inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
+            except ImageError as err:
+                if FLAGS.image is not None:
+                    raise
+                failed += 1  # a folder goes on with its other images
+                print(f"[{i}/{len(jobs)}] failed: {err}", file=sys.stderr)
+                continue
             note = "  (the mask has no hole: output equals input)" if not mask.any() else ""
             print(f"[{i}/{len(jobs)}] {output}  hole {100 * mask.mean():.1f}%  "
                   f"{time.perf_counter() - start:.2f}s{note}", file=sys.stderr)
+        if failed:
+            raise InpaintingError(f"{failed} of {len(jobs)} images failed (each is named above); the "
+                                  f"other {len(jobs) - failed} were written")
 
+
+def _load_inpainter():
+    """The `HighResInpainter` of the flags' checkpoint and settings."""
+    from inpainting import checkpoints, inference
+
+    implementation = "patches" if FLAGS.attention == "patches" else "matmul"
+    budget = FLAGS.attention_memory_mb if implementation == "matmul" else 0
+    generator = checkpoints.load_generator(FLAGS.checkpoint, implementation,
+                                           attention_memory_mb=budget or None)
+    mode = "hole_only" if FLAGS.attention == "hole_only" else "exact"
+    return highres.HighResInpainter(inference.Inpainter(generator, mode, _StreamProgress()), FLAGS.hr,
+                                    FLAGS.hr_size, FLAGS.hr_margin, _report_crop)
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up notices off the console

@@ -77,9 +77,14 @@ def read_variables(path):
     except Exception as err:  # the reader raises several error types for corrupt files
         raise CheckpointError(f"{prefix}: cannot read the checkpoint ({str(err).splitlines()[0]})") from None
     names = reader.get_variable_to_shape_map()
-    return {name: reader.get_tensor(name) for name in names
-            if name.startswith((GENERATOR_SCOPE + "/", CRITIC_SCOPE + "/"))
-            and "/Adam" not in name}
+    try:
+        return {name: reader.get_tensor(name) for name in names
+                if name.startswith((GENERATOR_SCOPE + "/", CRITIC_SCOPE + "/"))
+                and "/Adam" not in name}
+    except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
+        from inpainting import checkpoints
+
+        raise checkpoints.damaged_error(prefix, err) from None
 
 
 def detect_version(variables, path="checkpoint"):
@@ -285,6 +290,22 @@ def load_official_critics(path, version="v1", guided=None):
     return build_critics(variables, path)
 
 
+def check_output(path, output):
+    """Raises CheckpointError for a conversion `output` that cannot be written or would damage `path`.
+
+    `output` must be a folder (or not exist yet), and not the folder of the original checkpoint,
+    whose `checkpoint` state file the conversion would replace.
+    """
+    output = os.fspath(output)
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise CheckpointError(f"{output}: is a file; --output must be a folder (a new one, or one "
+                              "holding a checkpoint to replace with --overwrite)")
+    source = os.path.dirname(resolve_prefix(path)) or "."
+    if os.path.exists(output) and os.path.samefile(source, output):
+        raise CheckpointError(f"{output}: is the folder of the original checkpoint, whose "
+                              "`checkpoint` file the conversion would replace; choose another --output")
+
+
 def convert(path, output, version="v1", overwrite=False, guided=None):
     """Converts an original checkpoint into a checkpoint directory of this project.
 
@@ -299,9 +320,14 @@ def convert(path, output, version="v1", overwrite=False, guided=None):
 
     Returns:
         The path of the written checkpoint.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be converted, `output` is a file or the original
+            checkpoint's own folder, or holds a checkpoint and not `overwrite`.
     """
     from inpainting import checkpoints
 
+    check_output(path, output)
     variables = read_variables(path)
     check_version(variables, version, path)
     check_guided(variables, guided, path)
@@ -328,7 +354,8 @@ def define_flags():
     flags.DEFINE_string("checkpoint", None, "Original DeepFill TF1 checkpoint folder or prefix.",
                         required=True)
     flags.DEFINE_enum("version", "v1", list(VERSIONS), "DeepFill version of the checkpoint.")
-    flags.DEFINE_string("output", None, "Checkpoint directory to write.", required=True)
+    flags.DEFINE_string("output", None, "Checkpoint directory to write (not the folder of "
+                        "--checkpoint).", required=True)
     flags.DEFINE_bool("overwrite", False, "Replace a checkpoint that already exists in --output.")
     flags.DEFINE_bool("guided", None, "v2: require a sketch-guided (--guided) or an unguided "
                       "(--noguided) checkpoint; default: take what the checkpoint holds.")

@@ -295,3 +295,14 @@ def test_cli_input_errors(tmp_path, folders):
                          "--baseline=telea,fast")
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
     assert "--baseline: unknown method fast; choose from telea, ns" in unknown.stderr
+
+
+def test_cli_missing_masks_folder_is_named(tmp_path, folders):
+    root, _, _ = folders
+    common = ["--checkpoint=unused", f"--images={root / 'images'}", f"--output_dir={tmp_path / 'out'}"]
+    missing = run_module("inpainting.evaluate", *common, f"--masks={tmp_path / 'nothing'}")
+    assert_user_error(missing, f"--masks={tmp_path / 'nothing'}: no such folder")
+    _write(tmp_path / "file.png", np.zeros((32, 40), np.uint8))
+    a_file = run_module("inpainting.evaluate", *common, f"--masks={tmp_path / 'file.png'}")
+    assert_user_error(a_file, f"--masks={tmp_path / 'file.png'}: not a folder", "--mask=FILE")
+    assert not (tmp_path / "out").exists()

@@ -290,6 +290,32 @@ def test_undecodable_files(tmp_path, name, content):
     _message(excinfo, name, "cannot decode as an image", "png", "jpg")
 
 
+@pytest.mark.parametrize("ext", [".gif", ".png", ".webp", ".tif"])
+def test_animated_or_multi_page_files_are_refused(tmp_path, ext):
+    frames = [np.full((9, 13, 3), level, np.uint8) for level in (50, 120, 200)]
+    if ext == ".tif":
+        ok, data = cv2.imencodemulti(ext, frames)
+    else:
+        animation = cv2.Animation()
+        animation.frames, animation.durations = frames, [100] * 3
+        ok, data = cv2.imencodeanimation(ext, animation)
+    assert ok
+    path = tmp_path / f"moving{ext}"
+    path.write_bytes(np.asarray(data).tobytes())
+    assert cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED) is not None  # the first frame
+    for reader in (imageio.read_image, imageio.read_mask):
+        with pytest.raises(ImageError) as excinfo:
+            reader(path)
+        _message(excinfo, f"moving{ext}", "has 3 frames", "save the frame you want as a PNG")
+
+
+def test_still_gif_is_read(tmp_path):
+    pixels = np.zeros((9, 13, 3), np.uint8)
+    pixels[2:5, 3:9] = (0, 0, 255)  # red in BGR
+    path = _save(tmp_path / "still.gif", pixels)
+    np.testing.assert_array_equal(imageio.read_image(path).rgb[..., ::-1], _load(path)[..., :3])
+
+
 def test_float_tiff_is_rejected(tmp_path):
     pixels = np.random.default_rng(0).random((4, 5, 3)).astype(np.float32)
     path = _save(tmp_path / "float.tif", pixels)

@@ -186,3 +186,93 @@ def test_attention_memory_budget_gives_the_same_result(tiny_checkpoint):
     assert budget._run.experimental_get_tracing_count() == 1
     # Large images are streamed: memory grows with the area, not with its square.
     budget.check_size(8000, 8000)
+
+
+def _folder(root, names, size=(30, 41)):
+    """Images (distinct grey levels) named `names` in `root`; returns {name: pixels}."""
+    root.mkdir(parents=True, exist_ok=True)
+    pixels = {}
+    for i, name in enumerate(names):
+        pixels[name] = np.full((*size, 3), 40 + 30 * i, np.uint8)
+        _write(root / name, pixels[name])
+    return pixels
+
+
+def test_cli_folder_outputs_that_collide_are_refused(files, tiny_checkpoint, tmp_path):
+    _folder(tmp_path / "images", ["a.jpg", "a.png", "b.png"])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"precious")
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}",
+                        f"--image_dir={tmp_path / 'images'}", f"--mask={files / 'mask.png'}",
+                        f"--output_dir={out}", "--overwrite")
+    assert_user_error(result, f"{out / 'a.png'}: would be written twice", "a.jpg", "a.png")
+    assert sorted(os.listdir(out)) == ["a.png"] and (out / "a.png").read_bytes() == b"precious"
+
+
+def test_cli_flow_that_is_the_output_is_refused(files, tiny_checkpoint, tmp_path):
+    args = [f"--checkpoint={tiny_checkpoint}", f"--mask={files / 'mask.png'}", "--overwrite"]
+    (tmp_path / "same.png").write_bytes(b"precious")
+    single = run_module("inpainting.inpaint", *args, f"--image={files / 'img.png'}",
+                        f"--output={tmp_path / 'same.png'}", f"--flow={tmp_path / 'same.png'}")
+    assert_user_error(single, f"{tmp_path / 'same.png'}: would be written twice", "output", "flow")
+    assert (tmp_path / "same.png").read_bytes() == b"precious"
+    _folder(tmp_path / "images", ["a.png"])
+    folder = run_module("inpainting.inpaint", *args, f"--image_dir={tmp_path / 'images'}",
+                        f"--output_dir={tmp_path / 'out'}", f"--flow_dir={tmp_path / 'out'}")
+    assert_user_error(folder, f"{tmp_path / 'out' / 'a.png'}: would be written twice")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_folder_goes_on_after_unreadable_images(files, tiny_checkpoint, tmp_path):
+    images = tmp_path / "images"
+    good = _folder(images, ["b.png", "d.png", "e.png"])
+    (images / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # the first image fails
+    (images / "c.jpg").write_bytes(b"not a jpeg")
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}", f"--image_dir={images}",
+                        f"--mask={files / 'mask.png'}", f"--output_dir={tmp_path / 'out'}")
+    assert_user_error(result, "2 of 5 images failed")
+    failures = [line for line in result.stderr.splitlines() if "cannot decode" in line]
+    assert len(failures) == 2, result.stderr
+    assert "a.png" in failures[0] and "c.jpg" in failures[1]
+    assert sorted(os.listdir(tmp_path / "out")) == ["b.png", "d.png", "e.png"]
+    keep = box_mask(30, 41, 5, 5, 10, 10) == 0
+    for name, pixels in good.items():
+        out = cv2.imread(str(tmp_path / "out" / name))
+        np.testing.assert_array_equal(out[keep], pixels[keep])
+
+
+def test_cli_output_folders_inside_the_image_folder_are_not_inputs(files, tiny_checkpoint, tmp_path):
+    images = tmp_path / "images"
+    _folder(images, ["a.png", "b.jpg"])
+    args = [f"--checkpoint={tiny_checkpoint}", f"--image_dir={images}", f"--mask={files / 'mask.png'}",
+            f"--output_dir={images / 'filled'}", f"--flow_dir={images / 'flows'}"]
+    first = run_module("inpainting.inpaint", *args)
+    assert first.returncode == 0, first.stderr
+    second = run_module("inpainting.inpaint", *args, "--overwrite")
+    assert second.returncode == 0, second.stderr
+    assert "[2/2]" in second.stderr and "[3/" not in second.stderr
+    assert sorted(os.listdir(images)) == ["a.png", "b.jpg", "filled", "flows"]
+    assert sorted(os.listdir(images / "filled")) == sorted(os.listdir(images / "flows")) == ["a.png", "b.png"]
+
+
+def test_cli_animated_image_is_refused(files, tiny_checkpoint, tmp_path):
+    frames = [np.full((30, 41, 3), level, np.uint8) for level in (50, 200)]
+    animation = cv2.Animation()
+    animation.frames, animation.durations = frames, [100, 100]
+    ok, data = cv2.imencodeanimation(".gif", animation)
+    assert ok
+    (tmp_path / "anim.gif").write_bytes(data.tobytes())
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}",
+                        f"--image={tmp_path / 'anim.gif'}", f"--mask={files / 'mask.png'}",
+                        f"--output={tmp_path / 'out.png'}")
+    assert_user_error(result, "anim.gif: has 2 frames", "save the frame you want")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_cli_missing_mask_folder_is_named(files, tiny_checkpoint, tmp_path):
+    _folder(tmp_path / "images", ["a.png"])
+    result = run_module("inpainting.inpaint", f"--checkpoint={tiny_checkpoint}",
+                        f"--image_dir={tmp_path / 'images'}", f"--mask_dir={tmp_path / 'masks'}",
+                        f"--output_dir={tmp_path / 'out'}")
+    assert_user_error(result, f"--mask_dir={tmp_path / 'masks'}: no such folder")

@@ -1,6 +1,7 @@
 """Tests of the original-checkpoint import (inpainting.tf1) and its command line."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -115,3 +116,29 @@ def test_convert_command_line_wrong_version(tmp_path, reference_variables):
     result = run_module("inpainting.tf1", f"--checkpoint={tmp_path / 'v2'}", f"--output={tmp_path / 'out'}")
     assert_user_error(result, "DeepFill v2 checkpoint")
     assert not (tmp_path / "out").exists()
+    # Only the error line, besides TensorFlow's C++ start-up notices (printed before logging is set up).
+    lines = [line for line in result.stderr.splitlines()
+             if not line.startswith("WARNING: All log messages before absl::InitializeLog()")
+             and not re.match(r"[IE]0000 00:00:", line)]
+    assert len(lines) <= 3, result.stderr
+
+
+def test_convert_command_line_output_is_a_file(tmp_path, reference_variables):
+    write_tf1_checkpoint(tmp_path / "original", reference_variables)
+    (tmp_path / "notes.txt").write_text("mine")
+    result = run_module("inpainting.tf1", f"--checkpoint={tmp_path / 'original'}",
+                        f"--output={tmp_path / 'notes.txt'}", "--overwrite")
+    assert_user_error(result, f"{tmp_path / 'notes.txt'}: is a file", "--output must be a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_convert_command_line_refuses_its_own_folder(tmp_path, reference_variables, overwrite):
+    original = tmp_path / "original"
+    write_tf1_checkpoint(original, reference_variables)
+    before = {name: (original / name).read_bytes() for name in os.listdir(original)}
+    for output in (original, original / "snap-0"):
+        result = run_module("inpainting.tf1", f"--checkpoint={output}", f"--output={original}", *overwrite)
+        assert_user_error(result, f"{original}: is the folder of the original checkpoint",
+                          "choose another --output")
+    assert {name: (original / name).read_bytes() for name in os.listdir(original)} == before
