@@ -19,6 +19,10 @@ demo: install
 	$(PY) -m inpainting.demo --model_dir=runs/demo
 
 # The web page's test drives Debian's chromium (Playwright's own browser downloads are not used).
+# TensorFlow computes with oneDNN on CPUs with AVX-512 and without it on the others (and with
+# TF_ENABLE_ONEDNN_OPTS=0), with different kernels: the tests marked onednn_modes (what builds,
+# differentiates or trains a generator) run a second time in the mode this machine does not default to.
 test: install
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 	$(PY) -m pytest tests
+	TF_ENABLE_ONEDNN_OPTS=$$($(PY) tests/onednn.py --other) $(PY) -m pytest -m onednn_modes tests

@@ -21,6 +21,16 @@ def _split_cpu():
 
 
 _split_cpu()
+
+
+def pytest_report_header(config):
+    from onednn import onednn_enabled
+
+    from inpainting import layers
+
+    gradient = "TensorFlow's" if layers.native_dilated_gradients() else "space-to-batch"
+    return (f"oneDNN {'on' if onednn_enabled() else 'off'} (TF_ENABLE_ONEDNN_OPTS="
+            f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}); gradients of dilated convolutions: {gradient}")
 REFERENCE = pathlib.Path(
     os.environ.get("INPAINTING_REFERENCE", REPO.parent / "shared" / "reference" / "deepfill"))
 

@@ -8,6 +8,9 @@ from conftest import load_reference
 from inpainting import attention
 from inpainting.attention import ContextualAttention
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 IMPLEMENTATIONS = {"matmul": attention.attention_matmul, "patches": attention.attention_patches}
 # Two grid rows per block: every block border and both wraps of the column-major fuse pass matter.
 FORMULATIONS = {**IMPLEMENTATIONS,

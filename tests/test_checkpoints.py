@@ -16,6 +16,9 @@ from inpainting.config import ConfigError, ModelConfig
 from inpainting.generator import Generator
 from inpainting.tf1 import CheckpointError
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 
 def _tiny(seed):
     tf.keras.utils.set_random_seed(seed)

@@ -9,6 +9,9 @@ from inpainting import tf1
 from inpainting.config import ModelConfig
 from inpainting.critics import Critics
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 
 def test_matches_original(official_checkpoint):
     ref = load_reference("v1", "discriminator.npz")

@@ -9,6 +9,9 @@ from inpainting import tf1
 from inpainting.config import ModelConfig
 from inpainting.generator import Generator
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 CASES = ["g_256x256_b1", "g_256x384_b1", "g_256x256_b2"]
 
 

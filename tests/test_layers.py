@@ -6,6 +6,9 @@ import tensorflow as tf
 
 from inpainting import layers
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 
 @pytest.mark.parametrize("in_size,out_size", [
     (64, 32), (256, 64), (85, 42), (33, 16), (7, 3), (5, 1), (1, 1), (16, 32), (13, 26), (30, 7),

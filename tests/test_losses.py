@@ -8,6 +8,9 @@ from conftest import load_reference
 from inpainting import losses
 from inpainting.tf1 import load_official_critics, load_official_generator
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 
 def test_matches_original_losses(official_checkpoint):
     ref = load_reference("v1", "losses.npz")

@@ -9,6 +9,9 @@ from inpainting import attention, checkpoints, imageio, inference, streaming
 from inpainting.config import ModelConfig
 from inpainting.generator import Generator
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 
 def _features(height, width, channels=6, seed=0):
     return np.random.default_rng(seed).normal(size=(height, width, channels)).astype(np.float32)

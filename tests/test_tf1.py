@@ -10,6 +10,9 @@ import tensorflow as tf
 from conftest import assert_user_error, run_module, write_tf1_checkpoint
 from inpainting import checkpoints, tf1
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 
 @pytest.fixture(scope="module")
 def reference_variables(official_checkpoint):

@@ -19,6 +19,9 @@ from inpainting.critics import Critics
 from inpainting.errors import ConfigError, TrainingError
 from inpainting.tf1 import load_official_generator
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 TINY = dict(cnum=4, image_size=(64, 64), box_size=(32, 32), max_delta=(8, 8), batch_size=2,
             critic_steps=2, validation_images=2, summary_every=1, validation_every=2,
             checkpoint_every=2, log_every=1, deterministic=True)

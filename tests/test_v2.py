@@ -13,6 +13,9 @@ from inpainting.errors import CheckpointError, ConfigError
 from inpainting.generator import Generator
 from inpainting.layers import Conv, UpConv
 
+# Also run with the other oneDNN mode by `make test` (see pytest.ini).
+pytestmark = pytest.mark.onednn_modes
+
 CASES = ["g_256x256_b1", "g_256x384_b1", "g_256x256_b2"]
 SN_SCOPE = "discriminator/sn_patch_gan"
 
