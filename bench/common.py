@@ -148,14 +148,15 @@ def backend():
             "dilated_conv": os.environ.get("INPAINTING_DILATED_CONV", "auto")}
 
 
-def matmul_gflops(n=2048, runs=10):
-    """float32 matrix-multiply speed of this machine, measured with TensorFlow."""
+def matmul_gflops(n=2048, runs=10, wait=True):
+    """float32 matrix-multiply speed of this machine, measured with TensorFlow (`wait`: for a quiet
+    machine before each run)."""
     import tensorflow as tf
 
     a = tf.random.stateless_normal([n, n], seed=[1, 2])
     b = tf.random.stateless_normal([n, n], seed=[3, 4])
     matmul = tf.function(lambda x, y: tf.matmul(x, y))
-    timing = time_runs(lambda: matmul(a, b).numpy(), runs, warmup=2)
+    timing = time_runs(lambda: matmul(a, b).numpy(), runs, warmup=2, wait=wait)
     return 2 * n ** 3 / timing["median"] / 1e9, timing
 
 

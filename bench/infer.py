@@ -74,7 +74,7 @@ def main():
     from inpainting.config import ModelConfig
     from inpainting.generator import Generator
 
-    gflops, matmul_timing = common.matmul_gflops()
+    gflops, matmul_timing = common.matmul_gflops(wait=not args.no_wait)
     common.emit({"bench": "matmul_float32", "n": 2048, "gflops": round(gflops, 1), **matmul_timing,
                  **common.backend()})
     for version, implementation in ((v, i) for v in args.versions.split(",")

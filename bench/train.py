@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--xla", action="store_true", help="compile the steps with XLA")
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                         help="mixed_bfloat16 is not the original's math (16-bit convolutions)")
+    parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
     common.add_backend_flags(parser, dilated_conv="auto,space_to_batch")
     args = parser.parse_args()
     records = common.run_backends(args)
@@ -82,12 +83,14 @@ def main():
         common_fields = {"batch": args.batch_size, "size": f"{args.size}x{args.size}",
                          "critic_updates": config.critic_steps, "xla": args.xla,
                          "precision": args.precision}
-        iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations, warmup=1)
+        wait = not args.no_wait
+        iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations, warmup=1,
+                                     wait=wait)
         critic = common.time_runs(lambda: trainer._checked_update("critic", iterator), 3 * args.iterations,
-                                  warmup=1)
+                                  warmup=1, wait=wait)
         generator = common.time_runs(lambda: trainer._checked_update("generator", iterator),
-                                     args.iterations, warmup=1)
-    gflops, matmul = common.matmul_gflops()
+                                     args.iterations, warmup=1, wait=wait)
+    gflops, matmul = common.matmul_gflops(wait=wait)
     for name, timing in (("iteration", iteration), ("critic_update", critic),
                          ("generator_update", generator)):
         same_math = (args.batch_size, args.size, args.precision) == (4, 256, "float32")
