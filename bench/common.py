@@ -6,6 +6,7 @@ until other processes use less than 0.15 of a core; the CPU other processes used
 is recorded so that a "quiet median" over undisturbed runs can be reported.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -52,82 +53,116 @@ def time_runs(fn, runs, warmup, wait=True):
         A dict: median, min, quiet median (over runs during which others used < 0.15 core, or
         null), the runs' seconds and the cores other processes used during each.
     """
-    for _ in range(warmup):
-        fn()
-    seconds, others = [], []
+    return time_interleaved({None: fn}, runs, warmup, wait)[None]
+
+
+def time_interleaved(fns, runs, warmup, wait=True):
+    """Times each function of the dict `fns` `runs` times, taking turns (A B A B ...), so that a
+    machine whose speed drifts slows them alike; after `warmup` calls of each.
+
+    Returns:
+        {name: the dict `time_runs` returns}.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    seconds = {name: [] for name in fns}
+    others = {name: [] for name in fns}
     for _ in range(runs):
-        if wait:
-            wait_for_quiet()
-        busy0, own0 = _busy_and_own()
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        busy1, own1 = _busy_and_own()
-        seconds.append(elapsed)
-        others.append(max(0.0, (busy1 - busy0) - (own1 - own0)) / elapsed)
-    quiet = [s for s, o in zip(seconds, others) if o < QUIET_CORES]
-    return {"median": float(np.median(seconds)), "min": float(min(seconds)),
-            "quiet_median": float(np.median(quiet)) if quiet else None,
-            "quiet_runs": len(quiet), "runs": len(seconds),
-            "others_cores_max": round(max(others), 3)}
+        for name, fn in fns.items():
+            if wait:
+                wait_for_quiet()
+            busy0, own0 = _busy_and_own()
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+            busy1, own1 = _busy_and_own()
+            seconds[name].append(elapsed)
+            others[name].append(max(0.0, (busy1 - busy0) - (own1 - own0)) / elapsed)
+    timings = {}
+    for name in fns:
+        quiet = [s for s, o in zip(seconds[name], others[name]) if o < QUIET_CORES]
+        timings[name] = {"median": float(np.median(seconds[name])), "min": float(min(seconds[name])),
+                         "quiet_median": float(np.median(quiet)) if quiet else None,
+                         "quiet_runs": len(quiet), "runs": len(seconds[name]),
+                         "others_cores_max": round(max(others[name]), 3)}
+    return timings
 
 
 ONEDNN_MODES = {"on": "1", "off": "0"}
 DILATED_CONV = ("auto", "native", "space_to_batch")
 
 
-def add_backend_flags(parser, dilated_conv="auto"):
-    """`--onednn` and `--dilated_conv`, whose lists `run_backends` runs one child process each."""
+def add_backend_flags(parser, dilated_conv="auto,space_to_batch"):
+    """`--onednn` (one child process per mode, `run_onednn_modes`) and `--dilated_conv` (the
+    formulations timed in turns in each, `dilated_conv_formulations`)."""
     parser.add_argument("--onednn", default="on,off",
-                        help="oneDNN modes to measure, comma-separated: on, off (TF_ENABLE_ONEDNN_OPTS=1/0; "
-                             "CPUs without AVX-512 default to off), or default (as the machine gives it)")
+                        help="oneDNN modes to measure, comma-separated, each in a child process: on, "
+                             "off (TF_ENABLE_ONEDNN_OPTS=1/0; CPUs without AVX-512 default to off), or "
+                             "default (as the machine gives it)")
     parser.add_argument("--dilated_conv", default=dilated_conv,
-                        help="formulations of the dilated convolutions to measure, comma-separated: "
-                             f"{', '.join(DILATED_CONV)} (INPAINTING_DILATED_CONV; native cannot train "
-                             "with oneDNN off)")
+                        help="formulations of the dilated convolutions to measure in turns, "
+                             f"comma-separated: {', '.join(DILATED_CONV)} (INPAINTING_DILATED_CONV; "
+                             "native cannot train with oneDNN off)")
 
 
-def run_backends(args):
-    """Runs this script once per (oneDNN mode, dilated-conv formulation) of `args` in a child process.
-
-    Returns:
-        None in a child (or for a single default backend): this process measures. Otherwise the
-        children's JSON records, which were printed as they came; each carries `onednn` and
-        `dilated_conv`.
-    """
-    modes = args.onednn.split(",")
+def dilated_conv_formulations(args):
+    """The formulations of `--dilated_conv`, checked."""
     formulations = args.dilated_conv.split(",")
-    for value in modes:
-        if value not in (*ONEDNN_MODES, "default"):
-            raise SystemExit(f"error: --onednn takes on, off or default, got {value!r}")
     for value in formulations:
         if value not in DILATED_CONV:
             raise SystemExit(f"error: --dilated_conv takes {', '.join(DILATED_CONV)}, got {value!r}")
-    if os.environ.get("BENCH_CHILD") or (modes == ["default"] and len(formulations) == 1):
-        os.environ.setdefault("INPAINTING_DILATED_CONV", formulations[0])
+    return formulations
+
+
+@contextlib.contextmanager
+def dilated_conv(formulation):
+    """Models traced inside use `formulation` for their dilated convolutions."""
+    saved = os.environ.get("INPAINTING_DILATED_CONV")
+    os.environ["INPAINTING_DILATED_CONV"] = formulation
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["INPAINTING_DILATED_CONV"]
+        else:
+            os.environ["INPAINTING_DILATED_CONV"] = saved
+
+
+def run_onednn_modes(args):
+    """Runs this script once per oneDNN mode of `args.onednn` in a child process.
+
+    Returns:
+        None in a child (or for the single mode `default`): this process measures. Otherwise the
+        children's JSON records, printed as they came.
+    """
+    modes = args.onednn.split(",")
+    for value in modes:
+        if value not in (*ONEDNN_MODES, "default"):
+            raise SystemExit(f"error: --onednn takes on, off or default, got {value!r}")
+    if os.environ.get("BENCH_CHILD") or modes == ["default"]:
         return None
-    own = [a for a in sys.argv[1:] if not a.startswith(("--onednn", "--dilated_conv"))]
+    own = [a for a in sys.argv[1:] if not a.startswith("--onednn")]
     records = []
     for mode in modes:
-        for formulation in formulations:
-            env = dict(os.environ, BENCH_CHILD="1", INPAINTING_DILATED_CONV=formulation)
-            if mode != "default":
-                env["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN_MODES[mode]
-            child = subprocess.Popen([sys.executable, sys.argv[0], *own], env=env, text=True,
-                                     stdout=subprocess.PIPE)
-            for line in child.stdout:
-                print(line, end="", flush=True)
-                if line.startswith("{"):
-                    records.append(json.loads(line))
-            if child.wait():
-                raise SystemExit(f"error: the run with oneDNN {mode} and {formulation} failed "
-                                 f"(exit status {child.returncode})")
+        env = dict(os.environ, BENCH_CHILD="1")
+        if mode != "default":
+            env["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN_MODES[mode]
+        child = subprocess.Popen([sys.executable, sys.argv[0], *own], env=env, text=True,
+                                 stdout=subprocess.PIPE)
+        for line in child.stdout:
+            print(line, end="", flush=True)
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        if child.wait():
+            raise SystemExit(f"error: the run with oneDNN {mode} failed (exit status {child.returncode})")
     return records
 
 
 def emit_backend_ratios(records, bench, keys):
     """One line per group of `records` of `bench` that agree on `keys`: each backend's seconds over
-    those of oneDNN on with the `auto` formulation (the first backend measured if it is absent)."""
+    those of oneDNN on with the `auto` formulation (the first backend measured if it is absent).
+    Only formulations timed in turns in one process are compared without drift between them."""
     groups = {}
     for record in records:
         if record.get("bench") == bench:
@@ -140,12 +175,11 @@ def emit_backend_ratios(records, bench, keys):
               f"over_{name(base)}": {name(r): round(r["seconds"] / base["seconds"], 3) for r in group}})
 
 
-def backend():
-    """The oneDNN mode and dilated-conv formulation this process measures, as JSON fields."""
+def onednn():
+    """Whether TensorFlow computes with oneDNN in this process."""
     from tensorflow.python.util import _pywrap_util_port
 
-    return {"onednn": bool(_pywrap_util_port.IsMklEnabled()),
-            "dilated_conv": os.environ.get("INPAINTING_DILATED_CONV", "auto")}
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def matmul_gflops(n=2048, runs=10, wait=True):

@@ -12,10 +12,10 @@ convolution, transposed convolution), so its time is the original's computation 
 another machine of this class. Weights are random (timing does not depend on their values). The
 hole is a centred rectangle covering 13.4% of the image, like the reference 256x256 case.
 
-Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`) and each formulation of the dilated convolutions
-(`INPAINTING_DILATED_CONV`) runs in a child process of its own; every line says which
-(`onednn`, `dilated_conv`), and `infer_backends` lines give each one's seconds over oneDNN on with
-the default formulation.
+Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`) runs in a child process of its own, in which the
+formulations of the dilated convolutions (`INPAINTING_DILATED_CONV`) are timed in turns; every
+line says which (`onednn`, `dilated_conv`), and `infer_backends` lines give each one's seconds
+over oneDNN on with the default formulation.
 """
 
 import argparse
@@ -61,9 +61,10 @@ def main():
                         help="contextual-attention implementations to time")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per size (halved above 256x256)")
     parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
-    common.add_backend_flags(parser, dilated_conv="auto,space_to_batch")
+    common.add_backend_flags(parser)
     args = parser.parse_args()
-    records = common.run_backends(args)
+    formulations = common.dilated_conv_formulations(args)
+    records = common.run_onednn_modes(args)
     if records is not None:
         common.emit_backend_ratios(records, "infer", ("model", "implementation", "height", "width"))
         return
@@ -75,15 +76,18 @@ def main():
     from inpainting.generator import Generator
 
     gflops, matmul_timing = common.matmul_gflops(wait=not args.no_wait)
+    onednn = common.onednn()
     common.emit({"bench": "matmul_float32", "n": 2048, "gflops": round(gflops, 1), **matmul_timing,
-                 **common.backend()})
+                 "onednn": onednn})
     for version, implementation in ((v, i) for v in args.versions.split(",")
                                     for i in args.implementations.split(",")):
         tf.keras.utils.set_random_seed(0)
         generator = Generator(ModelConfig(version=version, cnum=RELEASED_CNUM[version]),
                               attention=implementation)
         generator.build()
-        forward = tf.function(lambda image, mask: generator([image, mask])["refined"])
+        # One function per formulation of the dilated convolutions, each traced with it.
+        forwards = {f: tf.function(lambda image, mask: generator([image, mask])["refined"])
+                    for f in formulations}
         for size in args.sizes.split(","):
             height, width = (int(v) for v in size.lower().split("x"))
             image = tf.random.stateless_uniform([1, height, width, 3], seed=[0, 1], minval=-1, maxval=1)
@@ -91,21 +95,26 @@ def main():
             h, w = round(height * 101 / 256), round(width * 87 / 256)
             mask[:, (height - h) // 2:(height + h) // 2, (width - w) // 2:(width + w) // 2] = 1
             mask = tf.constant(mask)
+            for formulation, forward in forwards.items():
+                with common.dilated_conv(formulation):
+                    forward(image, mask)
             runs = args.runs if height * width <= 256 * 256 else max(3, args.runs // 2)
-            timing = common.time_runs(lambda: forward(image, mask).numpy(), runs, warmup=3,
-                                      wait=not args.no_wait)
+            timings = common.time_interleaved(
+                {f: lambda forward=forward: forward(image, mask).numpy() for f, forward in forwards.items()},
+                runs, warmup=2, wait=not args.no_wait)
             flop = generator_gflop(generator, height, width)
             original = ORIGINAL_SECONDS.get((version, height, width))
-            common.emit({
-                "bench": "infer", "model": version, "implementation": implementation, "batch": 1,
-                "height": height, "width": width, "hole_fraction": round(float(np.mean(mask)), 4),
-                "seconds": round(timing["median"], 4), "gflop": round(flop, 2),
-                "effective_gflops": round(flop / timing["median"], 1),
-                "original_seconds": original,
-                "speedup_vs_original": round(original / timing["median"], 3) if original else None,
-                **{f"timing_{k}": v for k, v in timing.items()}, **common.backend(),
-            })
-
+            for formulation, timing in timings.items():
+                common.emit({
+                    "bench": "infer", "model": version, "implementation": implementation, "batch": 1,
+                    "height": height, "width": width, "hole_fraction": round(float(np.mean(mask)), 4),
+                    "seconds": round(timing["median"], 4), "gflop": round(flop, 2),
+                    "effective_gflops": round(flop / timing["median"], 1),
+                    "original_seconds": original,
+                    "speedup_vs_original": round(original / timing["median"], 3) if original else None,
+                    **{f"timing_{k}": v for k, v in timing.items()},
+                    "onednn": onednn, "dilated_conv": formulation,
+                })
 
 if __name__ == "__main__":
     main()

@@ -13,11 +13,12 @@ real photos (the bundled samples) so that the input pipeline is not measured, as
 its lines carry no comparison. Prints one line for the iteration, one each for a single critic and a single generator update,
 and one with this machine's float32 matmul GFLOP/s measured in the same run.
 
-Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`; CPUs without AVX-512 default to off) and each
-formulation of the dilated convolutions (`INPAINTING_DILATED_CONV`) runs in a child process of its
-own; every line says which (`onednn`, `dilated_conv`), and `train_<version>_backends` lines give
-each one's seconds over oneDNN on with the default formulation. `native` cannot train with oneDNN
-off (TensorFlow has no gradient kernel for dilated convolutions there).
+Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`; CPUs without AVX-512 default to off) runs in a child
+process of its own, in which each formulation of the dilated convolutions
+(`INPAINTING_DILATED_CONV`) has a trainer of its own and the formulations are timed in turns;
+every line says which (`onednn`, `dilated_conv`), and `train_<version>_backends` lines give each
+one's seconds over oneDNN on with the default formulation. `native` cannot train with oneDNN off
+(TensorFlow has no gradient kernel for dilated convolutions there) and is skipped with a line.
 """
 
 import argparse
@@ -59,9 +60,10 @@ def main():
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                         help="mixed_bfloat16 is not the original's math (16-bit convolutions)")
     parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
-    common.add_backend_flags(parser, dilated_conv="auto,space_to_batch")
+    common.add_backend_flags(parser)
     args = parser.parse_args()
-    records = common.run_backends(args)
+    formulations = common.dilated_conv_formulations(args)
+    records = common.run_onednn_modes(args)
     if records is not None:
         common.emit_backend_ratios(records, f"train_{args.version}",
                                    ("measure", "batch", "size", "precision", "xla"))
@@ -70,41 +72,57 @@ def main():
 
     import keras
 
-    from inpainting import training
+    from inpainting import layers, training
     from inpainting.config import TrainConfig
 
+    onednn = common.onednn()
+    if "native" in formulations and not layers.native_dilated_gradients():
+        formulations.remove("native")
+        common.emit({"bench": f"train_{args.version}", "onednn": onednn, "dilated_conv": "native",
+                     "skipped": "TensorFlow has no gradient kernel for dilated convolutions here"})
     keras.mixed_precision.set_global_policy(args.precision)
-    with tempfile.TemporaryDirectory() as model_dir:
-        config = TrainConfig(model_dir=model_dir, version=args.version, image_size=args.size,
-                             box_size=args.size // 2,
-                             batch_size=args.batch_size, xla=args.xla, precision=args.precision)
-        trainer = training.Trainer(config)
-        iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
-        common_fields = {"batch": args.batch_size, "size": f"{args.size}x{args.size}",
-                         "critic_updates": config.critic_steps, "xla": args.xla,
-                         "precision": args.precision}
-        wait = not args.no_wait
-        iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations, warmup=1,
-                                     wait=wait)
-        critic = common.time_runs(lambda: trainer._checked_update("critic", iterator), 3 * args.iterations,
-                                  warmup=1, wait=wait)
-        generator = common.time_runs(lambda: trainer._checked_update("generator", iterator),
-                                     args.iterations, warmup=1, wait=wait)
+    wait = not args.no_wait
+    with tempfile.TemporaryDirectory() as temp:
+        # One trainer per formulation of the dilated convolutions, its steps traced with it; the
+        # formulations are timed in turns.
+        runs = {}
+        for formulation in formulations:
+            config = TrainConfig(model_dir=os.path.join(temp, formulation), version=args.version,
+                                 image_size=args.size, box_size=args.size // 2,
+                                 batch_size=args.batch_size, xla=args.xla, precision=args.precision)
+            trainer = training.Trainer(config)
+            iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
+            with common.dilated_conv(formulation):
+                trainer._one_step(iterator, 1)
+            runs[formulation] = trainer, iterator
+        timings = {
+            "iteration": common.time_interleaved(
+                {f: lambda t=t, i=i: t._one_step(i, 1) for f, (t, i) in runs.items()},
+                args.iterations, warmup=0, wait=wait),
+            "critic_update": common.time_interleaved(
+                {f: lambda t=t, i=i: t._checked_update("critic", i) for f, (t, i) in runs.items()},
+                3 * args.iterations, warmup=0, wait=wait),
+            "generator_update": common.time_interleaved(
+                {f: lambda t=t, i=i: t._checked_update("generator", i) for f, (t, i) in runs.items()},
+                args.iterations, warmup=0, wait=wait),
+        }
     gflops, matmul = common.matmul_gflops(wait=wait)
-    for name, timing in (("iteration", iteration), ("critic_update", critic),
-                         ("generator_update", generator)):
-        same_math = (args.batch_size, args.size, args.precision) == (4, 256, "float32")
-        original = ORIGINAL_SECONDS[args.version][name] if same_math else None
-        common.emit({"bench": f"train_{args.version}", "measure": name, **common_fields,
-                     "seconds": round(timing["median"], 4), "min": round(timing["min"], 4),
-                     "quiet_median": timing["quiet_median"] and round(timing["quiet_median"], 4),
-                     "runs": timing["runs"], "quiet_runs": timing["quiet_runs"],
-                     "original_seconds": original,
-                     "speedup_vs_original": original and round(original / timing["median"], 3),
-                     **common.backend()})
+    common_fields = {"batch": args.batch_size, "size": f"{args.size}x{args.size}",
+                     "critic_updates": config.critic_steps, "xla": args.xla,
+                     "precision": args.precision, "onednn": onednn}
+    for name, by_formulation in timings.items():
+        for formulation, timing in by_formulation.items():
+            same_math = (args.batch_size, args.size, args.precision) == (4, 256, "float32")
+            original = ORIGINAL_SECONDS[args.version][name] if same_math else None
+            common.emit({"bench": f"train_{args.version}", "measure": name, **common_fields,
+                         "dilated_conv": formulation,
+                         "seconds": round(timing["median"], 4), "min": round(timing["min"], 4),
+                         "quiet_median": timing["quiet_median"] and round(timing["quiet_median"], 4),
+                         "runs": timing["runs"], "quiet_runs": timing["quiet_runs"],
+                         "original_seconds": original,
+                         "speedup_vs_original": original and round(original / timing["median"], 3)})
     common.emit({"bench": "matmul", "gflops": round(gflops, 1), "seconds": round(matmul["median"], 5),
-                 **common.backend()})
-
+                 "onednn": onednn})
 
 if __name__ == "__main__":
     main()
