@@ -27,13 +27,19 @@ from inpainting.errors import InpaintingError
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
+def refuse_file(path, flag, error=InpaintingError):
+    """`error` naming `flag` if `path` is an existing file (or anything else but a folder)."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise error(f"{flag}={path} is a file, not a folder; give a folder path (it is created if missing)")
+
+
 def make_directory(path, flag, error=InpaintingError):
     """Creates folder `path` (and its parents) if missing; `error` naming `flag` if it cannot be one."""
     path = os.fspath(path)
     if "://" in path:  # a URL (gs://, s3://): TensorFlow's file system creates it
         return path
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise error(f"{flag}={path} is a file, not a folder; give a folder path (it is created if missing)")
+    refuse_file(path, flag, error)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:  # a parent that is a file, no permission, read-only file system, ...

@@ -25,16 +25,21 @@ and masks whose size differs from their image's, with an error naming the proble
 
 Each version is written into a temporary folder next to the final one and renamed into place
 when complete, so a model server watching `export_dir` never sees a half-written version; an
-existing version is never replaced.
+existing version is never replaced. Exports running at the same time into one `export_dir` each
+get their own version: when another one took the chosen number first, the rename fails (it never
+replaces a folder holding files) and the next free number is taken; an explicit version that
+another export took first is an error.
 """
 
+import errno
 import os
 import shutil
+import uuid
 
 import numpy as np
 import tensorflow as tf
 
-from inpainting import data, inference, masks
+from inpainting import data, inference, locks, masks
 from inpainting import flow as flow_lib
 from inpainting.config import DEFAULT_MAX_PIXELS
 from inpainting.errors import ExportError
@@ -273,20 +278,23 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
         The version folder written.
 
     Raises:
-        ExportError: the version exists already, or `version` is not a positive integer.
+        ExportError: the version exists already (also when another export took it while this one
+            was written), `version` is not a positive integer, or `export_dir` cannot be a folder.
     """
     export_dir = os.fspath(export_dir)
-    if version is None:
+    locks.refuse_file(export_dir, "--export_dir", ExportError)
+    automatic = version is None
+    if automatic:
         version = (versions(export_dir) or [0])[-1] + 1
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
         raise ExportError(f"--version must be a positive integer, got {version!r}")
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final):
-        raise ExportError(f"{final} exists already; choose another --version (or leave it out to "
-                          "take the next free one)")
-    os.makedirs(export_dir, exist_ok=True)
-    temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
-    shutil.rmtree(temp, ignore_errors=True)
+        raise _exists(final)
+    locks.make_directory(export_dir, "--export_dir", ExportError)
+    # A name of its own per export (also across hosts sharing the folder), created by the save with
+    # the usual permissions.
+    temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
     try:
         module = ServingModule(generator, max_pixels, attention_memory_mb)
         tf.saved_model.save(module, temp, signatures={"serving_default": module.serve_bytes,
@@ -295,10 +303,24 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
             write_warmup(temp, warmup_requests(generator, os.path.basename(os.path.abspath(export_dir))))
         if extra is not None:
             extra(temp)
-        os.rename(temp, final)
+        while True:
+            try:
+                os.rename(temp, final)
+                return final
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if not automatic:  # another export wrote this version meanwhile
+                    raise _exists(final) from None
+                version = max(version, (versions(export_dir) or [0])[-1]) + 1
+                final = os.path.join(export_dir, str(version))
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-    return final
+
+
+def _exists(final):
+    return ExportError(f"{final} exists already; choose another --version (or leave it out to take the "
+                       "next free one)")
 
 
 def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None, warmup=True,
@@ -324,6 +346,7 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
     from inpainting import checkpoints
     from inpainting import tflite as tflite_lib
 
+    locks.refuse_file(export_dir, "--export_dir", ExportError)
     if tflite_size is not None and not tflite:
         raise ExportError("--tflite_size needs --tflite")
     if max_pixels < 1:

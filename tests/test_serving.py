@@ -150,6 +150,55 @@ def test_versions_are_new_folders_and_never_replaced(tiny_checkpoint, tmp_path):
     assert serving.latest_version_dir(tmp_path) == second
 
 
+def test_a_version_taken_while_exporting_is_never_replaced(tiny_checkpoint, tmp_path):
+    # What a second export finishing first does: its complete version folder appears during the save.
+    generator = checkpoints.load_generator(tiny_checkpoint)
+
+    def other_export_finishes(version):
+        def extra(temp):
+            os.makedirs(tmp_path / version)
+            (tmp_path / version / "saved_model.pb").write_bytes(b"the other export")
+        return extra
+
+    directory = serving.export_saved_model(generator, tmp_path, warmup=False, extra=other_export_finishes("1"))
+    assert directory == str(tmp_path / "2") and serving.is_saved_model(directory)
+    with pytest.raises(ExportError, match=rf"^{tmp_path / '3'} exists already; choose another --version"):
+        serving.export_saved_model(generator, tmp_path, version=3, warmup=False, extra=other_export_finishes("3"))
+    assert sorted(os.listdir(tmp_path)) == ["1", "2", "3"]  # no temporary folder left
+    assert (tmp_path / "1" / "saved_model.pb").read_bytes() == b"the other export"
+    assert (tmp_path / "3" / "saved_model.pb").read_bytes() == b"the other export"
+
+
+def test_concurrent_export_commands_both_succeed(tiny_checkpoint, tmp_path):
+    export_dir = tmp_path / "exported"
+    command = [sys.executable, "-m", "export", "--checkpoint", str(tiny_checkpoint), "--export_dir",
+               str(export_dir), "--nowarmup"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                  env=ENV) for _ in range(2)]
+    try:
+        results = [process.communicate(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    for process, (_, stderr) in zip(processes, results):
+        assert process.returncode == 0 and "Traceback" not in stderr, stderr
+    written = sorted(line for stdout, _ in results for line in stdout.split() if line.endswith("saved_model.pb"))
+    assert written == [str(export_dir / version / "saved_model.pb") for version in ("1", "2")]
+    assert sorted(os.listdir(export_dir)) == ["1", "2"]
+    for version in ("1", "2"):
+        loaded = tf.saved_model.load(str(export_dir / version))
+        assert sorted(loaded.signatures) == ["inpaint", "serving_default"]
+
+
+def test_export_dir_that_is_a_file(tiny_checkpoint, tmp_path):
+    path = tmp_path / "exported"
+    path.write_text("my notes")
+    result = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", path, cwd=REPO)
+    assert_user_error(result, f"--export_dir={path} is a file, not a folder; give a folder path")
+    assert path.read_text() == "my notes"
+
+
 def test_batch_flow_is_coloured_per_image(tiny_export):
     inpaint = tf.saved_model.load(tiny_export).signatures["inpaint"]
     images = np.stack([photo(48, 64, seed=2), photo(48, 64, seed=3)]).astype(np.float32)
