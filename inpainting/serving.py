@@ -114,14 +114,16 @@ def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None):
 def _check_size(height, width, max_pixels, what):
     """Assertions that the image is not empty and has at most `max_pixels` pixels."""
     pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
-    return [
-        tf.debugging.assert_positive(pixels, message=f"{what}: the image is empty"),
-        tf.debugging.assert_less_equal(
-            pixels, tf.constant(max_pixels, tf.int64),
-            message=f"{what}: the image has more pixels (height x width) than the {max_pixels} this "
-                    "model was exported for (export.py --max_pixels); downscale it or send a crop "
-                    "around the hole"),
-    ]
+    return [tf.debugging.assert_positive(pixels, message=f"{what}: the image is empty"),
+            _check_max_pixels(pixels, max_pixels, what)]
+
+
+def _check_max_pixels(pixels, max_pixels, what):
+    return tf.debugging.assert_less_equal(
+        pixels, tf.constant(max_pixels, tf.int64),
+        message=f"{what}: the image has more pixels (height x width) than the {max_pixels} this "
+                "model was exported for (export.py --max_pixels); downscale it or send a crop "
+                "around the hole")
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -256,7 +258,9 @@ def _check_declared_size(encoded, max_pixels, what, name):
             status, SIZE_REFUSED_FORMAT, message=f"{what}: {name}: JPEG XL is not accepted (its size "
                                                  "cannot be checked before decoding); send PNG, JPEG, "
                                                  "BMP, GIF or WebP"),
-    ] + _check_size(height, width, max_pixels, what)[1:]
+        # Sides of up to 2^32 - 1 (PNG) would overflow int64 when multiplied: 2^31 is over any limit.
+        _check_max_pixels(tf.minimum(height, 2 ** 31) * tf.minimum(width, 2 ** 31), max_pixels, what),
+    ]
 
 
 def _check_mask(image_size, mask_size, what):

@@ -334,7 +334,8 @@ def test_serving_default_refuses_declared_huge_images_before_decoding(tiny_check
     png, mask = _encoded(rgb, "png"), tf.io.encode_png(box_mask(40, 40, 8, 8, 16, 16)[..., None].astype(np.uint8) * 255)
     too_many = r"serving_default: the image has more pixels \(height x width\) than the 1600 this model"
     # Headers declaring sizes whose decoding fails in its own way: the header is read first.
-    for image in (_png_with_size(png, 100000, 100000), _jpeg_with_size(_encoded(rgb, "jpg"), 65000, 65000)):
+    for image in (_png_with_size(png, 100000, 100000), _jpeg_with_size(_encoded(rgb, "jpg"), 65000, 65000),
+                  _png_with_size(png, 2 ** 32 - 1, 2 ** 32 - 1)):  # a product that overflows int64
         with pytest.raises(tf.errors.InvalidArgumentError, match=too_many):
             serve(image_bytes=tf.constant([image]), mask_bytes=tf.stack([mask]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=too_many):  # a mask is checked as well
