@@ -28,7 +28,7 @@ def define_flags():
                         "--model_base_path); the version folder <N>/ is created inside it.")
     flags.DEFINE_integer("version", None, "Version number of the export; default: one more than the "
                          "largest version in --export_dir (1 for a new folder). An existing version is "
-                         "never replaced.")
+                         "never replaced; exports running at the same time each take their own version.")
     flags.DEFINE_bool("tflite", False, "Also write model_fp32.tflite, model_fp16.tflite and "
                       "model_int8_dynamic.tflite (built-in ops only) into the version folder.")
     flags.DEFINE_string("tflite_size", None, "HxW (e.g. 256x256, or 512 for 512x512): fixed input size "

@@ -1,4 +1,14 @@
-"""Train DeepFill: `python train.py --flagfile=configs/places2.cfg` (see `python train.py --help`)."""
+"""Train DeepFill: `python train.py --flagfile=configs/places2.cfg` (see `python train.py --help`).
+
+Ctrl-C or SIGTERM saves a checkpoint after the current step and stops (Ctrl-C twice: at once, with
+the weights of that moment). One run at a time per --model_dir: a second one is refused while the
+first runs (a lock the system releases when the first dies, even by SIGKILL).
+
+Exit status: 0 finished, or stopped by --max_minutes; 1 an error (one `error: ...` line);
+143 (128 + SIGTERM) stopped by SIGTERM after saving its checkpoint, so Kubernetes and batch
+systems count a preempted job as terminated, not as done; 130 (128 + SIGINT) stopped by Ctrl-C
+after saving.
+"""
 
 import os
 
@@ -18,7 +28,8 @@ def main(argv):
         from inpainting import training
 
         config = flags.config_from_flags()
-        training.train(config)
+        result = training.train(config)
+    return training.exit_status(result)  # absl's app.run exits with it
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def define_flags(flag_values=flags.FLAGS):
     # Where and what.
     flags.DEFINE_string("model_dir", _D.model_dir, "Directory for checkpoints, TensorBoard logs "
                         "(train/, validation/) and the resolved configuration. A run resumes "
-                        "automatically from the latest checkpoint found here.", flag_values=flag_values)
+                        "automatically from the latest checkpoint found here. One run at a time: "
+                        "a second train.py with the same --model_dir is refused while the first "
+                        "runs.", flag_values=flag_values)
     flags.DEFINE_string("dataset", _D.dataset, "Training images: flist:PATH (one image path per line), "
                         "folder:DIR (recursive; jpg, png, webp, bmp), tfds:NAME[/CONFIG] "
                         "(tensorflow-datasets, e.g. tfds:places365_small), or samples (photos bundled "

@@ -23,18 +23,33 @@ of 8 and cropped back inside the graph, as `inpainting.inference` does. Both sig
 images of more than `max_pixels` pixels, whose contextual attention would need too much memory,
 and masks whose size differs from their image's, with an error naming the problem.
 
+`serving_default` reads the size each file declares in its header before decoding it
+(`declared_size`), so an image (or mask, or sketch) declaring more than `max_pixels` is refused
+without the cost of decoding it (a 746 KB PNG can declare 16000x16000, 4 GB of pixels): PNG from
+IHDR; JPEG from the first SOF0..SOF15 frame header before the scan (markers and fill bytes
+walked in a loop inside the graph); GIF from the logical screen (TensorFlow decodes every
+frame at that size); BMP from the info header (signed width and height, as TensorFlow reads
+them); WebP from its VP8X, VP8 or VP8L header. A file of one of these formats whose header is
+truncated or holds no size is refused before decoding; JPEG XL, which TensorFlow also decodes, is
+refused (its size is not checked); other bytes reach the decoder, which refuses them.
+
 Each version is written into a temporary folder next to the final one and renamed into place
 when complete, so a model server watching `export_dir` never sees a half-written version; an
-existing version is never replaced.
+existing version is never replaced. Exports running at the same time into one `export_dir` each
+get their own version: when another one took the chosen number first, the rename fails (it never
+replaces a folder holding files) and the next free number is taken; an explicit version that
+another export took first is an error.
 """
 
+import errno
 import os
 import shutil
+import uuid
 
 import numpy as np
 import tensorflow as tf
 
-from inpainting import data, inference, masks
+from inpainting import data, inference, locks, masks
 from inpainting import flow as flow_lib
 from inpainting.config import DEFAULT_MAX_PIXELS
 from inpainting.errors import ExportError
@@ -99,13 +114,152 @@ def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None):
 def _check_size(height, width, max_pixels, what):
     """Assertions that the image is not empty and has at most `max_pixels` pixels."""
     pixels = tf.cast(height, tf.int64) * tf.cast(width, tf.int64)
+    return [tf.debugging.assert_positive(pixels, message=f"{what}: the image is empty"),
+            _check_max_pixels(pixels, max_pixels, what)]
+
+
+def _check_max_pixels(pixels, max_pixels, what):
+    return tf.debugging.assert_less_equal(
+        pixels, tf.constant(max_pixels, tf.int64),
+        message=f"{what}: the image has more pixels (height x width) than the {max_pixels} this "
+                "model was exported for (export.py --max_pixels); downscale it or send a crop "
+                "around the hole")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# What `declared_size` found.
+SIZE_READ, SIZE_UNKNOWN_FORMAT, SIZE_UNREADABLE, SIZE_REFUSED_FORMAT = 0, 1, 2, 3
+# The header bytes read at fixed offsets (PNG, GIF, BMP, WebP); JPEG's frame header is searched for.
+_HEAD = 32
+# At most this many JPEG markers are walked before the frame header (real files have tens).
+_MAX_JPEG_MARKERS = 4096
+# Start Of Frame markers C0..CF, except DHT (C4), JPG (C8) and DAC (CC).
+_SOF_CODES = [code for code in range(0xC0, 0xD0) if code not in (0xC4, 0xC8, 0xCC)]
+
+
+def _unsigned(head, start, size, big_endian):
+    """The unsigned integer of head[start:start + size] (int64 bytes)."""
+    value = tf.constant(0, tf.int64)
+    order = range(start, start + size) if big_endian else reversed(range(start, start + size))
+    for i in order:
+        value = value * 256 + head[i]
+    return value
+
+
+def _jpeg_frame_size(file_bytes, length):
+    """(height, width, found) of the first SOF frame header of JPEG bytes, as libjpeg reads them.
+
+    Args:
+        file_bytes: int64 [length + _HEAD], the file's bytes followed by zeros.
+        length: int64, the file's length.
+
+    Walks the markers after SOI: bytes before a marker's 0xFF are skipped, as are fill 0xFF
+    bytes; RSTn, TEM and SOI have no length; every other marker a 16-bit big-endian one.
+    Reaching SOS, EOI, the end of the file or `_MAX_JPEG_MARKERS` markers first means no size.
+    """
+    end = tf.size(file_bytes, out_type=tf.int64)
+    ff = tf.concat([tf.where(tf.equal(file_bytes, 0xFF))[:, 0], [end]], 0)
+    other = tf.concat([tf.where(tf.not_equal(file_bytes, 0xFF))[:, 0], [end]], 0)
+
+    def first(positions, at):  # the first position >= at, or `end`
+        return positions[tf.searchsorted(positions, tf.reshape(tf.minimum(at, end), [1]))[0]]
+
+    def byte(at):
+        return tf.gather(file_bytes, tf.minimum(at, end - 1))
+
+    def body(count, at, height, width, state):
+        code_at = first(other, first(ff, at))
+        code = byte(code_at)
+        sof = tf.reduce_any(tf.equal(code, _SOF_CODES))
+        no_length = tf.logical_or(tf.equal(code, 0x01), tf.logical_and(code >= 0xD0, code <= 0xD8))
+        segment = byte(code_at + 1) * 256 + byte(code_at + 2)
+        ends = tf.reduce_any(tf.equal(code, [0x00, 0xD9, 0xDA]))
+        fits = code_at + 7 < length
+        state = tf.where(sof & fits, 1, tf.where(
+            (code_at >= length) | ends | (sof & ~fits) | (~no_length & ~sof & (segment < 2)), 2, 0))
+        height = tf.where(state == 1, byte(code_at + 4) * 256 + byte(code_at + 5), height)
+        width = tf.where(state == 1, byte(code_at + 6) * 256 + byte(code_at + 7), width)
+        at = tf.where(no_length, code_at + 1, code_at + 1 + segment)
+        return count + 1, at, height, width, state
+
+    zero = tf.constant(0, tf.int64)
+    _, _, height, width, state = tf.while_loop(
+        lambda count, at, height, width, state: (state == 0) & (count < _MAX_JPEG_MARKERS), body,
+        (tf.constant(0), tf.constant(2, tf.int64), zero, zero, tf.constant(0)))
+    return height, width, tf.equal(state, 1)
+
+
+def declared_size(encoded):
+    """The height and width an image file declares in its header, read without decoding it.
+
+    Args:
+        encoded: string scalar, the bytes of a PNG, JPEG, GIF, BMP or WebP file (see the module
+            docstring for what is read of each).
+
+    Returns:
+        (height, width, status): int64 scalars and int32 `status`: SIZE_READ; SIZE_UNKNOWN_FORMAT
+        (none of these formats: the size is 0 x 0 and the decoder refuses the bytes);
+        SIZE_UNREADABLE (a header of one of them that is truncated or holds no size); or
+        SIZE_REFUSED_FORMAT (JPEG XL).
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    padded = tf.strings.join([encoded, tf.constant(b"\0" * _HEAD)])
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEAD), tf.uint8), tf.int64)
+
+    def starts(offset, text):
+        return tf.equal(tf.strings.substr(padded, offset, len(text)), text)
+
+    def signed32(start):  # BMP's int32 little-endian fields, as magnitudes
+        value = _unsigned(head, start, 4, big_endian=False)
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    vp8l_bits = _unsigned(head, 21, 4, big_endian=False)
+    # (format found, header complete, height, width), in the order TensorFlow's decoders check.
+    formats = [
+        (starts(0, _PNG_SIGNATURE), (length >= 24) & starts(12, b"IHDR"),
+         _unsigned(head, 20, 4, True), _unsigned(head, 16, 4, True)),
+        (starts(0, b"GIF8"), length >= 10, _unsigned(head, 8, 2, False), _unsigned(head, 6, 2, False)),
+        (starts(0, b"BM"), length >= 26, signed32(22), signed32(18)),
+        (starts(0, b"RIFF") & starts(8, b"WEBPVP8X"), length >= 30,
+         _unsigned(head, 27, 3, False) + 1, _unsigned(head, 24, 3, False) + 1),
+        (starts(0, b"RIFF") & starts(8, b"WEBPVP8 "), (length >= 30) & starts(23, b"\x9d\x01\x2a"),
+         _unsigned(head, 28, 2, False) % 16384, _unsigned(head, 26, 2, False) % 16384),
+        (starts(0, b"RIFF") & starts(8, b"WEBPVP8L"), (length >= 25) & tf.equal(head[20], 0x2F),
+         vp8l_bits // 16384 % 16384 + 1, vp8l_bits % 16384 + 1),
+        (starts(0, b"RIFF") & starts(8, b"WEBP"), tf.constant(False), tf.constant(0, tf.int64),
+         tf.constant(0, tf.int64)),  # another first chunk: no size
+    ]
+    height = width = tf.constant(0, tf.int64)
+    status = tf.constant(SIZE_UNKNOWN_FORMAT)
+    for found, complete, h, w in reversed(formats):
+        height, width = (tf.where(found, tf.where(complete, value, 0), old) for value, old in ((h, height),
+                                                                                                (w, width)))
+        status = tf.where(found, tf.where(complete, SIZE_READ, SIZE_UNREADABLE), status)
+
+    def jpeg():
+        data_bytes = tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int64)
+        h, w, found = _jpeg_frame_size(data_bytes, length)
+        return h, w, tf.where(found, SIZE_READ, SIZE_UNREADABLE)
+
+    jxl = starts(0, b"\xff\x0a") | starts(0, b"\x00\x00\x00\x0cJXL \r\n\x87\n")
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg,
+                   lambda: (height, width, tf.where(jxl, SIZE_REFUSED_FORMAT, status)))
+
+
+def _check_declared_size(encoded, max_pixels, what, name):
+    """Assertions on the header of `encoded` (see `declared_size`), to run before decoding it."""
+    height, width, status = declared_size(encoded)
     return [
-        tf.debugging.assert_positive(pixels, message=f"{what}: the image is empty"),
-        tf.debugging.assert_less_equal(
-            pixels, tf.constant(max_pixels, tf.int64),
-            message=f"{what}: the image has more pixels (height x width) than the {max_pixels} this "
-                    "model was exported for (export.py --max_pixels); downscale it or send a crop "
-                    "around the hole"),
+        tf.debugging.assert_none_equal(
+            status, SIZE_UNREADABLE, message=f"{what}: {name}: the image header is truncated or holds no "
+                                             "size; send a complete PNG, JPEG, BMP, GIF or WebP file"),
+        tf.debugging.assert_none_equal(
+            status, SIZE_REFUSED_FORMAT, message=f"{what}: {name}: JPEG XL is not accepted (its size "
+                                                 "cannot be checked before decoding); send PNG, JPEG, "
+                                                 "BMP, GIF or WebP"),
+        # Sides of up to 2^32 - 1 (PNG) would overflow int64 when multiplied: 2^31 is over any limit.
+        _check_max_pixels(tf.minimum(height, 2 ** 31) * tf.minimum(width, 2 ** 31), max_pixels, what),
     ]
 
 
@@ -173,8 +327,12 @@ class ServingModule(GeneratorModule):
                                       message=f"serving_default: send as many {name} as image_bytes")
 
         def one(items):
-            rgb = data.decode_rgb(items[0])
-            maps = [masks.holes_from_bytes(value) for value in items[1:]]  # the hole, the sketch's lines
+            # The sizes the files declare are checked before any of them is decoded.
+            headers = [check for item, name in zip(items, ("image_bytes", "mask_bytes", "sketch_bytes"))
+                       for check in _check_declared_size(item, self.max_pixels, "serving_default", name)]
+            with tf.control_dependencies(headers):
+                rgb = data.decode_rgb(items[0])
+                maps = [masks.holes_from_bytes(value) for value in items[1:]]  # the hole, the sketch's lines
             checks = _check_size(tf.shape(rgb)[0], tf.shape(rgb)[1], self.max_pixels, "serving_default")
             checks += [_check_mask(tf.shape(rgb)[:2], tf.shape(m), "serving_default") for m in maps]
             with tf.control_dependencies(checks):
@@ -273,20 +431,23 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
         The version folder written.
 
     Raises:
-        ExportError: the version exists already, or `version` is not a positive integer.
+        ExportError: the version exists already (also when another export took it while this one
+            was written), `version` is not a positive integer, or `export_dir` cannot be a folder.
     """
     export_dir = os.fspath(export_dir)
-    if version is None:
+    locks.refuse_file(export_dir, "--export_dir", ExportError)
+    automatic = version is None
+    if automatic:
         version = (versions(export_dir) or [0])[-1] + 1
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
         raise ExportError(f"--version must be a positive integer, got {version!r}")
     final = os.path.join(export_dir, str(version))
     if os.path.exists(final):
-        raise ExportError(f"{final} exists already; choose another --version (or leave it out to "
-                          "take the next free one)")
-    os.makedirs(export_dir, exist_ok=True)
-    temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
-    shutil.rmtree(temp, ignore_errors=True)
+        raise _exists(final)
+    locks.make_directory(export_dir, "--export_dir", ExportError)
+    # A name of its own per export (also across hosts sharing the folder), created by the save with
+    # the usual permissions.
+    temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
     try:
         module = ServingModule(generator, max_pixels, attention_memory_mb)
         tf.saved_model.save(module, temp, signatures={"serving_default": module.serve_bytes,
@@ -295,10 +456,24 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
             write_warmup(temp, warmup_requests(generator, os.path.basename(os.path.abspath(export_dir))))
         if extra is not None:
             extra(temp)
-        os.rename(temp, final)
+        while True:
+            try:
+                os.rename(temp, final)
+                return final
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if not automatic:  # another export wrote this version meanwhile
+                    raise _exists(final) from None
+                version = max(version, (versions(export_dir) or [0])[-1]) + 1
+                final = os.path.join(export_dir, str(version))
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-    return final
+
+
+def _exists(final):
+    return ExportError(f"{final} exists already; choose another --version (or leave it out to take the "
+                       "next free one)")
 
 
 def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None, warmup=True,
@@ -324,6 +499,7 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
     from inpainting import checkpoints
     from inpainting import tflite as tflite_lib
 
+    locks.refuse_file(export_dir, "--export_dir", ExportError)
     if tflite_size is not None and not tflite:
         raise ExportError("--tflite_size needs --tflite")
     if max_pixels < 1:

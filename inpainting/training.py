@@ -12,7 +12,11 @@ across devices. One Adam optimizer serves the generator and the critics, as in t
 its bias correction counts every update.
 
 `model_dir` receives `model_config.json`, `train_config.json`, checkpoints `ckpt-<step>` (generator,
-critics, optimizer, step) and TensorBoard logs under `train/` and `validation/`.
+critics, optimizer, step) and TensorBoard logs under `train/` and `validation/`. One run at a time
+uses it: the process that writes the checkpoints (the chief; today the only process) holds an
+exclusive lock on `model_dir/.train.lock` (`inpainting.locks`) from the creation of its `Trainer`
+to the end of `fit()`, and a second run in the same `model_dir` is refused. The kernel releases the
+lock when the process dies, SIGKILL included.
 """
 
 import functools
@@ -26,7 +30,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from inpainting import checkpoints, data, losses, tf1
+from inpainting import checkpoints, data, locks, losses, tf1
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
 from inpainting.critics import make_critics
 from inpainting.errors import TrainingError
@@ -35,6 +39,7 @@ from inpainting.layers import upsample_nearest
 
 
 _DEFAULTS = TrainConfig()
+LOCK_FILE = ".train.lock"
 
 
 def configure_devices(config):
@@ -80,6 +85,9 @@ class Trainer:
         config: a `TrainConfig`.
         strategy: a `tf.distribute.Strategy` (default: `make_strategy(config)`).
 
+    The chief (the process that writes checkpoints; `strategy.extended.should_checkpoint`) locks
+    `model_dir` from here to the end of `fit()` (or `close()`); TrainingError if another run holds it.
+
     Example:
         >>> Trainer(TrainConfig(model_dir="/tmp/run", max_steps=10)).fit()
     """
@@ -87,6 +95,27 @@ class Trainer:
     def __init__(self, config, strategy=None):
         self.config = config
         self.strategy = strategy or make_strategy(config)
+        locks.make_directory(config.model_dir, "--model_dir", TrainingError)
+        self.chief = getattr(self.strategy.extended, "should_checkpoint", True)
+        self._lock = locks.DirectoryLock(config.model_dir, "train.py run", "--model_dir", name=LOCK_FILE,
+                                         error=TrainingError)
+        self._lock_model_dir()
+        try:
+            self._set_up()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock_model_dir(self):
+        if self.chief:
+            self._lock.acquire()
+
+    def close(self):
+        """Releases the lock on `model_dir` (`fit()` does when it ends)."""
+        self._lock.release()
+
+    def _set_up(self):
+        config = self.config
         self.model_config = config.model_config()
         self.v2 = config.version == "v2"
         if self.v2:
@@ -132,8 +161,10 @@ class Trainer:
     # ---- set-up --------------------------------------------------------------------------------
 
     def _check_model_dir(self):
+        # Without a checkpoint the folder holds no model (a run that failed before its first save):
+        # its configuration files are rewritten by this run.
         path = os.path.join(self.config.model_dir, CONFIG_FILE)
-        if os.path.isfile(path):
+        if os.path.isfile(path) and tf.train.latest_checkpoint(self.config.model_dir):
             existing = ModelConfig.load(self.config.model_dir)
             if existing != self.model_config:
                 diff = ", ".join(f"{k}={v!r} (flags say {getattr(self.model_config, k)!r})"
@@ -341,13 +372,23 @@ class Trainer:
     def fit(self):
         """Trains up to `max_steps` (or `max_minutes`, or a stop request) and saves a checkpoint.
 
+        Releases the lock on `model_dir` when it ends.
+
         Returns:
-            {"step": the last step, "status": "finished" or why it stopped, "checkpoint": prefix}.
+            {"step": the last step, "status": "finished" or why it stopped, "checkpoint": prefix,
+             "signal": "SIGTERM" or "SIGINT" when a signal stopped the run, else None}.
 
         Raises:
             TrainingError: a loss or gradient became NaN or infinite (the last checkpoint is kept),
-                or the data ran out.
+                the data ran out, or another run holds `model_dir`.
         """
+        self._lock_model_dir()
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self):
         c = self.config
         self.generator.config.save(c.model_dir)
         c.save(c.model_dir)
@@ -367,12 +408,12 @@ class Trainer:
         stop = _StopRequest()
         step = int(self.step.numpy())
         saved = self.manager.latest_checkpoint
-        status = "finished"
+        status, stopped_by = "finished", None
         try:
             with stop.installed():
                 while step < c.max_steps:
                     if stop.requested:
-                        status = f"stopped by {stop.requested}"
+                        status, stopped_by = f"stopped by {stop.requested}", stop.requested
                         break
                     if time.monotonic() > deadline:
                         status = f"stopped after --max_minutes={c.max_minutes:g}"
@@ -390,14 +431,14 @@ class Trainer:
                     if step % c.validation_every == 0 or step == c.max_steps:
                         self.validate(validation, validation_writer, step)
         except KeyboardInterrupt:
-            status = "stopped by a second interrupt"
+            status, stopped_by = "stopped by a second interrupt", "SIGINT"
         if step > checkpoints.checkpoint_step(saved):
             saved = self.manager.save(checkpoint_number=step)
         train_writer.flush()
         validation_writer.flush()
         print(f"{status} at step {step}; checkpoint {saved}; TensorBoard logs in {c.model_dir} "
               f"(tensorboard --logdir {c.model_dir})", flush=True)
-        return {"step": step, "status": status, "checkpoint": saved}
+        return {"step": step, "status": status, "checkpoint": saved, "signal": stopped_by}
 
     def _one_step(self, iterator, step):
         """One training step: the critic updates, then the generator update; their stats."""
@@ -516,6 +557,17 @@ def _duration(seconds):
         return "?"
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def exit_status(result):
+    """The exit status of `train.py` after `Trainer.fit()` returned `result`.
+
+    0 when the run finished (or reached --max_minutes); 128 + the signal's number when a signal
+    stopped it after its checkpoint was saved, as a shell reports a process killed by that signal:
+    143 for SIGTERM, so Kubernetes and batch systems see a preempted job as terminated, not done,
+    and 130 for Ctrl-C (SIGINT), so a script running `train.py && export.py` stops there.
+    """
+    return 128 + signal.Signals[result["signal"]] if result["signal"] else 0
 
 
 def train(config):

@@ -99,3 +99,8 @@ def test_help_documents_the_flags():
     for flag in ("--dataset", "--mask_dir", "--critic_steps", "--max_minutes", "--strategy",
                  "--precision", "--init_checkpoint", "--validation_dataset"):
         assert flag in result.stdout, flag
+    help_text = " ".join(_train_cli("--help").stdout.split())
+    for status in ("0 finished, or stopped by --max_minutes", "1 an error",
+                   "143 (128 + SIGTERM) stopped by SIGTERM after saving its checkpoint",
+                   "130 (128 + SIGINT) stopped by Ctrl-C after saving"):
+        assert status in help_text, status

@@ -2,9 +2,13 @@
 versions, limits, and the export.py command."""
 
 import collections
+import io
 import os
+import struct
 import subprocess
 import sys
+import time
+import zlib
 
 import cv2
 import numpy as np
@@ -12,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_user_error, box_mask, load_reference, photo, run_module
-from inpainting import checkpoints, imageio, masks, runners, serving
+from inpainting import checkpoints, data, imageio, masks, runners, serving
 from inpainting.config import ModelConfig
 from inpainting.errors import ExportError, ImageError
 from inpainting.inference import Inpainter
@@ -150,6 +154,55 @@ def test_versions_are_new_folders_and_never_replaced(tiny_checkpoint, tmp_path):
     assert serving.latest_version_dir(tmp_path) == second
 
 
+def test_a_version_taken_while_exporting_is_never_replaced(tiny_checkpoint, tmp_path):
+    # What a second export finishing first does: its complete version folder appears during the save.
+    generator = checkpoints.load_generator(tiny_checkpoint)
+
+    def other_export_finishes(version):
+        def extra(temp):
+            os.makedirs(tmp_path / version)
+            (tmp_path / version / "saved_model.pb").write_bytes(b"the other export")
+        return extra
+
+    directory = serving.export_saved_model(generator, tmp_path, warmup=False, extra=other_export_finishes("1"))
+    assert directory == str(tmp_path / "2") and serving.is_saved_model(directory)
+    with pytest.raises(ExportError, match=rf"^{tmp_path / '3'} exists already; choose another --version"):
+        serving.export_saved_model(generator, tmp_path, version=3, warmup=False, extra=other_export_finishes("3"))
+    assert sorted(os.listdir(tmp_path)) == ["1", "2", "3"]  # no temporary folder left
+    assert (tmp_path / "1" / "saved_model.pb").read_bytes() == b"the other export"
+    assert (tmp_path / "3" / "saved_model.pb").read_bytes() == b"the other export"
+
+
+def test_concurrent_export_commands_both_succeed(tiny_checkpoint, tmp_path):
+    export_dir = tmp_path / "exported"
+    command = [sys.executable, "-m", "export", "--checkpoint", str(tiny_checkpoint), "--export_dir",
+               str(export_dir), "--nowarmup"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                  env=ENV) for _ in range(2)]
+    try:
+        results = [process.communicate(timeout=600) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    for process, (_, stderr) in zip(processes, results):
+        assert process.returncode == 0 and "Traceback" not in stderr, stderr
+    written = sorted(line for stdout, _ in results for line in stdout.split() if line.endswith("saved_model.pb"))
+    assert written == [str(export_dir / version / "saved_model.pb") for version in ("1", "2")]
+    assert sorted(os.listdir(export_dir)) == ["1", "2"]
+    for version in ("1", "2"):
+        loaded = tf.saved_model.load(str(export_dir / version))
+        assert sorted(loaded.signatures) == ["inpaint", "serving_default"]
+
+
+def test_export_dir_that_is_a_file(tiny_checkpoint, tmp_path):
+    path = tmp_path / "exported"
+    path.write_text("my notes")
+    result = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", path, cwd=REPO)
+    assert_user_error(result, f"--export_dir={path} is a file, not a folder; give a folder path")
+    assert path.read_text() == "my notes"
+
+
 def test_batch_flow_is_coloured_per_image(tiny_export):
     inpaint = tf.saved_model.load(tiny_export).signatures["inpaint"]
     images = np.stack([photo(48, 64, seed=2), photo(48, 64, seed=3)]).astype(np.float32)
@@ -180,6 +233,135 @@ def test_bad_requests_fail_with_clear_messages(tiny_checkpoint, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]),
                                              mask_bytes=tf.stack([small]))
+
+
+def _png_with_size(png, height, width):
+    """A PNG whose IHDR declares height x width (its CRC recomputed); the pixel data is unchanged."""
+    ihdr = bytearray(png[8:33])  # length, "IHDR", 13 bytes of data, CRC
+    ihdr[8:16] = struct.pack(">II", width, height)
+    ihdr[21:25] = struct.pack(">I", zlib.crc32(bytes(ihdr[4:21])))
+    return png[:8] + bytes(ihdr) + png[33:]
+
+
+def _jpeg_with_size(jpeg, height, width):
+    """A JPEG whose SOF0 frame header declares height x width."""
+    data, at = bytearray(jpeg), 2
+    while data[at + 1] != 0xC0:
+        at += 2 + data[at + 2] * 256 + data[at + 3]
+    data[at + 5:at + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _huge_png(size):
+    """A valid gray PNG of size x size black pixels, compressed row by row (16000: 746 KB)."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    compressor, row = zlib.compressobj(9), bytes(size + 1)
+    pixels = b"".join(compressor.compress(row) for _ in range(size)) + compressor.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def _encoded(rgb, kind):
+    """rgb in one of the formats serving_default takes."""
+    if kind in ("gif", "webp_vp8x", "webp_lossless"):
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        alpha = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+        options = {"gif": ("GIF", rgb, {}), "webp_vp8x": ("WEBP", alpha, {"quality": 90}),
+                   "webp_lossless": ("WEBP", rgb, {"lossless": True})}[kind]
+        Image.fromarray(options[1]).save(buffer, options[0], **options[2])
+        return buffer.getvalue()
+    flags = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if kind == "jpeg_progressive" else []
+    extension = {"jpeg_progressive": ".jpg", "webp": ".webp"}.get(kind, "." + kind)
+    return cv2.imencode(extension, rgb[..., ::-1], flags)[1].tobytes()
+
+
+FORMATS = ["png", "jpg", "jpeg_progressive", "bmp", "gif", "webp", "webp_vp8x", "webp_lossless"]
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_declared_size_reads_the_header_of_every_format(kind):
+    encoded = _encoded(photo(37, 53), kind)
+    size = tf.function(serving.declared_size)
+    assert [int(v) for v in size(tf.constant(encoded))] == [37, 53, serving.SIZE_READ]
+    assert tf.io.decode_image(encoded, expand_animations=False).shape[:2] == (37, 53)
+
+
+def test_declared_size_of_unusual_and_broken_headers():
+    size = tf.function(serving.declared_size)
+    jpeg = _encoded(photo(37, 53), "jpg")
+    # The Huffman tables (C4, not frame headers) moved before the frame header, fill bytes and
+    # stray bytes before markers: libjpeg reads all of these.
+    segments, at = [], 2
+    while jpeg[at + 1] != 0xDA:
+        end = at + 2 + jpeg[at + 2] * 256 + jpeg[at + 3]
+        segments.append(jpeg[at:end])
+        at = end
+    tables = [segment for segment in segments if segment[1] == 0xC4]
+    others = [b"\xff\xff" + segment for segment in segments if segment[1] != 0xC4]
+    unusual = jpeg[:2] + b"".join(tables) + b"\x00\x17" + b"".join(others) + jpeg[at:]
+    assert len(tables) == 4 and tf.io.decode_jpeg(unusual).shape[:2] == (37, 53)
+    bmp = bytearray(_encoded(photo(37, 53), "bmp"))
+    bmp[22:26] = struct.pack("<i", -37)  # top-down rows
+    cases = {
+        unusual: [37, 53, serving.SIZE_READ],
+        bytes(bmp): [37, 53, serving.SIZE_READ],
+        _jpeg_with_size(jpeg, 65000, 65001): [65000, 65001, serving.SIZE_READ],
+        _png_with_size(_encoded(photo(4, 4), "png"), 100000, 99999): [100000, 99999, serving.SIZE_READ],
+        b"not an image": [0, 0, serving.SIZE_UNKNOWN_FORMAT],
+        b"": [0, 0, serving.SIZE_UNKNOWN_FORMAT],
+        jpeg[:120]: [0, 0, serving.SIZE_UNREADABLE],  # cut before its frame header
+        b"\xff\xd8\xff\xda\x00\x08" + bytes(40): [0, 0, serving.SIZE_UNREADABLE],  # a scan before any frame
+        b"\xff\xd8\xff\xe0\x00\x01" + bytes(40): [0, 0, serving.SIZE_UNREADABLE],  # a length below 2
+        b"\xff\xd8" + b"\xff\xfe\x00\x02" * 5000: [0, 0, serving.SIZE_UNREADABLE],  # too many markers
+        _encoded(photo(4, 4), "png")[:20]: [0, 0, serving.SIZE_UNREADABLE],
+        b"BM" + bytes(10): [0, 0, serving.SIZE_UNREADABLE],
+        b"GIF89a\x05": [0, 0, serving.SIZE_UNREADABLE],
+        b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(30): [0, 0, serving.SIZE_UNREADABLE],  # no start code
+        b"\xff\x0a" + bytes(30): [0, 0, serving.SIZE_REFUSED_FORMAT],  # JPEG XL
+    }
+    for encoded, expected in cases.items():
+        assert [int(v) for v in size(tf.constant(encoded))] == expected, encoded[:24]
+
+
+def test_serving_default_refuses_declared_huge_images_before_decoding(tiny_checkpoint, tmp_path):
+    directory = serving.export(tiny_checkpoint, tmp_path, warmup=False, max_pixels=40 * 40)
+    serve = tf.saved_model.load(directory).signatures["serving_default"]
+    rgb = photo(40, 40)
+    png, mask = _encoded(rgb, "png"), tf.io.encode_png(box_mask(40, 40, 8, 8, 16, 16)[..., None].astype(np.uint8) * 255)
+    too_many = r"serving_default: the image has more pixels \(height x width\) than the 1600 this model"
+    # Headers declaring sizes whose decoding fails in its own way: the header is read first.
+    for image in (_png_with_size(png, 100000, 100000), _jpeg_with_size(_encoded(rgb, "jpg"), 65000, 65000),
+                  _png_with_size(png, 2 ** 32 - 1, 2 ** 32 - 1)):  # a product that overflows int64
+        with pytest.raises(tf.errors.InvalidArgumentError, match=too_many):
+            serve(image_bytes=tf.constant([image]), mask_bytes=tf.stack([mask]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=too_many):  # a mask is checked as well
+        serve(image_bytes=tf.constant([png]), mask_bytes=tf.constant([_png_with_size(mask.numpy(), 40, 100000)]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: image_bytes: the image header is "
+                                                             "truncated or holds no size; send a complete"):
+        serve(image_bytes=tf.constant([png[:20]]), mask_bytes=tf.stack([mask]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: mask_bytes: the image header is "
+                                                             "truncated"):
+        serve(image_bytes=tf.constant([png]), mask_bytes=tf.constant([b"\xff\xd8\xff\xda\x00\x08" + bytes(40)]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="serving_default: image_bytes: JPEG XL is not accepted"):
+        serve(image_bytes=tf.constant([b"\xff\x0a" + bytes(30)]), mask_bytes=tf.stack([mask]))
+    # A real, complete 16000 x 16000 PNG of 746 KB: decoding it would take seconds and gigabytes.
+    huge = _huge_png(16000)
+    assert len(huge) < 800_000 and [int(v) for v in serving.declared_size(huge)] == [16000, 16000, 0]
+    start = time.perf_counter()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=too_many):
+        serve(image_bytes=tf.constant([huge]), mask_bytes=tf.stack([mask]))
+    assert time.perf_counter() - start < 5
+    # Images of every format within the limit are inpainted, the pixels outside the hole kept.
+    hole = box_mask(40, 40, 8, 8, 16, 16) > 0.5
+    for kind in FORMATS:
+        encoded = _encoded(rgb, kind)
+        output = tf.io.decode_png(serve(image_bytes=tf.constant([encoded]), mask_bytes=tf.stack([mask]))
+                                  ["output_bytes"][0]).numpy()
+        np.testing.assert_array_equal(output[~hole], data.decode_rgb(encoded).numpy()[~hole], err_msg=kind)
 
 
 @pytest.mark.parametrize("kind", ["gray", "gray16", "colour", "alpha_strokes", "opaque_alpha"])

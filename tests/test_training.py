@@ -1,6 +1,8 @@
 """Training end to end on a tiny model: files written, exact resume, NaN handling, strategies."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
-from inpainting import checkpoints, training
+from conftest import REPO, assert_user_error
+from inpainting import checkpoints, locks, training
 from inpainting.config import ModelConfig, TrainConfig
 from inpainting.critics import Critics
 from inpainting.errors import ConfigError, TrainingError
@@ -68,7 +70,7 @@ def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
     tf.config.experimental.enable_op_determinism()
     trainer = training.Trainer(full_config)
     assert trainer.fit() == {"step": 4, "status": "finished",
-                             "checkpoint": str(tmp_path / "full" / "ckpt-4")}
+                             "checkpoint": str(tmp_path / "full" / "ckpt-4"), "signal": None}
     assert trainer.critic_step.experimental_get_tracing_count() == 1
     assert trainer.generator_step.experimental_get_tracing_count() == 1
 
@@ -214,11 +216,31 @@ def test_mirrored_strategy_matches_one_device(tmp_path, image_folder):
         np.testing.assert_allclose(results["two"][key], value, rtol=0, atol=1e-5, err_msg=key)
 
 
-def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder):
-    ModelConfig(cnum=8, image_size=(64, 64), local_size=(32, 32)).save(tmp_path)
-    with pytest.raises(TrainingError, match=r"holds a model with cnum=8 \(flags say 4\); use a new "
+def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder, tiny_checkpoint):
+    model_dir = tmp_path / "run"
+    shutil.copytree(tiny_checkpoint, model_dir)
+    with pytest.raises(TrainingError, match=r"holds a model with cnum=4 \(flags say 8\); use a new "
                                             r"--model_dir"):
-        training.Trainer(tiny_config(tmp_path, image_folder))
+        training.Trainer(tiny_config(model_dir, image_folder, cnum=8))
+    assert ModelConfig.load(model_dir).cnum == 4
+    locks.DirectoryLock(model_dir, "test", "--model_dir", name=training.LOCK_FILE).acquire().release()
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_left_no_model(tmp_path, image_folder):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    model_dir = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"^step 1: the training data ran out"):
+        training.train(tiny_config(model_dir, broken, cnum=8, deterministic=False,
+                                   validation_dataset=f"folder:{image_folder}"))
+    assert ModelConfig.load(model_dir).cnum == 8 and tf.train.latest_checkpoint(str(model_dir)) is None
+    # No checkpoint, no model: a rerun with other flags is accepted and rewrites the configuration.
+    result = training.train(tiny_config(model_dir, image_folder, max_steps=1, deterministic=False))
+    assert result["checkpoint"] == str(model_dir / "ckpt-1")
+    assert ModelConfig.load(model_dir).cnum == 4
+    saved = json.loads((model_dir / "train_config.json").read_text())
+    assert (saved["cnum"], saved["dataset"]) == (4, f"folder:{image_folder}")
 
 
 def test_init_checkpoint_from_this_project_and_from_the_original(tmp_path, image_folder,
@@ -244,13 +266,21 @@ def test_init_checkpoint_from_this_project_and_from_the_original(tmp_path, image
         training.Trainer(tiny_config(tmp_path / "c", image_folder, init_checkpoint=str(official)))
 
 
+def _train_args(model_dir, folder, *extra):
+    return [sys.executable, str(REPO / "train.py"), f"--model_dir={model_dir}", f"--dataset=folder:{folder}",
+            "--cnum=4", "--image_size=64", "--box_size=32", "--max_delta=8", "--batch_size=2",
+            "--critic_steps=1", "--log_every=1", "--checkpoint_every=3", "--validation_images=1", *extra]
+
+
 def _start(model_dir, folder, *extra):
-    args = [f"--model_dir={model_dir}", f"--dataset=folder:{folder}", "--cnum=4", "--image_size=64",
-            "--box_size=32", "--max_delta=8", "--batch_size=2", "--critic_steps=1", "--log_every=1",
-            "--checkpoint_every=3", "--validation_images=1", *extra]
-    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], stdout=subprocess.PIPE,
+    return subprocess.Popen(_train_args(model_dir, folder, *extra), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=REPO,
                             env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"))
+
+
+def _run(model_dir, folder, *extra):
+    return subprocess.run(_train_args(model_dir, folder, *extra), capture_output=True, text=True, cwd=REPO,
+                          timeout=600, env=dict(os.environ, CUDA_VISIBLE_DEVICES="-1"))
 
 
 def _wait_for(process, text, timeout=300):
@@ -272,7 +302,7 @@ def test_sigterm_saves_and_sigkill_resumes(tmp_path, image_folder):
     _wait_for(run, "step 4/1000")
     run.send_signal(signal.SIGTERM)
     output = run.communicate(timeout=300)[0]
-    assert run.returncode == 0, output
+    assert run.returncode == 143, output  # 128 + SIGTERM: a preempted job is not a finished one
     stopped = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM at step ")]
     assert len(stopped) == 1, output
     step = int(stopped[0].split()[5].rstrip(";"))
@@ -290,6 +320,50 @@ def test_sigterm_saves_and_sigkill_resumes(tmp_path, image_folder):
     output = run.communicate(timeout=300)[0]
     assert f"resumed from {tmp_path / f'ckpt-{last}'} at step {last}" in output, output
     assert f"finished at step {last + 1}; checkpoint {tmp_path / f'ckpt-{last + 1}'}" in output, output
+
+
+@pytest.mark.slow
+def test_a_second_run_in_a_model_dir_is_refused_while_the_first_runs(tmp_path, image_folder):
+    first = _start(tmp_path, image_folder, "--max_steps=1000")
+    third = None
+    try:
+        _wait_for(first, "step 1/1000 [")  # it holds the lock and has written its configuration
+        second = _run(tmp_path, image_folder, "--max_steps=2", "--learning_rate=0.001")
+        assert_user_error(second, f"--model_dir={tmp_path} is in use by another train.py run (pid "
+                                  f"{first.pid} on ", "wait for it to end or stop it, or use another --model_dir")
+        saved = json.loads((tmp_path / "train_config.json").read_text())
+        assert (saved["max_steps"], saved["learning_rate"]) == (1000, 1e-4)
+        assert first.poll() is None  # still training
+        first.kill()  # SIGKILL: no handler runs, the kernel releases the lock
+        first.wait(timeout=60)
+        third = _start(tmp_path, image_folder, "--max_steps=1000")
+        _wait_for(third, "/1000 [")  # accepted: it trains
+        third.send_signal(signal.SIGINT)  # Ctrl-C: saves after the step, exits 130 = 128 + SIGINT
+        output = third.communicate(timeout=300)[0]
+        assert third.returncode == 130, output
+        stopped = [line for line in output.splitlines() if line.startswith("stopped by SIGINT at step ")]
+        assert len(stopped) == 1, output
+        step = int(stopped[0].split()[5].rstrip(";"))
+        assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / f"ckpt-{step}")
+    finally:
+        for process in (first, third):
+            if process is not None:
+                process.kill()
+                process.wait()
+
+
+def test_a_model_dir_that_is_a_file_is_an_error(tmp_path, image_folder):
+    path = tmp_path / "run"
+    path.write_text("my notes")
+    result = _run(path, image_folder, "--max_steps=1")
+    assert_user_error(result, f"--model_dir={path} is a file, not a folder; give a folder path")
+    assert path.read_text() == "my notes"
+
+
+def test_exit_status():
+    assert training.exit_status({"signal": None, "status": "finished"}) == 0
+    assert training.exit_status({"signal": "SIGTERM", "status": "stopped by SIGTERM"}) == 143
+    assert training.exit_status({"signal": "SIGINT", "status": "stopped by a second interrupt"}) == 130
 
 
 def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder):
