@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from inpainting import checkpoints, data, locks, losses, tf1
+from inpainting import checkpoints, data, layers, locks, losses, tf1
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
 from inpainting.critics import make_critics
 from inpainting.errors import TrainingError
@@ -570,9 +570,22 @@ def exit_status(result):
     return 128 + signal.Signals[result["signal"]] if result["signal"] else 0
 
 
+def emulated_bfloat16(config):
+    """Whether `config` asks for bfloat16 where TensorFlow only emulates it: on CPUs without oneDNN
+    (no AVX-512, or TF_ENABLE_ONEDNN_OPTS=0), which also lack the dilated convolutions' gradient
+    kernels, and no GPU."""
+    return (config.precision == "mixed_bfloat16" and not tf.config.list_physical_devices("GPU")
+            and not layers.native_dilated_gradients())
+
+
 def train(config):
     """Runs one training job described by a `TrainConfig`; returns `Trainer.fit()`'s result."""
     configure_devices(config)
+    if emulated_bfloat16(config):
+        print("warning: --precision=mixed_bfloat16 without oneDNN (this CPU has no AVX-512, or "
+              "TF_ENABLE_ONEDNN_OPTS=0): TensorFlow emulates bfloat16 here, so training is slower "
+              "than with --precision=float32 (README: Benchmarks); use float32 for speed",
+              file=sys.stderr, flush=True)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(config.precision)

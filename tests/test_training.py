@@ -366,12 +366,23 @@ def test_exit_status():
     assert training.exit_status({"signal": "SIGINT", "status": "stopped by a second interrupt"}) == 130
 
 
-def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder):
+def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder, capfd):
+    # In both oneDNN modes (make test's second pass); without oneDNN, bfloat16 is emulated and
+    # the run says so once.
+    from inpainting import layers
+
     losses = {}
     for precision in ("float32", "mixed_bfloat16"):
         model_dir = tmp_path / precision
+        capfd.readouterr()
         training.train(tiny_config(model_dir, image_folder, max_steps=1, precision=precision,
                                    deterministic=False))
+        warned = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: ")]
+        emulated = precision == "mixed_bfloat16" and not layers.native_dilated_gradients()
+        assert warned == (["warning: --precision=mixed_bfloat16 without oneDNN (this CPU has no AVX-512, "
+                           "or TF_ENABLE_ONEDNN_OPTS=0): TensorFlow emulates bfloat16 here, so training "
+                           "is slower than with --precision=float32 (README: Benchmarks); use float32 "
+                           "for speed"] if emulated else [])
         losses[precision] = {tag: float(values[1]) for tag, values in read_events(model_dir / "train").items()
                              if tag in ("l1", "ae", "g_loss", "d_loss")}
         values = checkpoint_values(model_dir / "ckpt-1")
