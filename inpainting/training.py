@@ -583,8 +583,8 @@ def train(config):
     configure_devices(config)
     if emulated_bfloat16(config):
         print("warning: --precision=mixed_bfloat16 without oneDNN (this CPU has no AVX-512, or "
-              "TF_ENABLE_ONEDNN_OPTS=0): TensorFlow emulates bfloat16 here, so training is slower "
-              "than with --precision=float32 (README: Benchmarks); use float32 for speed",
+              "TF_ENABLE_ONEDNN_OPTS=0): TensorFlow emulates bfloat16 here, which trains about 9x "
+              "slower than --precision=float32 (README: Benchmarks); use float32 for speed",
               file=sys.stderr, flush=True)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -380,8 +380,8 @@ def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder, capf
         warned = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: ")]
         emulated = precision == "mixed_bfloat16" and not layers.native_dilated_gradients()
         assert warned == (["warning: --precision=mixed_bfloat16 without oneDNN (this CPU has no AVX-512, "
-                           "or TF_ENABLE_ONEDNN_OPTS=0): TensorFlow emulates bfloat16 here, so training "
-                           "is slower than with --precision=float32 (README: Benchmarks); use float32 "
+                           "or TF_ENABLE_ONEDNN_OPTS=0): TensorFlow emulates bfloat16 here, which trains "
+                           "about 9x slower than --precision=float32 (README: Benchmarks); use float32 "
                            "for speed"] if emulated else [])
         losses[precision] = {tag: float(values[1]) for tag, values in read_events(model_dir / "train").items()
                              if tag in ("l1", "ae", "g_loss", "d_loss")}
