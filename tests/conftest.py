@@ -88,6 +88,16 @@ def run_module(module, *args, cwd=None):
                           text=True, cwd=cwd, env=env, timeout=600)
 
 
+def stop_process(process, seconds=30):
+    """Stops a process a test started: SIGTERM, then SIGKILL if it is still running after `seconds`."""
+    process.terminate()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(seconds)
+
+
 def assert_user_error(result, *fragments):
     """A CLI run that failed with one `error: ...` line naming `fragments`, and no traceback."""
     assert result.returncode != 0, result.stderr

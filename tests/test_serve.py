@@ -25,7 +25,7 @@ import pytest
 import tensorflow as tf
 import uvicorn
 
-from conftest import assert_user_error, box_mask, photo, run_module
+from conftest import assert_user_error, box_mask, photo, run_module, stop_process
 from inpainting import checkpoints, highres, runners, serve, serving
 from inpainting.config import ModelConfig
 from inpainting.generator import Generator
@@ -556,12 +556,7 @@ def served(tiny_checkpoint, tmp_path_factory):
             time.sleep(0.2)
         yield "127.0.0.1", int(found.group(1)), log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
+        stop_process(process)
 
 
 def test_command_line_serves_with_its_flags(served):

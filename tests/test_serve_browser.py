@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from conftest import stop_process
 from inpainting import serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -72,11 +73,7 @@ def server(tiny_checkpoint, tmp_path_factory):
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
