@@ -197,11 +197,22 @@ def _native_forward_space_to_batch_gradient(x, kernel, rate, padding):
 
 @functools.cache
 def native_dilated_gradients():
-    """Whether TensorFlow has gradient kernels for dilated convolutions on the default device.
+    """Whether TensorFlow has gradient kernels for dilated convolutions here.
 
-    Its CPU kernels have them only with oneDNN on; GPUs have them. Checked once per process on a
-    tiny convolution.
+    GPUs have them; TensorFlow's CPU kernels only with oneDNN on. Where TensorFlow does not say
+    whether oneDNN is on, a tiny dilated gradient is tried (a missing kernel logs a warning).
     """
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return _dilated_gradients_run()
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _dilated_gradients_run():
+    """Whether TensorFlow computes a tiny dilated convolution's gradients on the default device."""
     dilated = dict(strides=[1, 1, 1, 1], padding="SAME", dilations=[1, 2, 2, 1])
     with tf.init_scope():
         x = tf.zeros([1, 5, 5, 1])
