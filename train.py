@@ -1,6 +1,7 @@
 """Train DeepFill: `python train.py --flagfile=configs/places2.cfg` (see `python train.py --help`)."""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ notices (Grappler fallbacks) would drown the progress
 
@@ -18,7 +19,9 @@ def main(argv):
         from inpainting import training
 
         config = flags.config_from_flags()
-        training.train(config)
+        result = training.train(config)
+    if result.get("exit_status"):  # a cluster stopped for a SIGTERM: the orchestrator restarts it
+        sys.exit(result["exit_status"])
 
 
 if __name__ == "__main__":
