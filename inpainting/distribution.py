@@ -18,9 +18,9 @@ validation images and the configuration files come from the chief only.
 
 Stopping: at the start of every step the tasks vote (one all-reduce of a flag) on whether any of
 them was asked to stop (SIGTERM, Ctrl-C) or passed `--max_minutes`; so the whole cluster stops after
-the same step, saves it, and each task exits with `PREEMPTED_EXIT_STATUS` (143, as a process
-killed by SIGTERM) when the stop came from a signal, so an orchestrator restarts it; the restarted
-cluster resumes from that checkpoint. A task that dies without warning makes the others fail within
+the same step and saves it. When the stop came from a SIGTERM every task exits with
+`PREEMPTED_EXIT_STATUS` (143, as a process killed by SIGTERM), so an orchestrator restarts it, and
+the restarted cluster resumes from that checkpoint (after Ctrl-C or the time limit: status 0). A task that dies without warning makes the others fail within
 `--worker_timeout` seconds with an error that says so; the restarted cluster resumes from the last
 periodic checkpoint.
 """

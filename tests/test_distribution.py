@@ -341,3 +341,56 @@ def test_a_killed_worker_stops_the_others_and_the_cluster_resumes(tmp_path, imag
     assert f"finished at step {last + 1}; checkpoint {model_dir / f'ckpt-{last + 1}'}" in \
         workers.output(0)
     assert_only_chief_files(model_dir, runs=2)
+
+
+# ---- launch recipes -------------------------------------------------------------------------------
+
+def manifest_args(text):
+    """The train.py flags of a deploy/ recipe's command (Kubernetes shell or Vertex AI args)."""
+    if "exec python train.py" in text:
+        command = text.split("exec python train.py", 1)[1].split("ports:")[0]
+        return command.replace("\\\n", " ").split()
+    return [[a.strip().strip('",') for a in line.split("[", 1)[1].rstrip("]").split(",")]
+            for line in text.replace("\n             ", " ").splitlines()
+            if line.strip().startswith("args:")]
+
+
+def parsed_config(args, monkeypatch):
+    from absl import flags as absl_flags
+
+    from inpainting import flags
+
+    monkeypatch.chdir(REPO)
+    values = absl_flags.FlagValues()
+    flags.define_flags(values)
+    values(["train.py", *args])
+    return flags.config_from_flags(values)
+
+
+def test_kubernetes_job_gives_each_pod_its_tf_config(monkeypatch):
+    text = (REPO / "deploy" / "kubernetes.yaml").read_text()
+    script = text.split("            - |\n", 1)[1].split("exec python")[0] + 'echo "$TF_CONFIG"'
+    workers = int(text.split('name: WORKERS\n              value: "')[1].split('"')[0])
+    assert f"completions: {workers}\n" in text and f"parallelism: {workers}\n" in text
+    for index in range(workers):
+        result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                                env={"WORKERS": str(workers), "JOB_COMPLETION_INDEX": str(index),
+                                     "PATH": os.environ["PATH"]})
+        cluster = distribution.parse_tf_config(result.stdout)
+        assert cluster.jobs == {"worker": [f"inpainting-train-{i}.inpainting-train:2222"
+                                           for i in range(workers)]}
+        assert (cluster.task_type, cluster.task_index, cluster.is_chief) == ("worker", index, index == 0)
+    config = parsed_config(manifest_args(text), monkeypatch)
+    assert (config.strategy, config.model_dir) == ("multi_worker", "/runs/places2")
+    assert config.batch_size % workers == 0
+
+
+def test_vertex_ai_pools_run_the_same_command(monkeypatch):
+    text = (REPO / "deploy" / "vertex-ai.yaml").read_text()
+    chief, workers = manifest_args(text)
+    assert chief == workers
+    tasks = sum(int(line.split(":")[1]) for line in text.splitlines()
+                if line.strip().startswith("replicaCount:"))
+    config = parsed_config(chief, monkeypatch)
+    assert config.strategy == "multi_worker" and config.batch_size % tasks == 0
+    assert config.model_dir.startswith("/gcs/")
