@@ -343,6 +343,27 @@ def test_a_killed_worker_stops_the_others_and_the_cluster_resumes(tmp_path, imag
     assert_only_chief_files(model_dir, runs=2)
 
 
+@pytest.mark.parametrize("victim, signum", [(0, signal.SIGKILL), (1, signal.SIGSTOP)],
+                         ids=["chief killed", "worker frozen"])
+def test_a_lost_chief_or_a_frozen_worker_is_reported_within_the_timeout(tmp_path, image_folder,
+                                                                       workers, victim, signum):
+    # The chief runs the coordination service; a frozen (SIGSTOP) worker keeps its connections
+    # open, so only the missing heartbeats and the collective timeout can reveal it.
+    workers.start(tmp_path / "run", image_folder, "--batch_size=2", "--checkpoint_every=2",
+                  "--worker_timeout=20", "--max_steps=1000")
+    workers.wait_for(0, "step 3/1000 [")
+    workers.processes[victim].send_signal(signum)
+    lost = time.monotonic()
+    survivor = workers.processes[1 - victim]
+    assert survivor.wait(timeout=200) == 1
+    assert time.monotonic() - lost < 20 + 60
+    output = workers.output(1 - victim)
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    assert errors[0].startswith(f"error: worker {1 - victim}: lost contact with another worker of "
+                                "the cluster (no answer within --worker_timeout=20 s: ")
+
+
 # ---- launch recipes -------------------------------------------------------------------------------
 
 def manifest_args(text):
