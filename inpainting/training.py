@@ -527,7 +527,11 @@ def _duration(seconds):
 
 
 def train(config):
-    """Runs one training job described by a `TrainConfig`; returns `Trainer.fit()`'s result."""
+    """Runs one training job described by a `TrainConfig`; returns `Trainer.fit()`'s result.
+
+    On a cluster (`inpainting.distribution`) the result also holds "exit_status": 143 when the
+    cluster stopped for a SIGTERM, so the orchestrator restarts it, else 0.
+    """
     configure_devices(config)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

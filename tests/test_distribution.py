@@ -316,6 +316,23 @@ def test_sigterm_on_one_worker_saves_the_cluster_and_resumes(tmp_path, image_fol
     assert_close(got, expected, atol=1e-6)
 
 
+def test_the_time_limit_stops_the_cluster_after_one_step(tmp_path, image_folder, workers):
+    # The workers' clocks pass --max_minutes at different steps; the vote makes them stop together.
+    model_dir = tmp_path / "run"
+    workers.start(model_dir, image_folder, "--batch_size=2", "--max_steps=100000",
+                  "--checkpoint_every=1000", "--max_minutes=0.15", "--worker_timeout=120")
+    assert workers.wait() == [0, 0]
+    chief = [line for line in workers.output(0).splitlines() if line.startswith("stopped ")]
+    assert len(chief) == 1, workers.output(0)
+    step = int(chief[0].split(" at step ")[1].split(";")[0])
+    assert chief[0].split(" at step ")[0] in ("stopped after --max_minutes=0.15",
+                                              "stopped by the time limit of another worker")
+    assert workers.output(1).splitlines()[-1] in (
+        f"worker 1: stopped after --max_minutes=0.15 at step {step}",
+        f"worker 1: stopped by the time limit of another worker at step {step}")
+    assert tf.train.latest_checkpoint(str(model_dir)) == str(model_dir / f"ckpt-{step}")
+    assert_only_chief_files(model_dir)
+
 def test_a_killed_worker_stops_the_others_and_the_cluster_resumes(tmp_path, image_folder, workers):
     model_dir = tmp_path / "run"
     flags = ("--batch_size=2", "--checkpoint_every=2", "--worker_timeout=20")
