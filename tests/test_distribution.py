@@ -19,7 +19,7 @@ import tensorflow as tf
 from conftest import REPO, assert_user_error
 from inpainting import distribution, training
 from inpainting.config import TrainConfig
-from inpainting.errors import TrainingError
+from inpainting.errors import ConfigError, TrainingError
 from test_training import TINY, checkpoint_values, image_folder  # noqa: F401 (a fixture)
 
 EXAMPLE = distribution.EXAMPLE
@@ -194,6 +194,10 @@ def test_strategy_selection(tmp_path):
                                             r"environment variable \(the cluster and this task\)"):
         chosen("multi_worker", "")
 
+
+def test_worker_timeout_must_be_positive(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--worker_timeout: must be positive \(seconds\), got 0"):
+        TrainConfig(model_dir=str(tmp_path), worker_timeout=0)
 
 def test_train_py_refuses_a_bad_tf_config(tmp_path, image_folder):
     for tf_config, fragment in (("{oops", "TF_CONFIG: is not valid JSON"),
