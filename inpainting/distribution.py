@@ -30,6 +30,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import tensorflow as tf
 
@@ -165,14 +168,43 @@ def make_strategy(config, cluster):
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         spec, task_type=cluster.task_type, task_id=cluster.task_index, rpc_layer="grpc")
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.worker_timeout)
+    # The first task (the coordination service's) waits inside TensorFlow for the others without a
+    # time limit of its own (the others fail after --worker_timeout); a watchdog ends it a little later.
+    watchdog = _watchdog(config.worker_timeout + 15, (
+        f"{cluster.name}: the cluster of {ENV} did not assemble within --worker_timeout="
+        f"{config.worker_timeout:g} s (+15); start every task it lists ({cluster.num_tasks}), with the "
+        f"addresses reachable from each other"))
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(resolver, communication_options=options)
     except (tf.errors.OpError, RuntimeError, ValueError) as err:
-        raise TrainingError(f"{cluster.name}: cannot join the cluster of {ENV} "
-                            f"({_first_line(err)}); check the addresses and that each port is free "
-                            f"on its machine") from None
+        raise TrainingError(f"{cluster.name}: cannot join the cluster of {ENV} within "
+                            f"--worker_timeout={config.worker_timeout:g} s ({_first_line(err)}); "
+                            f"start every task it lists ({cluster.num_tasks}), check the addresses "
+                            "and that each port is free on its machine") from None
+    finally:
+        watchdog.stdin.close()  # cancels it
+        watchdog.wait()
+    # TensorFlow's own SIGTERM listener (for its PreemptionCheckpointHandler) would swallow the
+    # signal until the training loop installs its handler: until then SIGTERM ends the process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     strategy.cluster = cluster
     return strategy
+
+
+# A watchdog process: unless its stdin closes within SECONDS it prints the error and kills PID. (A
+# thread cannot do it: TensorFlow keeps Python's lock while it waits for the cluster.)
+_WATCHDOG = """
+import os, select, signal, sys
+pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    print("error: " + message, file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+def _watchdog(seconds, message):
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), message],
+                            stdin=subprocess.PIPE)
 
 
 def _coordinated_job(name, num_tasks):

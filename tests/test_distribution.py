@@ -237,6 +237,34 @@ def test_workers_started_with_different_flags_stop(tmp_path, image_folder, worke
     assert not os.path.exists(tmp_path / "run" / "ckpt-1.index")
 
 
+def test_a_worker_whose_cluster_never_assembles_stops_with_an_error(tmp_path, image_folder):
+    # Task 0 runs the coordination service and waits for the others inside TensorFlow (a watchdog
+    # process ends it); task 1 gives up connecting to task 0. Each is alone in its own cluster.
+    processes = []
+    try:
+        for index in (0, 1):
+            processes.append(subprocess.Popen(
+                [sys.executable, str(REPO / "train.py"), f"--model_dir={tmp_path / 'run'}",
+                 f"--dataset=folder:{image_folder}", *COMMON, "--batch_size=2", "--worker_timeout=5"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                env=dict(os.environ, TF_CONFIG=tf_configs(2)[index], CUDA_VISIBLE_DEVICES="-1")))
+        started = time.monotonic()
+        outputs = [p.communicate(timeout=200) for p in processes]
+        assert time.monotonic() - started < 5 + 15 + 60
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    results = [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(processes, outputs)]
+    assert results[0].returncode == -signal.SIGKILL
+    assert_user_error(results[0], "worker 0: the cluster of TF_CONFIG did not assemble within "
+                      "--worker_timeout=5 s (+15); start every task it lists (2)")
+    assert results[1].returncode == 1
+    assert_user_error(results[1], "worker 1: cannot join the cluster of TF_CONFIG within "
+                      "--worker_timeout=5 s (", "start every task it lists (2)")
+    assert not (tmp_path / "run").exists()
+
 def test_two_workers_train_like_one_process(tmp_path, image_folder, workers):
     # Tolerance: the workers' all-reduce sums the two halves of the batch's gradient in another
     # order than one device does, so values agree to float32 rounding of the gradients (1e-5 on
