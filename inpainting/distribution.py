@@ -20,7 +20,8 @@ Stopping: at the start of every step the tasks vote (one all-reduce of a flag) o
 them was asked to stop (SIGTERM, Ctrl-C) or passed `--max_minutes`; so the whole cluster stops after
 the same step and saves it. When the stop came from a SIGTERM every task exits with
 `PREEMPTED_EXIT_STATUS` (143, as a process killed by SIGTERM), so an orchestrator restarts it, and
-the restarted cluster resumes from that checkpoint (after Ctrl-C or the time limit: status 0). A task that dies without warning makes the others fail within
+the restarted cluster resumes from that checkpoint (after Ctrl-C or the time limit: status 0). A
+task that dies without warning, or a cluster that does not assemble, makes the others fail within
 `--worker_timeout` seconds with an error that says so; the restarted cluster resumes from the last
 periodic checkpoint.
 """
