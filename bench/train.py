@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train.py [--version=v1] [--batch_size=4] [--size=256] [--iterations=6] [--xla]
         [--onednn=on,off] [--dilated_conv=auto,space_to_batch]
+    .venv/bin/python bench/train.py --strategy=multi_worker [--workers=1,2] [--version=v2] [--size=64]
 
 One training iteration is what the original's trainer does per step and what reference
 `timing.txt` measures: for v1, 5 critic updates (WGAN-GP, each re-running the generator forward on
@@ -19,10 +20,21 @@ process of its own, in which each formulation of the dilated convolutions
 every line says which (`onednn`, `dilated_conv`), and `train_<version>_backends` lines give each
 one's seconds over oneDNN on with the default formulation. `native` cannot train with oneDNN off
 (TensorFlow has no gradient kernel for dilated convolutions there) and is skipped with a line.
+
+`--strategy=multi_worker` starts, for each count of `--workers`, that many local worker processes
+on 127.0.0.1 (`MultiWorkerMirroredStrategy`, TF_CONFIG set by this script) training on the same
+constant batches, and prints the cluster's seconds per iteration and images/s (global batch x
+batches per iteration / seconds), then each count's speed over one worker's. All workers share this
+machine's cores, so the numbers show the cost of the multi-worker machinery (gRPC all-reduce, the
+per-step stop vote) on one computer, not the speed-up of a cluster of machines. The workers run in
+the machine's oneDNN mode with the default formulation.
 """
 
 import argparse
+import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 
@@ -60,8 +72,19 @@ def main():
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
                         help="mixed_bfloat16 is not the original's math (16-bit convolutions)")
     parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
+    parser.add_argument("--strategy", default="auto", choices=["auto", "multi_worker"],
+                        help="multi_worker: start 1, 2, ... (--workers) local worker processes on "
+                             "127.0.0.1 and report the cluster's images/s for each count")
+    parser.add_argument("--workers", default="1,2", help="worker counts for --strategy=multi_worker")
+    parser.add_argument("--scratch", default="", help=argparse.SUPPRESS)  # the workers' shared folder
     common.add_backend_flags(parser)
     args = parser.parse_args()
+    if args.strategy == "multi_worker":
+        if os.environ.get("TF_CONFIG"):
+            multi_worker_task(args)
+        else:
+            launch_workers(args)
+        return
     formulations = common.dilated_conv_formulations(args)
     records = common.run_onednn_modes(args)
     if records is not None:
@@ -123,6 +146,82 @@ def main():
                          "speedup_vs_original": original and round(original / timing["median"], 3)})
     common.emit({"bench": "matmul", "gflops": round(gflops, 1), "seconds": round(matmul["median"], 5),
                  "onednn": onednn})
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def launch_workers(args):
+    """Runs this script as 1, 2, ... local workers of one cluster each; prints the chief's lines."""
+    rates = {}
+    for count in [int(n) for n in args.workers.split(",")]:
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(count)]
+        argv = [a for a in sys.argv[1:] if not a.startswith("--workers")]
+        processes = []
+        scratch = tempfile.TemporaryDirectory()
+        argv.append(f"--scratch={scratch.name}")
+        try:
+            for index in range(count):
+                tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+                env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), CUDA_VISIBLE_DEVICES="-1")
+                processes.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv],
+                                                  stdout=subprocess.PIPE, text=True, env=env))
+            output = processes[0].communicate(timeout=3600)[0]
+            for process in processes[1:]:
+                process.wait(timeout=600)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            scratch.cleanup()
+        if any(p.returncode for p in processes):
+            sys.exit(f"error: the {count}-worker run failed (exit statuses "
+                     f"{[p.returncode for p in processes]})")
+        for line in output.splitlines():
+            record = json.loads(line)
+            rates[count] = record["images_per_second"]
+            common.emit(record)
+    if 1 in rates:
+        common.emit({"bench": f"train_{args.version}_multi_worker_scaling",
+                     **{f"speedup_{n}_workers": round(rate / rates[1], 3) for n, rate in rates.items()}})
+
+
+def multi_worker_task(args):
+    """One worker of a local cluster: times training iterations on constant batches; the chief
+    prints one JSON line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from inpainting import distribution, training
+    from inpainting.config import TrainConfig
+
+    keras.mixed_precision.set_global_policy(args.precision)
+    # The workers share the scratch folder; nothing is saved: checkpoints are not measured.
+    config = TrainConfig(model_dir=args.scratch, version=args.version, image_size=args.size,
+                         box_size=args.size // 2, batch_size=args.batch_size, xla=args.xla,
+                         precision=args.precision, strategy="multi_worker")
+    strategy = training.make_strategy(config)  # first: before other TensorFlow work
+    trainer = training.Trainer(config, strategy)
+    iterator = distribution.distribute(strategy, constant_batches(config))
+    # No waiting for a quiet CPU: the other local workers keep it busy by design.
+    iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations,
+                                 warmup=1, wait=False)
+    if distribution.is_chief(strategy):
+        workers = strategy.cluster.num_tasks
+        images = args.batch_size * config.batches_per_step
+        common.emit({"bench": f"train_{args.version}_multi_worker", "workers": workers,
+                     "global_batch": args.batch_size, "size": f"{args.size}x{args.size}",
+                     "seconds_per_iteration": round(iteration["median"], 4),
+                     "images_per_second": round(images / iteration["median"], 3),
+                     "runs": iteration["runs"], "onednn": common.onednn()})
+
 
 if __name__ == "__main__":
     main()

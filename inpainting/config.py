@@ -127,7 +127,7 @@ class ModelConfig:
 
 
 TRAIN_CONFIG_FILE = "train_config.json"
-STRATEGIES = ("auto", "mirrored", "one_device")
+STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16")
 PREPROCESSING = ("crop", "resize")
 
@@ -213,6 +213,7 @@ class TrainConfig:
     deterministic: bool = False
     strategy: str = "auto"
     cpu_devices: int = 0
+    worker_timeout: float = 300.0
     precision: str = "float32"
     xla: bool = False
     attention: str = "matmul"
@@ -265,6 +266,8 @@ class TrainConfig:
             fail("max_minutes", f"must be 0 (no time limit) or positive, got {self.max_minutes}")
         if not 0 < self.discount_gamma <= 1:
             fail("discount_gamma", f"must be in (0, 1], got {self.discount_gamma}")
+        if not self.worker_timeout > 0:
+            fail("worker_timeout", f"must be positive (seconds), got {self.worker_timeout}")
         if self.cpu_devices < 0:
             fail("cpu_devices", f"must be 0 (leave the CPU as one device) or more, got {self.cpu_devices}")
         box, image = self.box_size, self.image_size

@@ -116,9 +116,16 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("attention", _D.attention, ["matmul", "patches"], "Contextual-attention "
                       "implementation.", flag_values=flag_values)
     # Devices.
-    flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES), "auto: MirroredStrategy over all "
-                      "visible GPUs, or one device (GPU or CPU); mirrored: MirroredStrategy over all "
-                      "visible GPUs or, without GPUs, the logical CPUs of --cpu_devices; one_device.", flag_values=flag_values)
+    flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES), "auto: MultiWorkerMirroredStrategy "
+                      "when the TF_CONFIG environment variable names more than one task, else "
+                      "MirroredStrategy over all visible GPUs, or one device (GPU or CPU); mirrored: "
+                      "MirroredStrategy over all visible GPUs or, without GPUs, the logical CPUs of "
+                      "--cpu_devices; one_device; multi_worker: MultiWorkerMirroredStrategy over the "
+                      "cluster of TF_CONFIG (every worker runs the same command with the same "
+                      "--model_dir; see the README, Training on many machines).", flag_values=flag_values)
+    flags.DEFINE_float("worker_timeout", _D.worker_timeout, "Multi-worker training: seconds a worker "
+                       "waits for the others (start-up, each collective, heartbeats) before it stops "
+                       "with an error saying one was lost.", flag_values=flag_values)
     flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into N logical devices (0: one); "
                          "with --strategy=mirrored this trains data-parallel on a CPU.", flag_values=flag_values)
     flags.DEFINE_enum("precision", _D.precision, list(PRECISIONS), "float32, or mixed_bfloat16 (16-bit "

@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from inpainting import checkpoints, data, layers, locks, losses, tf1
+from inpainting import checkpoints, data, distribution, layers, locks, losses, tf1
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
 from inpainting.critics import make_critics
 from inpainting.errors import TrainingError
@@ -59,6 +59,12 @@ def configure_devices(config):
 
 def make_strategy(config):
     """The `tf.distribute` strategy named by `config.strategy` (see the --strategy flag)."""
+    cluster = distribution.wants_multi_worker(config)
+    if cluster is not None:  # first: before anything starts TensorFlow
+        strategy = distribution.make_strategy(config, cluster)
+        distribution.check_same_config(config, strategy)
+        distribution.check_batch(config, strategy)
+        return strategy
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
     if config.strategy == "one_device" or (config.strategy == "auto" and len(gpus) < 2):
@@ -96,7 +102,7 @@ class Trainer:
         self.config = config
         self.strategy = strategy or make_strategy(config)
         locks.make_directory(config.model_dir, "--model_dir", TrainingError)
-        self.chief = getattr(self.strategy.extended, "should_checkpoint", True)
+        self.chief = distribution.is_chief(self.strategy)
         self._lock = locks.DirectoryLock(config.model_dir, "train.py run", "--model_dir", name=LOCK_FILE,
                                          error=TrainingError)
         self._lock_model_dir()
@@ -143,8 +149,8 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(generator=self.generator, critics=self.critics,
                                               optimizer=self.optimizer, step=self.step,
                                               skipped_files=self.skipped_files)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, config.model_dir, max_to_keep=config.keep_checkpoints,
+        self.manager = distribution.checkpoint_manager(
+            self.checkpoint, config.model_dir, self.strategy, max_to_keep=config.keep_checkpoints,
             checkpoint_name=checkpoints.CHECKPOINT_NAME)
         self.restored = self._restore()
         # The flags win over a restored learning rate, so a resumed run can change it.
@@ -273,7 +279,7 @@ class Trainer:
                     batch["alpha_global"], self.model_config.local_size, self.weights)
             stats = self._average(terms)
         stats["critic_grad_norm"] = self._apply(stats["d_loss"], tape, variables)
-        stats["skipped_files"] = tf.reduce_max(batch["skipped"])
+        stats["skipped_files"] = tf.reduce_max(batch["skipped"], keepdims=True)
         return stats
 
     def _generator_update(self, batch):
@@ -290,15 +296,15 @@ class Trainer:
                                                 self.model_config.local_size, self.weights)
             stats = self._average(terms)
         stats["generator_grad_norm"] = self._apply(stats["g_loss"], tape, variables)
-        stats["skipped_files"] = tf.reduce_max(batch["skipped"])
+        stats["skipped_files"] = tf.reduce_max(batch["skipped"], keepdims=True)
         return stats
 
     def _run(self, update, iterator):
         per_replica = self.strategy.run(update, args=(next(iterator),))
         stats = {}
         for key, value in per_replica.items():
-            if key == "skipped_files":  # cumulative along the batch: the last replica has the total
-                stats[key] = self.strategy.experimental_local_results(value)[-1]
+            if key == "skipped_files":  # cumulative along the global batch: its largest is the total
+                stats[key] = tf.reduce_max(self.strategy.gather(value, axis=0))
             elif key.endswith("grad_norm"):  # already the same on every replica
                 stats[key] = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
             else:
@@ -326,7 +332,7 @@ class Trainer:
             free_form=c.free_form_masks, edges=c.guided,
             start_batch=int(self.step.numpy()) * c.batches_per_step,
             skipped_before=int(self.skipped_files.numpy()))
-        return iter(self.strategy.experimental_distribute_dataset(batches))
+        return distribution.distribute(self.strategy, batches)
 
     def validation_batch(self):
         """The fixed validation images, boxes and masks, as one batch of numpy arrays."""
@@ -390,8 +396,9 @@ class Trainer:
 
     def _fit(self):
         c = self.config
-        self.generator.config.save(c.model_dir)
-        c.save(c.model_dir)
+        if distribution.is_chief(self.strategy):  # the other workers only train and save
+            self.generator.config.save(c.model_dir)
+            c.save(c.model_dir)
         logging.info("training configuration: %s", c.to_dict())
         changed = [f"{key}={value}" for key, value in c.to_dict().items()
                    if value != getattr(_DEFAULTS, key)]
@@ -400,23 +407,27 @@ class Trainer:
         print(f"{self.restored}; model_dir {c.model_dir}", flush=True)
         iterator = self.training_data()
         validation = self.validation_batch()
-        train_writer = tf.summary.create_file_writer(os.path.join(c.model_dir, "train"))
-        validation_writer = tf.summary.create_file_writer(os.path.join(c.model_dir, "validation"))
+        train_writer = distribution.summary_writer(self.strategy, os.path.join(c.model_dir, "train"))
+        validation_writer = distribution.summary_writer(self.strategy,
+                                                        os.path.join(c.model_dir, "validation"))
         deadline = time.monotonic() + 60 * c.max_minutes if c.max_minutes else math.inf
         progress = Progress(int(self.step.numpy()), c.max_steps, c.log_every,
                             images_per_step=c.batch_size * c.batches_per_step, deadline=deadline)
         stop = _StopRequest()
+        vote = distribution.StopVote(self.strategy)  # a cluster stops after the same step
         step = int(self.step.numpy())
         saved = self.manager.latest_checkpoint
         status, stopped_by = "finished", None
         try:
             with stop.installed():
                 while step < c.max_steps:
-                    if stop.requested:
-                        status, stopped_by = f"stopped by {stop.requested}", stop.requested
-                        break
-                    if time.monotonic() > deadline:
-                        status = f"stopped after --max_minutes={c.max_minutes:g}"
+                    late = f"--max_minutes={c.max_minutes:g}" if time.monotonic() > deadline else None
+                    reason = vote(stop.requested or late)
+                    if reason:
+                        # A signal here or on another worker ("SIGTERM on another worker"), or a
+                        # time limit.
+                        stopped_by = reason.split()[0] if reason.startswith(("SIGTERM", "SIGINT")) else None
+                        status = f"stopped by {reason}" if stopped_by else f"stopped after {reason}"
                         break
                     stats = self._one_step(iterator, step + 1)
                     step += 1
@@ -579,7 +590,8 @@ def emulated_bfloat16(config):
 
 
 def train(config):
-    """Runs one training job described by a `TrainConfig`; returns `Trainer.fit()`'s result."""
+    """Runs one training job described by a `TrainConfig`; returns `Trainer.fit()`'s result
+    (`exit_status` turns it into train.py's exit status)."""
     configure_devices(config)
     if emulated_bfloat16(config):
         print("warning: --precision=mixed_bfloat16 without oneDNN (this CPU has no AVX-512, or "
@@ -588,8 +600,12 @@ def train(config):
               file=sys.stderr, flush=True)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(config)
     keras.mixed_precision.set_global_policy(config.precision)
     try:
-        return Trainer(config).fit()
+        with distribution.peer_failures(config, strategy):
+            with distribution.chief_output(strategy):
+                result = Trainer(config, strategy).fit()
+            return distribution.finish(result, strategy)
     finally:
         keras.mixed_precision.set_global_policy("float32")
