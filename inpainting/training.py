@@ -424,10 +424,10 @@ class Trainer:
                     late = f"--max_minutes={c.max_minutes:g}" if time.monotonic() > deadline else None
                     reason = vote(stop.requested or late)
                     if reason:
-                        # A signal here or on another worker ("SIGTERM on another worker"), or a
-                        # time limit.
+                        # This task's time limit, or a signal here or on another worker ("SIGTERM
+                        # on another worker"), or another worker's time limit.
                         stopped_by = reason.split()[0] if reason.startswith(("SIGTERM", "SIGINT")) else None
-                        status = f"stopped by {reason}" if stopped_by else f"stopped after {reason}"
+                        status = f"stopped after {reason}" if reason == late else f"stopped by {reason}"
                         break
                     stats = self._one_step(iterator, step + 1)
                     step += 1
