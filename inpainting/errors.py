@@ -1,11 +1,48 @@
-"""Errors caused by what a user gave (files, flags, checkpoints); each message is one line.
+"""Errors caused by what a user gave (files, arguments, checkpoints); each message is one line.
 
-The command-line tools print them as `error: <message>` and exit with status 1, without a traceback.
+The library names its own parameters in these messages (`version must be positive`); the
+command-line tools print them with flag names instead (`error: --version must be positive`) and exit
+with status 1, without a traceback (`inpainting.cli.user_errors`).
 """
+
+PLACEHOLDER = "{parameter}"
 
 
 class InpaintingError(ValueError):
-    """Base class of the errors a user can fix: the message says what is wrong and what to do."""
+    """Base class of the errors a user can fix: the message says what is wrong and what to do.
+
+    Args:
+        message: one line. Where it names the parameter the caller got wrong, it says `{parameter}`
+            (literally; no other braces are interpreted).
+        parameter: the name of that parameter, as the raising function spells it. The command-line
+            tools name it as the flag `--<parameter>` (or the flag a tool maps it to).
+
+    Example:
+        >>> err = ExportError("{parameter} must be a positive integer, got 0", parameter="version")
+        >>> str(err)
+        'version must be a positive integer, got 0'
+        >>> err.describe(flags=True)
+        '--version must be a positive integer, got 0'
+    """
+
+    def __init__(self, message, parameter=None):
+        self.template = message
+        self.parameter = parameter
+        super().__init__(self.describe())
+
+    def describe(self, flags=False, flag_names=None):
+        """The message, naming the parameter as the library spells it or, with `flags`, as a flag.
+
+        Args:
+            flags: name the parameter `--<flag>` instead of `<parameter>`.
+            flag_names: {parameter: flag name} where a tool's flag is not named like the parameter.
+        """
+        if self.parameter is None:
+            return self.template
+        name = self.parameter
+        if flags:
+            name = "--" + (flag_names or {}).get(name, name)
+        return self.template.replace(PLACEHOLDER, name)
 
 
 class ConfigError(InpaintingError):
@@ -25,7 +62,7 @@ class DataError(InpaintingError):
 
 
 class TrainingError(InpaintingError):
-    """A training run that cannot start or continue (bad flags, non-finite loss, ...)."""
+    """A training run that cannot start or continue (bad arguments, non-finite loss, ...)."""
 
 
 class ExportError(InpaintingError):
