@@ -19,6 +19,9 @@ from inpainting.attention import ContextualAttention
 from inpainting.config import ModelConfig
 from inpainting.layers import Conv, UpConv, resize_nearest
 
+# The generator halves its input three times: inputs are padded to a multiple of this many pixels.
+GRID = 8
+
 # (name, filters as a multiple of cnum, kernel, stride, dilation); "up" marks a x2 UpConv.
 # Filters of None mean 3 output channels with no activation.
 STAGE1 = (

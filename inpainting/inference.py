@@ -17,9 +17,9 @@ import tensorflow as tf
 
 from inpainting import imageio
 from inpainting.attention import SCORE_BYTES
+from inpainting.generator import GRID
 from inpainting.streaming import ATTENTION_MODES, StreamedGenerator
 
-GRID = 8
 # Larger images are streamed (see the module docstring): from about 1.5 megapixels on, the
 # graph's whole-image temporaries cost more memory than streaming saves time.
 STREAM_PIXELS = 1536 * 1024

@@ -49,10 +49,11 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from inpainting import data, inference, locks, masks
+from inpainting import data, locks, masks
 from inpainting import flow as flow_lib
 from inpainting.config import DEFAULT_MAX_PIXELS
 from inpainting.errors import ExportError
+from inpainting.generator import GRID
 from inpainting.layers import fold_indices, upsample_nearest
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -97,11 +98,11 @@ def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None):
     height, width = shape[1], shape[2]
     hole = tf.cast(mask > 0.5, tf.float32)
     # Symmetric mirroring of the image, as `imageio.pad_to_multiple`; the padding is known content.
-    padded = _pad_bottom_right(image, inference.GRID) / 127.5 - 1.0
-    inputs = [padded, _pad_bottom_right(hole, inference.GRID, zeros=True)]
+    padded = _pad_bottom_right(image, GRID) / 127.5 - 1.0
+    inputs = [padded, _pad_bottom_right(hole, GRID, zeros=True)]
     if sketch is not None:
         lines = tf.cast(sketch > 0.5, tf.float32)
-        inputs.append(_pad_bottom_right(lines, inference.GRID, zeros=True))
+        inputs.append(_pad_bottom_right(lines, GRID, zeros=True))
     out = generator(inputs, training=False)
     filled = (out["refined"][:, :height, :width, :] + 1.0) * 127.5
     inpainted = filled * hole + image * (1.0 - hole)
