@@ -16,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ notices (Gr
 
 from absl import app, logging  # noqa: E402
 
-from inpainting import cli, flags  # noqa: E402
+from inpainting import cli  # noqa: E402
+from inpainting.training import flags  # noqa: E402
 
 
 def main(argv):
@@ -25,11 +26,11 @@ def main(argv):
     if not app.FLAGS["verbosity"].present:  # TensorFlow's INFO lines would drown the progress
         logging.set_verbosity(logging.WARNING)
     with cli.user_errors():
-        from inpainting import training
+        from inpainting.training import trainer
 
         config = flags.config_from_flags()
-        result = training.train(config)
-    return training.exit_status(result)  # absl's app.run exits with it
+        result = trainer.train(config)
+    return trainer.exit_status(result)  # absl's app.run exits with it
 
 
 if __name__ == "__main__":

@@ -202,17 +202,17 @@ def emit(record):
 def v1_generator(checkpoint, temp, **kwargs):
     """(generator, weights name): `checkpoint`'s, else the reference v1 checkpoint's if present
     (extracted into `temp`), else random weights; `kwargs` go to the generator."""
-    from inpainting import checkpoints
+    from inpainting.checkpoints import store
     from inpainting.config import ModelConfig
-    from inpainting.generator import Generator
+    from inpainting.model.generator import Generator
 
     if checkpoint:
-        return checkpoints.load_generator(checkpoint, **kwargs), checkpoint
+        return store.load_generator(checkpoint, **kwargs), checkpoint
     archive = REFERENCE_V1 / "checkpoint.tar.xz"
     if archive.exists():
         with tarfile.open(archive) as tar:
             tar.extractall(temp, filter="data")
-        return checkpoints.load_generator(os.path.join(temp, "ckpt"), **kwargs), "reference v1"
+        return store.load_generator(os.path.join(temp, "ckpt"), **kwargs), "reference v1"
     import keras
 
     keras.utils.set_random_seed(0)

@@ -5,8 +5,8 @@
 
 Each size runs in a child process that loads the model and inpaints one image (random pixels, a
 centred hole over 10% of it) at full size, as `inpaint --hr=native` does: through
-`inpainting.inference.Inpainter` with the attention memory budget, which streams images over
-`inference.STREAM_PIXELS` (convolutions in strips, attention in tiles; `inpainting.streaming`).
+`inpainting.inference.inpainter.Inpainter` with the attention memory budget, which streams images over
+`inference.STREAM_PIXELS` (convolutions in strips, attention in tiles; `inpainting.inference.streaming`).
 The line gives the wall time of that call (tracing included), the child's peak RSS, whether the
 image was streamed, and the peak the unchunked attention would need (`attention_memory_bytes`).
 The weights are those of `--checkpoint`, by default the reference v1 checkpoint
@@ -33,7 +33,7 @@ import json, resource, sys, tempfile, time
 import numpy as np
 sys.path.insert(0, sys.argv[2])
 import common
-from inpainting.inference import Inpainter
+from inpainting.inference.inpainter import Inpainter
 
 size, budget, checkpoint, attention = json.loads(sys.argv[1])
 with tempfile.TemporaryDirectory() as temp:
@@ -60,11 +60,11 @@ def main():
     parser.add_argument("--attention_memory_mb", type=float, default=256,
                         help="attention memory budget (0: one piece)")
     parser.add_argument("--attention", default="exact", choices=["exact", "hole_only"],
-                        help="contextual attention mode (see inpainting.streaming)")
+                        help="contextual attention mode (see inpainting.inference.streaming)")
     parser.add_argument("--checkpoint", default=None, help="model (default: see above)")
     args = parser.parse_args()
 
-    from inpainting.inference import attention_memory_bytes
+    from inpainting.inference.inpainter import attention_memory_bytes
 
     for size in args.sizes.split(","):
         height, width = (int(v) for v in size.lower().split("x"))

@@ -73,7 +73,7 @@ def main():
     import tensorflow as tf
 
     from inpainting.config import ModelConfig
-    from inpainting.generator import Generator
+    from inpainting.model.generator import Generator
 
     gflops, matmul_timing = common.matmul_gflops(wait=not args.no_wait)
     onednn = common.onednn()

@@ -8,7 +8,7 @@ One training iteration is what the original's trainer does per step and what ref
 `timing.txt` measures: for v1, 5 critic updates (WGAN-GP, each re-running the generator forward on
 its own batch) and 1 generator update; for v2, 1 critic update (SN-PatchGAN hinge) and 1 generator
 update; at 256x256 with batch 4 and the released widths. The steps are the
-training loop's own `tf.function`s (`inpainting.training.Trainer`), fed from a constant batch of
+training loop's own `tf.function`s (`inpainting.training.trainer.Trainer`), fed from a constant batch of
 real photos (the bundled samples) so that the input pipeline is not measured, as in the reference.
 `--precision=mixed_bfloat16` measures 16-bit convolutions, which is not the original's math, so
 its lines carry no comparison. Prints one line for the iteration, one each for a single critic and a single generator update,
@@ -52,11 +52,11 @@ def constant_batches(config):
     """An endless dataset repeating one training batch of real photos with the centre box."""
     import tensorflow as tf
 
-    from inpainting import data
+    from inpainting.data import pipeline
 
-    source = data.parse_dataset("samples")
-    images = data.image_dataset(source, image_size=config.image_size, training=True, seed=1)
-    batch = next(iter(data.training_batches(
+    source = pipeline.parse_dataset("samples")
+    images = pipeline.image_dataset(source, image_size=config.image_size, training=True, seed=1)
+    batch = next(iter(pipeline.training_batches(
         lambda **kw: images, batch_size=config.batch_size, image_size=config.image_size,
         box_size=config.box_size, seed=1, free_form=config.free_form_masks)))
     return tf.data.Dataset.from_tensors(batch).repeat()
@@ -95,8 +95,9 @@ def main():
 
     import keras
 
-    from inpainting import layers, training
     from inpainting.config import TrainConfig
+    from inpainting.model import layers
+    from inpainting.training import trainer
 
     onednn = common.onednn()
     if "native" in formulations and not layers.native_dilated_gradients():
@@ -113,7 +114,7 @@ def main():
             config = TrainConfig(model_dir=os.path.join(temp, formulation), version=args.version,
                                  image_size=args.size, box_size=args.size // 2,
                                  batch_size=args.batch_size, xla=args.xla, precision=args.precision)
-            trainer = training.Trainer(config)
+            trainer = trainer.Trainer(config)
             iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
             with common.dilated_conv(formulation):
                 trainer._one_step(iterator, 1)
@@ -199,16 +200,16 @@ def multi_worker_task(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    from inpainting import distribution, training
     from inpainting.config import TrainConfig
+    from inpainting.training import distribution, trainer
 
     keras.mixed_precision.set_global_policy(args.precision)
     # The workers share the scratch folder; nothing is saved: checkpoints are not measured.
     config = TrainConfig(model_dir=args.scratch, version=args.version, image_size=args.size,
                          box_size=args.size // 2, batch_size=args.batch_size, xla=args.xla,
                          precision=args.precision, strategy="multi_worker")
-    strategy = training.make_strategy(config)  # first: before other TensorFlow work
-    trainer = training.Trainer(config, strategy)
+    strategy = trainer.make_strategy(config)  # first: before other TensorFlow work
+    trainer = trainer.Trainer(config, strategy)
     iterator = distribution.distribute(strategy, constant_batches(config))
     # No waiting for a quiet CPU: the other local workers keep it busy by design.
     iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations,

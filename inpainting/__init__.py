@@ -11,14 +11,14 @@ import importlib
 
 _EXPORTS = {
     "ModelConfig": "inpainting.config",
-    "Generator": "inpainting.generator",
-    "Critics": "inpainting.critics",
-    "SNPatchGAN": "inpainting.critics",
-    "ContextualAttention": "inpainting.attention",
-    "load_official_generator": "inpainting.tf1",
-    "load_official_critics": "inpainting.tf1",
-    "load_generator": "inpainting.checkpoints",
-    "Inpainter": "inpainting.inference",
+    "Generator": "inpainting.model.generator",
+    "Critics": "inpainting.model.critics",
+    "SNPatchGAN": "inpainting.model.critics",
+    "ContextualAttention": "inpainting.model.attention",
+    "load_official_generator": "inpainting.checkpoints.tf1",
+    "load_official_critics": "inpainting.checkpoints.tf1",
+    "load_generator": "inpainting.checkpoints.store",
+    "Inpainter": "inpainting.inference.inpainter",
 }
 
 __all__ = sorted(_EXPORTS)

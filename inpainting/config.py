@@ -1,7 +1,7 @@
 """The frozen model configuration saved beside every checkpoint this project writes.
 
 Every tool rebuilds the same network from a checkpoint directory alone by reading
-`model_config.json` from it (see `inpainting.checkpoints`).
+`model_config.json` from it (see `inpainting.checkpoints.store`).
 """
 
 import dataclasses
@@ -115,7 +115,7 @@ class ModelConfig:
         path = os.path.join(directory, CONFIG_FILE)
         if not os.path.isfile(path):
             raise ConfigError(f"{directory} has no {CONFIG_FILE}; it is not a checkpoint directory of this "
-                              "project (convert an original checkpoint with `python -m inpainting.tf1`)")
+                              "project (convert an original checkpoint with `python -m inpainting.checkpoints.tf1`)")
         try:
             with open(path, encoding="utf-8") as f:
                 values = json.load(f)
@@ -165,7 +165,7 @@ V1_ONLY = ("l1_weight", "global_gan_weight", "gradient_penalty", "discount_gamma
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; one field per flag of `train.py` (see `inpainting.flags`).
+    """Everything a training run needs; one field per flag of `train.py` (see `inpainting.training.flags`).
 
     It is validated when created (errors name the flag) and written into `model_dir` as
     `train_config.json`. Fields that default to None take the value of their --version in

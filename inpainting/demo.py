@@ -29,7 +29,7 @@ def before_after(generator, photo_rgb, size):
     import cv2
     import numpy as np
 
-    from inpainting.inference import Inpainter
+    from inpainting.inference.inpainter import Inpainter
 
     height, width = photo_rgb.shape[:2]
     scale = size / min(height, width)
@@ -49,14 +49,16 @@ def before_after(generator, photo_rgb, size):
 
 def main(argv):
     del argv
-    from inpainting import checkpoints, cli, data, imageio
+    from inpainting import cli, imageio
+    from inpainting.checkpoints import store
+    from inpainting.data import pipeline
 
     with cli.user_errors():
-        prefix = checkpoints.latest_prefix(FLAGS.model_dir)
-        generator = checkpoints.load_generator(prefix)
-        photo_path = data.held_out_sample_paths()[0]
+        prefix = store.latest_prefix(FLAGS.model_dir)
+        generator = store.load_generator(prefix)
+        photo_path = pipeline.held_out_sample_paths()[0]
         picture = before_after(generator, imageio.read_image(photo_path).rgb, FLAGS.size)
-        output = os.path.join(FLAGS.model_dir, f"demo_step{checkpoints.checkpoint_step(prefix)}.png")
+        output = os.path.join(FLAGS.model_dir, f"demo_step{store.checkpoint_step(prefix)}.png")
         # The picture is a function of the checkpoint alone, so an existing one is the same image.
         imageio.write_image(output, picture[..., ::-1], overwrite=True)
         print(f"held-out photo: {photo_path} (never seen in training)")

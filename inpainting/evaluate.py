@@ -386,7 +386,7 @@ def main(argv):
             shared_mask = imageio.read_mask(FLAGS.mask)
         samples = (_read_sample(job, shared_mask) for job in jobs)
         first = next(samples)  # inputs are checked before TensorFlow and the model load
-        from inpainting import runners
+        from inpainting.inference import runners
 
         runner = runners.load(FLAGS.checkpoint)
         methods = {MODEL: runner}

@@ -19,9 +19,9 @@ written; the run then ends with `error: N of M images failed` and exit status 1.
 Guided (sketch) v2 models take the lines the fill should follow as an image like a mask (white
 lines on black, only the part in the hole counts); without one they fill without lines.
 
-Large images (`inpainting.highres`): --hr=native (default) inpaints the whole image at full
+Large images (`inpainting.inference.highres`): --hr=native (default) inpaints the whole image at full
 resolution; above about 1.5 megapixels it runs layer by layer in strips and tiles
-(`inpainting.streaming`, memory linear in the area, progress on stderr), takes minutes from
+(`inpainting.inference.streaming`, memory linear in the area, progress on stderr), takes minutes from
 about 2048x2048 on (much less with --attention=hole_only) and is refused where it would not fit
 in memory. --hr=resize inpaints it at a working size (long side --hr_size,
 default 512) and enlarges the fill into the holes: for large holes, but the fill has the
@@ -36,15 +36,16 @@ import time
 
 from absl import app, flags
 
-from inpainting import highres, imageio
+from inpainting import imageio
 from inpainting.errors import ImageError, InpaintingError
+from inpainting.inference import highres
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
     flags.DEFINE_string("checkpoint", None,
-                        "Checkpoint directory of this project (from training or inpainting.tf1), a "
+                        "Checkpoint directory of this project (from training or inpainting.checkpoints.tf1), a "
                         "checkpoint prefix inside one, or an original DeepFill TF1 checkpoint folder.")
     flags.DEFINE_string("image", None, "Image to inpaint (png, jpg, webp, bmp, tif).")
     flags.DEFINE_string("mask", None, "Mask of --image, or one mask for every image of --image_dir. "
@@ -70,7 +71,7 @@ def define_flags():
                       "Contextual attention: matmul (fast), patches (the reference formulation), or "
                       "hole_only (approximate: only the part of the image within about 16 pixels "
                       "of the holes is matched, the rest copies itself; much faster on large "
-                      "images with small holes, see inpainting.streaming).")
+                      "images with small holes, see inpainting.inference.streaming).")
     flags.DEFINE_integer("attention_memory_mb", 1024, "Memory budget of contextual attention (matmul): "
                          "larger images compute its score matrix in blocks that fit, with the same "
                          "result, so memory grows linearly with the image area instead of with its "
@@ -228,9 +229,9 @@ def main(argv):
                 sketch = imageio.read_mask(sketch_path, size=image.size) if sketch_path else None
                 if inpainter is None:  # inputs are checked before TensorFlow and the model load
                     inpainter = _load_inpainter()
-                from inpainting import inference
+                from inpainting.inference import inpainter
 
-                inference.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
+                inpainter.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
             except ImageError as err:
                 if FLAGS.image is not None:
                     raise
@@ -247,14 +248,15 @@ def main(argv):
 
 def _load_inpainter():
     """The `HighResInpainter` of the flags' checkpoint and settings."""
-    from inpainting import checkpoints, inference
+    from inpainting.checkpoints import store
+    from inpainting.inference import inpainter
 
     implementation = "patches" if FLAGS.attention == "patches" else "matmul"
     budget = FLAGS.attention_memory_mb if implementation == "matmul" else 0
-    generator = checkpoints.load_generator(FLAGS.checkpoint, implementation,
-                                           attention_memory_mb=budget or None)
+    generator = store.load_generator(FLAGS.checkpoint, implementation,
+                                     attention_memory_mb=budget or None)
     mode = "hole_only" if FLAGS.attention == "hole_only" else "exact"
-    return highres.HighResInpainter(inference.Inpainter(generator, mode, _StreamProgress()), FLAGS.hr,
+    return highres.HighResInpainter(inpainter.Inpainter(generator, mode, _StreamProgress()), FLAGS.hr,
                                     FLAGS.hr_size, FLAGS.hr_margin, _report_crop)
 
 if __name__ == "__main__":

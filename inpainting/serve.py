@@ -7,7 +7,7 @@ or a checkpoint directory. Open the printed address in a browser: open an image,
 press Fill, compare before and after, overlay the attention flow, download the result.
 
 Images of up to `NATIVE_PIXELS` (a megapixel) are inpainted whole at full resolution. Larger ones,
-e.g. 12-megapixel phone photos, use a high-resolution mode of `inpainting.highres` (as
+e.g. 12-megapixel phone photos, use a high-resolution mode of `inpainting.inference.highres` (as
 `inpainting.inpaint --hr` does): `crop` (crops around the holes at full resolution, the default
 of --hr) or `resize` (the whole image at `highres.DEFAULT_WORK_SIZE` pixels across, the fill
 enlarged into the holes).
@@ -69,8 +69,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from inpainting import highres, imageio
+from inpainting import imageio
 from inpainting.errors import ImageError, InpaintingError
+from inpainting.inference import highres
 
 FLAGS = flags.FLAGS
 DEFAULT_MAX_UPLOAD_MB = 32
@@ -141,7 +142,7 @@ class RunnerInpainter:
     """A runner called like `inference.Inpainter`, so `highres.HighResInpainter` can drive it.
 
     Args:
-        runner: a runner from `inpainting.runners.load` with `run` (a checkpoint or a SavedModel).
+        runner: a runner from `inpainting.inference.runners.load` with `run` (a checkpoint or a SavedModel).
     """
 
     def __init__(self, runner):
@@ -167,10 +168,10 @@ def mode_for(height, width, mode):
 
 def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress=None):
     """The fill and flow of one image: whole at full resolution up to `NATIVE_PIXELS`, larger
-    images in the high-resolution `mode` of `inpainting.highres`.
+    images in the high-resolution `mode` of `inpainting.inference.highres`.
 
     Args:
-        runner: a runner from `inpainting.runners.load` with `run`.
+        runner: a runner from `inpainting.inference.runners.load` with `run`.
         rgb, mask, name, sketch: as `runner.run` takes them.
         mode: "crop" (crops around the holes at full resolution) or "resize" (the whole image at
             `highres.DEFAULT_WORK_SIZE` pixels across, the fill enlarged).
@@ -336,7 +337,7 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
     module docstring).
 
     Args:
-        runner: a checkpoint or SavedModel runner from `inpainting.runners.load`.
+        runner: a checkpoint or SavedModel runner from `inpainting.inference.runners.load`.
         max_pixels: the largest height x width accepted (413 above).
         max_upload_bytes: the largest request body accepted (413 above).
         hr: the high-resolution mode of requests that do not choose one, "crop" or "resize".
@@ -474,7 +475,7 @@ def load_runner(path):
     Raises:
         InpaintingError: nothing servable at `path`.
     """
-    from inpainting import runners
+    from inpainting.inference import runners
 
     if path.endswith(".tflite"):
         raise ServeError(f"--model={path}: TFLite files are not served; give the SavedModel export "

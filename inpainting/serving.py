@@ -8,7 +8,7 @@ The SavedModel (tag `serve`) has two signatures:
     `image_bytes` and `mask_bytes`, string [B] (PNG, JPEG, BMP or GIF; any size, each pair its
     own) -> `output_bytes`, string [B] of PNG. TF Serving's REST API takes them as
     `{"b64": ...}` and answers in base64. Images and masks are read as the command-line tools
-    read them (`data.decode_rgb`, `masks.holes_from_bytes`): 8-bit RGB (gray replicated, alpha
+    read them (`pipeline.decode_rgb`, `masks.holes_from_bytes`): 8-bit RGB (gray replicated, alpha
     dropped, 16-bit scaled to 8), and a mask pixel is a hole where it is white-ish: gray (or the
     luma of colour) above 127, or the alpha channel above 127 when the mask has a transparent
     part. The output PNG is RGB and equals the input outside the hole.
@@ -19,7 +19,7 @@ The SavedModel (tag `serve`) has two signatures:
     in integer levels 0..255, each image coloured on its own.
 
 Any height and width work: images are mirror-padded at the bottom and right to the network's grid
-of 8 and cropped back inside the graph, as `inpainting.inference` does. Both signatures refuse
+of 8 and cropped back inside the graph, as `inpainting.inference.inpainter` does. Both signatures refuse
 images of more than `max_pixels` pixels, whose contextual attention would need too much memory,
 and masks whose size differs from their image's, with an error naming the problem.
 
@@ -49,12 +49,13 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from inpainting import data, locks, masks
-from inpainting import flow as flow_lib
+from inpainting import locks
 from inpainting.config import DEFAULT_MAX_PIXELS
+from inpainting.data import masks, pipeline
 from inpainting.errors import ExportError
-from inpainting.generator import GRID
-from inpainting.layers import fold_indices, upsample_nearest
+from inpainting.model import flow as flow_lib
+from inpainting.model.generator import GRID
+from inpainting.model.layers import fold_indices, upsample_nearest
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 SIGNATURES = ("serving_default", "inpaint")
@@ -332,7 +333,7 @@ class ServingModule(GeneratorModule):
             headers = [check for item, name in zip(items, ("image_bytes", "mask_bytes", "sketch_bytes"))
                        for check in _check_declared_size(item, self.max_pixels, "serving_default", name)]
             with tf.control_dependencies(headers):
-                rgb = data.decode_rgb(items[0])
+                rgb = pipeline.decode_rgb(items[0])
                 maps = [masks.holes_from_bytes(value) for value in items[1:]]  # the hole, the sketch's lines
             checks = _check_size(tf.shape(rgb)[0], tf.shape(rgb)[1], self.max_pixels, "serving_default")
             checks += [_check_mask(tf.shape(rgb)[:2], tf.shape(m), "serving_default") for m in maps]
@@ -483,7 +484,7 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
 
     Args:
         checkpoint: a checkpoint directory of this project, a prefix in one, or an original
-            DeepFill TF1 checkpoint (see `checkpoints.load_generator`).
+            DeepFill TF1 checkpoint (see `store.load_generator`).
         export_dir: the model's base folder; the version folder is created inside it.
         version: the version number; None for one more than the largest existing one.
         tflite: also write `model_fp32.tflite`, `model_fp16.tflite` and
@@ -497,8 +498,8 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
     Returns:
         The version folder written.
     """
-    from inpainting import checkpoints
     from inpainting import tflite as tflite_lib
+    from inpainting.checkpoints import store
 
     locks.refuse_file(export_dir, "--export_dir", ExportError)
     if tflite_size is not None and not tflite:
@@ -507,7 +508,7 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
         raise ExportError(f"--max_pixels must be positive, got {max_pixels}")
     if attention_memory_mb is not None and attention_memory_mb <= 0:
         raise ExportError(f"--attention_memory_mb must be positive (or 0 for none), got {attention_memory_mb}")
-    generator = checkpoints.load_generator(checkpoint)
+    generator = store.load_generator(checkpoint)
 
     def extra(directory):
         generator.config.save(os.path.join(directory, "assets.extra"))

@@ -26,8 +26,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from inpainting import inference, serving
+from inpainting import serving
 from inpainting.errors import ExportError
+from inpainting.inference import inpainter
 
 QUANTIZATIONS = ("fp32", "fp16", "int8_dynamic")
 SIGNATURE = "inpaint"
@@ -149,7 +150,7 @@ def write_models(generator, directory, size=None, quantizations=QUANTIZATIONS):
 
 
 class TFLiteRunner:
-    """Runs a TFLite model of this project on one image of any size (see `inpainting.runners`).
+    """Runs a TFLite model of this project on one image of any size (see `inpainting.inference.runners`).
 
     Args:
         path: the .tflite file.
@@ -190,6 +191,6 @@ class TFLiteRunner:
         return self._runner(**inputs)
 
     def __call__(self, rgb, mask, name="image"):
-        inference.check_size(*mask.shape, name)
+        inpainter.check_size(*mask.shape, name)
         out = self.run(rgb[None].astype(np.float32), mask[None, :, :, None].astype(np.float32))
         return out["inpainted"][0]

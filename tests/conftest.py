@@ -26,7 +26,7 @@ _split_cpu()
 def pytest_report_header(config):
     from onednn import onednn_enabled
 
-    from inpainting import layers
+    from inpainting.model import layers
 
     gradient = "TensorFlow's" if layers.native_dilated_gradients() else "space-to-batch"
     return (f"oneDNN {'on' if onednn_enabled() else 'off'} (TF_ENABLE_ONEDNN_OPTS="
@@ -113,10 +113,10 @@ def tiny_checkpoint(tmp_path_factory):
     """A checkpoint directory holding a randomly initialised cnum=4 v1 generator and its critics."""
     import tensorflow as tf
 
-    from inpainting import checkpoints
+    from inpainting.checkpoints import store
     from inpainting.config import ModelConfig
-    from inpainting.critics import Critics
-    from inpainting.generator import Generator
+    from inpainting.model.critics import Critics
+    from inpainting.model.generator import Generator
 
     tf.keras.utils.set_random_seed(1)
     config = ModelConfig(cnum=4, image_size=(64, 64), local_size=(32, 32))
@@ -125,7 +125,7 @@ def tiny_checkpoint(tmp_path_factory):
     critics = Critics(config)
     critics.build()
     directory = tmp_path_factory.mktemp("tiny") / "model"
-    checkpoints.save(directory, generator, critics)
+    store.save(directory, generator, critics)
     return directory
 
 

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_reference
-from inpainting import attention
-from inpainting.attention import ContextualAttention
+from inpainting.model import attention
+from inpainting.model.attention import ContextualAttention
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes

@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, assert_user_error, box_mask, run_module, write_tf1_checkpoint
-from inpainting import checkpoints, tf1
+from inpainting.checkpoints import store, tf1
+from inpainting.checkpoints.tf1 import CheckpointError
 from inpainting.config import ConfigError, ModelConfig
-from inpainting.generator import Generator
-from inpainting.tf1 import CheckpointError
+from inpainting.model.generator import Generator
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -29,46 +29,46 @@ def _tiny(seed):
 
 def test_round_trip_restores_every_weight(tmp_path):
     generator = _tiny(1)
-    prefix = checkpoints.save(tmp_path / "m", generator, step=12)
+    prefix = store.save(tmp_path / "m", generator, step=12)
     assert prefix.endswith("ckpt-12")
-    loaded = checkpoints.load_generator(tmp_path / "m")
+    loaded = store.load_generator(tmp_path / "m")
     assert loaded.config == generator.config
     for a, b in zip(loaded.weights, generator.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    from_prefix = checkpoints.load_generator(prefix)
+    from_prefix = store.load_generator(prefix)
     np.testing.assert_array_equal(from_prefix.weights[0].numpy(), generator.weights[0].numpy())
 
 
 def test_save_never_replaces_silently(tmp_path):
-    checkpoints.save(tmp_path, _tiny(1))
-    first = checkpoints.load_generator(tmp_path).weights[0].numpy()
+    store.save(tmp_path, _tiny(1))
+    first = store.load_generator(tmp_path).weights[0].numpy()
     with pytest.raises(CheckpointError, match="already holds a checkpoint"):
-        checkpoints.save(tmp_path, _tiny(2))
-    np.testing.assert_array_equal(checkpoints.load_generator(tmp_path).weights[0].numpy(), first)
-    checkpoints.save(tmp_path, _tiny(2), overwrite=True)
-    assert np.abs(checkpoints.load_generator(tmp_path).weights[0].numpy() - first).max() > 0
+        store.save(tmp_path, _tiny(2))
+    np.testing.assert_array_equal(store.load_generator(tmp_path).weights[0].numpy(), first)
+    store.save(tmp_path, _tiny(2), overwrite=True)
+    assert np.abs(store.load_generator(tmp_path).weights[0].numpy() - first).max() > 0
 
 
 def test_load_errors(tmp_path):
     ModelConfig(cnum=4).save(tmp_path / "empty")
     with pytest.raises(CheckpointError, match="no checkpoint yet"):
-        checkpoints.load_generator(tmp_path / "empty")
-    checkpoints.save(tmp_path / "m", _tiny(1))
+        store.load_generator(tmp_path / "empty")
+    store.save(tmp_path / "m", _tiny(1))
     config = json.loads((tmp_path / "m" / "model_config.json").read_text())
     config["cnum"] = 8
     (tmp_path / "m" / "model_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"holds a v1 generator \(cnum 4\) but .* describes a v1 "
                                               r"generator \(cnum 8\)"):
-        checkpoints.load_generator(tmp_path / "m")
+        store.load_generator(tmp_path / "m")
     (tmp_path / "m" / "model_config.json").write_text('{"version": "v9"}')
     with pytest.raises(ConfigError, match="version must be one of"):
-        checkpoints.load_generator(tmp_path / "m")
+        store.load_generator(tmp_path / "m")
     with pytest.raises(CheckpointError, match="no such checkpoint folder"):
-        checkpoints.load_generator(tmp_path / "nothing")
+        store.load_generator(tmp_path / "nothing")
 
 
 def test_loads_original_checkpoints_directly(official_checkpoint):
-    generator = checkpoints.load_generator(official_checkpoint("v1"))
+    generator = store.load_generator(official_checkpoint("v1"))
     assert generator.config.cnum == 32 and generator.config.image_size == (256, 256)
 
 
@@ -94,7 +94,7 @@ TRUNCATED = ("ckpt-0: the checkpoint is damaged or truncated", "copy it again")
 
 def test_truncated_checkpoint_is_named(truncated_checkpoint):
     with pytest.raises(CheckpointError) as excinfo:
-        checkpoints.load_generator(truncated_checkpoint)
+        store.load_generator(truncated_checkpoint)
     message = str(excinfo.value)
     assert message.startswith(f"{truncated_checkpoint / 'ckpt-0'}: ") and "\n" not in message
     for fragment in TRUNCATED:
@@ -147,7 +147,7 @@ def test_version_mismatch_is_one_line(tiny_checkpoint, tmp_path):
     (directory / "model_config.json").write_text(json.dumps(dict(config, version="v2")))
     with pytest.raises(CheckpointError, match=r"holds a v1 generator \(cnum 4\) but .*model_config.json "
                                               r"describes a v2 generator \(cnum 4\)"):
-        checkpoints.load_generator(directory)
+        store.load_generator(directory)
     cv2.imwrite(str(tmp_path / "img.png"), np.full((30, 41, 3), 128, np.uint8))
     cv2.imwrite(str(tmp_path / "mask.png"), (box_mask(30, 41, 5, 5, 10, 10) * 255).astype(np.uint8))
     result = run_module("inpainting.inpaint", f"--checkpoint={directory}", f"--image={tmp_path / 'img.png'}",

@@ -1,4 +1,4 @@
-"""Tests for inpainting.data: sources, decoding, skipped files, resuming, batches, TFDS."""
+"""Tests for inpainting.data.pipeline: sources, decoding, skipped files, resuming, batches, TFDS."""
 
 import functools
 import os
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inpainting import data, masks
-from inpainting.data import DataSource
+from inpainting.data import masks, pipeline
+from inpainting.data.pipeline import DataSource
 from inpainting.errors import DataError
 
 
@@ -79,9 +79,9 @@ def _spoil(root):
     ("samples", DataSource("samples")),
 ])
 def test_parse_dataset_forms(spec, expected):
-    assert data.parse_dataset(spec) == expected
+    assert pipeline.parse_dataset(spec) == expected
     assert str(expected) == spec
-    assert data.parse_dataset(expected) is expected
+    assert pipeline.parse_dataset(expected) is expected
 
 
 @pytest.mark.parametrize("spec, shown", [
@@ -91,10 +91,10 @@ def test_parse_dataset_forms(spec, expected):
 ])
 def test_parse_dataset_rejects_other_forms(spec, shown):
     with pytest.raises(DataError) as excinfo:
-        data.parse_dataset(spec)
+        pipeline.parse_dataset(spec)
     _message(excinfo, repr(spec), shown)
     if shown == "unknown form":
-        _message(excinfo, data.SPEC_FORMS)
+        _message(excinfo, pipeline.SPEC_FORMS)
 
 
 # ---------------------------------------------------------------------- file lists, folders
@@ -105,27 +105,27 @@ def test_flist_paths_are_relative_to_the_list_and_blank_lines_ignored(tmp_path):
     _save(tmp_path / "lists" / "sub" / "y.png", _flat(40))
     flist = tmp_path / "lists" / "train.flist"
     flist.write_text(f"../images/i020.png\n\n   \n{absolute}\nsub/y.png\r\n../images/i010.png\n")
-    assert data.read_file_list(flist) == [
+    assert pipeline.read_file_list(flist) == [
         str(tmp_path / "lists" / "../images/i020.png"), absolute,
         str(tmp_path / "lists" / "sub/y.png"), str(tmp_path / "lists" / "../images/i010.png")]
-    stream = data.image_dataset(f"flist:{flist}", image_size=(8, 8), training=False)
+    stream = pipeline.image_dataset(f"flist:{flist}", image_size=(8, 8), training=False)
     assert _ids(_read(stream)) == [20, 30, 40, 10]
-    assert data.num_examples(f"flist:{flist}") == 4
+    assert pipeline.num_examples(f"flist:{flist}") == 4
 
 
 def test_flist_errors(tmp_path):
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(f"flist:{tmp_path / 'none.flist'}", image_size=(8, 8))
+        pipeline.image_dataset(f"flist:{tmp_path / 'none.flist'}", image_size=(8, 8))
     _message(excinfo, str(tmp_path / "none.flist"), "no such file list", "one image path per line")
     empty = tmp_path / "empty.flist"
     empty.write_text("\n  \n")
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(f"flist:{empty}", image_size=(8, 8))
+        pipeline.image_dataset(f"flist:{empty}", image_size=(8, 8))
     _message(excinfo, str(empty), "file list is empty")
     binary = tmp_path / "binary.flist"
     binary.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(f"flist:{binary}", image_size=(8, 8))
+        pipeline.image_dataset(f"flist:{binary}", image_size=(8, 8))
     _message(excinfo, str(binary), "cannot read the file list", "UTF-8")
 
 
@@ -143,34 +143,34 @@ def test_folder_is_recursive_sorted_and_filters_extensions(tmp_path):
     (root / "folder.png").mkdir()
     expected = [root / "A.JPG", root / "b.png", root / "e.jpeg", root / "sub" / "d.bmp",
                 root / "sub" / "deeper" / "c.webp"]
-    assert data.list_image_files(root) == [str(path) for path in expected]
-    stream = data.image_dataset(f"folder:{root}", image_size=(8, 8), training=False)
+    assert pipeline.list_image_files(root) == [str(path) for path in expected]
+    stream = pipeline.image_dataset(f"folder:{root}", image_size=(8, 8), training=False)
     assert _ids(_read(stream)) == [2, 1, 5, 4, 3]
 
 
 def test_folder_errors(tmp_path):
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(f"folder:{tmp_path / 'absent'}", image_size=(8, 8))
+        pipeline.image_dataset(f"folder:{tmp_path / 'absent'}", image_size=(8, 8))
     _message(excinfo, str(tmp_path / "absent"), "no such directory")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("x")
     _save(tmp_path / "docs" / "b.tif", _flat(1))
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(f"folder:{tmp_path / 'docs'}", image_size=(8, 8))
+        pipeline.image_dataset(f"folder:{tmp_path / 'docs'}", image_size=(8, 8))
     _message(excinfo, str(tmp_path / "docs"), "no image files", ".webp")
 
 
 def test_bad_arguments_are_refused(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'a', [1])}"
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(folder, image_size=(8, 8), preprocess="zoom")
+        pipeline.image_dataset(folder, image_size=(8, 8), preprocess="zoom")
     _message(excinfo, "preprocess", "crop", "'zoom'")
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(folder, image_size=(0, 8))
+        pipeline.image_dataset(folder, image_size=(0, 8))
     _message(excinfo, "image_size")
     with pytest.raises(DataError) as excinfo:
-        data.training_batches(lambda **kw: None, batch_size=2, image_size=(32, 32),
-                              box_size=(32, 16))
+        pipeline.training_batches(lambda **kw: None, batch_size=2, image_size=(32, 32),
+                                  box_size=(32, 16))
     _message(excinfo, "does not fit")
 
 
@@ -207,8 +207,8 @@ def _expected_rgb(stored):
 def test_decoding_is_exact(tmp_path, kind, ext, params):
     stored = _pixels(kind)
     _save(tmp_path / "img" / f"x{ext}", stored, params)
-    [element] = _read(data.image_dataset(f"folder:{tmp_path / 'img'}", image_size=(9, 13),
-                                         training=False))
+    [element] = _read(pipeline.image_dataset(f"folder:{tmp_path / 'img'}", image_size=(9, 13),
+                                             training=False))
     assert element["image"].dtype == np.uint8 and element["image"].shape == (9, 13, 3)
     np.testing.assert_array_equal(element["image"], _expected_rgb(stored))
     assert element["skipped"] == 0 and element["position"] == 0
@@ -219,8 +219,8 @@ def test_jpeg_gray_and_colour_decode_close_to_opencv(tmp_path):
     smooth = cv2.GaussianBlur(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (7, 7), 3)
     _save(tmp_path / "img" / "a.jpg", smooth, [cv2.IMWRITE_JPEG_QUALITY, 95])
     _save(tmp_path / "img" / "b.jpg", smooth[:, :, 0], [cv2.IMWRITE_JPEG_QUALITY, 95])
-    colour, gray = _read(data.image_dataset(f"folder:{tmp_path / 'img'}", image_size=(24, 32),
-                                            training=False))
+    colour, gray = _read(pipeline.image_dataset(f"folder:{tmp_path / 'img'}", image_size=(24, 32),
+                                                training=False))
     reference = cv2.imread(str(tmp_path / "img" / "a.jpg"))[:, :, ::-1]
     assert np.abs(colour["image"].astype(int) - reference).max() <= 1
     assert (gray["image"][..., 0] == gray["image"][..., 2]).all()
@@ -234,12 +234,12 @@ def test_crop_and_resize_sizes(tmp_path):
     _save(tmp_path / "img" / "wide.png", _pixels("bgr8", (40, 70)))
     _save(tmp_path / "img" / "thin.png", _pixels("bgr8", (50, 10)))
     folder = f"folder:{tmp_path / 'img'}"
-    for preprocess in data.PREPROCESS:
+    for preprocess in pipeline.PREPROCESS:
         for training in (True, False):
-            elements = _read(data.image_dataset(folder, image_size=(32, 24), preprocess=preprocess,
-                                                training=training), 4)
+            elements = _read(pipeline.image_dataset(folder, image_size=(32, 24), preprocess=preprocess,
+                                                    training=training), 4)
             assert [e["image"].shape for e in elements] == [(32, 24, 3)] * (4 if training else 2)
-    spec = data.image_dataset(folder, image_size=(32, 24)).element_spec
+    spec = pipeline.image_dataset(folder, image_size=(32, 24)).element_spec
     assert spec["image"].shape == (32, 24, 3) and spec["image"].dtype == tf.uint8
     assert spec["skipped"].shape == () and spec["skipped"].dtype == tf.int64
 
@@ -248,13 +248,13 @@ def test_centre_crop_and_resize_content(tmp_path):
     stored = _pixels("bgr8", (40, 60))
     _save(tmp_path / "img" / "a.png", stored)
     folder = f"folder:{tmp_path / 'img'}"
-    [crop] = _read(data.image_dataset(folder, image_size=(32, 32), training=False))
+    [crop] = _read(pipeline.image_dataset(folder, image_size=(32, 32), training=False))
     np.testing.assert_array_equal(crop["image"], stored[4:36, 14:46, ::-1])
     halves = np.zeros((40, 60, 3), np.uint8)
     halves[:, 30:] = 200
     _save(tmp_path / "halves" / "a.png", halves)
-    [resized] = _read(data.image_dataset(f"folder:{tmp_path / 'halves'}", image_size=(20, 30),
-                                         preprocess="resize", training=False))
+    [resized] = _read(pipeline.image_dataset(f"folder:{tmp_path / 'halves'}", image_size=(20, 30),
+                                             preprocess="resize", training=False))
     image = resized["image"].astype(int)
     assert (image[:, :14] == 0).all() and (image[:, 16:] == 200).all()
 
@@ -262,16 +262,16 @@ def test_centre_crop_and_resize_content(tmp_path):
 def test_small_images_are_scaled_up_keeping_the_aspect_ratio(tmp_path):
     gradient = np.tile((np.arange(24) * 10).astype(np.uint8), (16, 1))  # 16 x 24, gray
     _save(tmp_path / "img" / "g.png", gradient)
-    [element] = _read(data.image_dataset(f"folder:{tmp_path / 'img'}", image_size=(32, 32),
-                                         training=False))
+    [element] = _read(pipeline.image_dataset(f"folder:{tmp_path / 'img'}", image_size=(32, 32),
+                                             training=False))
     # Scaled by 2 to 32 x 48 (bilinear, half-pixel centres), then the centre 32 columns.
     source_column = np.clip((np.arange(8, 40) + 0.5) / 2 - 0.5, 0, 23)
     expected = np.round(10 * source_column)
     np.testing.assert_allclose(element["image"][:, :, 0], np.tile(expected, (32, 1)), atol=1)
     tall = np.zeros((50, 10), np.uint8)
     _save(tmp_path / "tall" / "t.png", tall)
-    [element] = _read(data.image_dataset(f"folder:{tmp_path / 'tall'}", image_size=(32, 32),
-                                         training=False))
+    [element] = _read(pipeline.image_dataset(f"folder:{tmp_path / 'tall'}", image_size=(32, 32),
+                                             training=False))
     assert element["image"].shape == (32, 32, 3)
 
 
@@ -286,7 +286,7 @@ def test_random_crop_offsets_are_uniform_and_flips_random(tmp_path):
     _save(tmp_path / "img" / "c.png", stored)
     folder = f"folder:{tmp_path / 'img'}"
     rgb = stored[:, :, ::-1]
-    elements = _read(data.image_dataset(folder, image_size=(32, 32), flip=False, seed=5), 300)
+    elements = _read(pipeline.image_dataset(folder, image_size=(32, 32), flip=False, seed=5), 300)
     tops = [int(e["image"][0, 0, 0]) // 4 for e in elements]
     lefts = [int(e["image"][0, 0, 1]) // 4 for e in elements]
     assert sorted(set(tops)) == list(range(9)) and sorted(set(lefts)) == list(range(13))
@@ -294,7 +294,7 @@ def test_random_crop_offsets_are_uniform_and_flips_random(tmp_path):
         np.testing.assert_array_equal(element["image"], rgb[top:top + 32, left:left + 32])
     assert [e["position"] for e in elements] == list(range(300))
     flipped = 0
-    for element in _read(data.image_dataset(folder, image_size=(32, 32), seed=5), 60):
+    for element in _read(pipeline.image_dataset(folder, image_size=(32, 32), seed=5), 60):
         image = element["image"]
         mirrored = image[0, 0, 1] > image[0, 31, 1]
         flipped += mirrored
@@ -302,24 +302,24 @@ def test_random_crop_offsets_are_uniform_and_flips_random(tmp_path):
         crop = rgb[top:top + 32, left:left + 32]
         np.testing.assert_array_equal(image, crop[:, ::-1] if mirrored else crop)
     assert 10 < flipped < 50
-    for element in _read(data.image_dataset(folder, image_size=(32, 32), training=False)):
+    for element in _read(pipeline.image_dataset(folder, image_size=(32, 32), training=False)):
         assert element["image"][0, 0, 1] < element["image"][0, 31, 1]  # never flipped
 
 
 def test_each_epoch_visits_every_file_once_in_a_seeded_order(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'img', range(10, 70, 10))}"
-    first = _read(data.image_dataset(folder, image_size=(8, 8), seed=1), 24)
+    first = _read(pipeline.image_dataset(folder, image_size=(8, 8), seed=1), 24)
     ids = _ids(first)
     for epoch in range(4):
         assert sorted(ids[epoch * 6:epoch * 6 + 6]) == [10, 20, 30, 40, 50, 60]
     assert len({tuple(ids[e * 6:e * 6 + 6]) for e in range(4)}) > 1
-    again = _read(data.image_dataset(folder, image_size=(8, 8), seed=1), 24)
+    again = _read(pipeline.image_dataset(folder, image_size=(8, 8), seed=1), 24)
     assert _ids(again) == ids
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a["image"], b["image"])
-    assert _ids(_read(data.image_dataset(folder, image_size=(8, 8), seed=2), 24)) != ids
+    assert _ids(_read(pipeline.image_dataset(folder, image_size=(8, 8), seed=2), 24)) != ids
     # Validation is the source's order.
-    assert _ids(_read(data.image_dataset(folder, image_size=(8, 8), training=False))) == [
+    assert _ids(_read(pipeline.image_dataset(folder, image_size=(8, 8), training=False))) == [
         10, 20, 30, 40, 50, 60]
 
 
@@ -332,7 +332,7 @@ def test_unreadable_files_are_skipped_counted_and_named(tmp_path, capfd):
     good = [str(root / f"i0{value}0.png") for value in (1, 2, 3)]
     flist = tmp_path / "list.flist"
     flist.write_text("\n".join([bad[0], good[0], bad[1], missing, good[1], *bad[2:], good[2]]))
-    elements = _read(data.image_dataset(f"flist:{flist}", image_size=(8, 8), training=False))
+    elements = _read(pipeline.image_dataset(f"flist:{flist}", image_size=(8, 8), training=False))
     assert _ids(elements) == [10, 20, 30]
     assert [e["skipped"] for e in elements] == [1, 3, 6]  # cumulative, carried by each image
     assert [e["position"] for e in elements] == [1, 4, 8]
@@ -340,7 +340,7 @@ def test_unreadable_files_are_skipped_counted_and_named(tmp_path, capfd):
     for path in bad + [missing]:
         assert f"skipped an unreadable image: {path}" in err
     # In a training stream every epoch of 9 files skips 6 of them.
-    elements = _read(data.image_dataset(f"flist:{flist}", image_size=(8, 8), seed=3), 9)
+    elements = _read(pipeline.image_dataset(f"flist:{flist}", image_size=(8, 8), seed=3), 9)
     assert sorted(_ids(elements)) == [10, 10, 10, 20, 20, 20, 30, 30, 30]
     epochs = [e["position"] // 9 for e in elements]
     assert epochs == [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -354,9 +354,9 @@ def test_long_runs_of_unreadable_files_are_named_and_counted(tmp_path, capfd):
     root = _folder(tmp_path / "img", [10])
     bad = _spoil(root)
     paths = bad[:4] + [str(root / "i010.png")]
-    stream = data.read_items(
-        data.file_items(paths, seed=0, training=False),
-        lambda path, position: data.decode_rgb(tf.io.read_file(path))[:1, :1],
+    stream = pipeline.read_items(
+        pipeline.file_items(paths, seed=0, training=False),
+        lambda path, position: pipeline.decode_rgb(tf.io.read_file(path))[:1, :1],
         empty=tf.zeros([1, 1, 3], tf.uint8), label="run", num_items=5, remembered=2)
     [element] = _read(stream)
     assert element["skipped"] == 4 and element["position"] == 4
@@ -370,11 +370,11 @@ def test_a_source_without_any_readable_file_ends_the_stream(tmp_path, capfd):
     root = tmp_path / "bad"
     _spoil(root)
     folder = f"folder:{root}"
-    assert _read(data.image_dataset(folder, image_size=(8, 8), training=False)) == []
-    assert _read(data.image_dataset(folder, image_size=(8, 8), seed=1)) == []
-    assert _read(data.image_dataset(folder, image_size=(8, 8), seed=1, start_example=7)) == []
-    batches = data.training_batches(
-        functools.partial(data.image_dataset, folder, image_size=(32, 32)), batch_size=2,
+    assert _read(pipeline.image_dataset(folder, image_size=(8, 8), training=False)) == []
+    assert _read(pipeline.image_dataset(folder, image_size=(8, 8), seed=1)) == []
+    assert _read(pipeline.image_dataset(folder, image_size=(8, 8), seed=1, start_example=7)) == []
+    batches = pipeline.training_batches(
+        functools.partial(pipeline.image_dataset, folder, image_size=(32, 32)), batch_size=2,
         image_size=(32, 32), box_size=(16, 16))
     with pytest.raises(StopIteration):
         next(iter(batches))
@@ -386,7 +386,7 @@ def test_a_source_without_any_readable_file_ends_the_stream(tmp_path, capfd):
 def test_start_example_reproduces_the_uninterrupted_stream(tmp_path):
     root = _folder(tmp_path / "img", [10, 20, 30, 40])
     _spoil(root)  # 9 files, 5 unreadable
-    make = functools.partial(data.image_dataset, f"folder:{root}", image_size=(8, 8), seed=7)
+    make = functools.partial(pipeline.image_dataset, f"folder:{root}", image_size=(8, 8), seed=7)
     full = _read(make(), 20)
     for consumed in (1, 3, 4, 9, 13):
         skipped = int(full[consumed - 1]["skipped"])
@@ -405,20 +405,20 @@ def test_start_example_reproduces_the_uninterrupted_stream(tmp_path):
 
 def test_validation_stream_start_example(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'img', [1, 2, 3, 4, 5])}"
-    stream = data.image_dataset(folder, image_size=(8, 8), training=False, start_example=3)
+    stream = pipeline.image_dataset(folder, image_size=(8, 8), training=False, start_example=3)
     assert _ids(_read(stream)) == [4, 5]
 
 
 # ------------------------------------------------------------------------------ batches
 
 def _images(folder, **kwargs):
-    return functools.partial(data.image_dataset, folder, image_size=(32, 32), **kwargs)
+    return functools.partial(pipeline.image_dataset, folder, image_size=(32, 32), **kwargs)
 
 
 def test_training_batch_layout(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'img', range(1, 8), (40, 40))}"
-    batches = data.training_batches(_images(folder, seed=1), batch_size=3, image_size=(32, 32),
-                                    box_size=(16, 16), max_delta=(8, 8), seed=1)
+    batches = pipeline.training_batches(_images(folder, seed=1), batch_size=3, image_size=(32, 32),
+                                        box_size=(16, 16), max_delta=(8, 8), seed=1)
     spec = batches.element_spec
     assert spec["image"].shape == (3, 32, 32, 3) and spec["image"].dtype == tf.uint8
     assert spec["mask"].shape == (3, 32, 32, 1) and spec["mask"].dtype == tf.float32
@@ -450,7 +450,7 @@ def _assert_batches_equal(first, second, keys=None):
 def test_batch_randomness_depends_only_on_seed_and_batch_index(tmp_path):
     one = f"folder:{_folder(tmp_path / 'a', range(1, 8), (40, 40))}"
     two = f"folder:{_folder(tmp_path / 'b', range(50, 60), (36, 36))}"
-    make = functools.partial(data.training_batches, batch_size=2, image_size=(32, 32),
+    make = functools.partial(pipeline.training_batches, batch_size=2, image_size=(32, 32),
                              box_size=(16, 16))
     first = _read(make(_images(one, seed=1), seed=3), 5)
     other_images = _read(make(_images(two, seed=9), seed=3), 5)
@@ -465,7 +465,7 @@ def test_batch_randomness_depends_only_on_seed_and_batch_index(tmp_path):
 def test_start_batch_reproduces_the_uninterrupted_batches(tmp_path):
     root = _folder(tmp_path / "img", range(1, 6), (40, 40))
     _spoil(root)  # 10 files, 5 unreadable
-    make = functools.partial(data.training_batches, _images(f"folder:{root}", seed=2),
+    make = functools.partial(pipeline.training_batches, _images(f"folder:{root}", seed=2),
                              batch_size=3, image_size=(32, 32), box_size=(16, 16), seed=2)
     full = _read(make(), 8)
     assert full[-1]["skipped"].max() > 0
@@ -474,9 +474,9 @@ def test_start_batch_reproduces_the_uninterrupted_batches(tmp_path):
         _assert_batches_equal(_read(make(start_batch=start, skipped_before=skipped), 8 - start),
                               full[start:])
     # A plain dataset of images is skipped by decoding.
-    stream = data.image_dataset(f"folder:{root}", image_size=(32, 32), seed=2)
-    resumed = _read(data.training_batches(stream, batch_size=3, image_size=(32, 32),
-                                          box_size=(16, 16), seed=2, start_batch=2), 2)
+    stream = pipeline.image_dataset(f"folder:{root}", image_size=(32, 32), seed=2)
+    resumed = _read(pipeline.training_batches(stream, batch_size=3, image_size=(32, 32),
+                                              box_size=(16, 16), seed=2, start_batch=2), 2)
     _assert_batches_equal(resumed, full[2:4])
 
 
@@ -486,9 +486,9 @@ def test_training_batches_with_a_mask_folder(tmp_path):
         mask = np.zeros((16, 16), np.uint8)
         mask[2 + index:6 + 2 * index, 3:9 + index] = 255
         _save(tmp_path / "masks" / f"m{index}.png", mask)
-    batches = _read(data.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
-                                          box_size=(16, 16), seed=3,
-                                          mask_dir=tmp_path / "masks"), 6)
+    batches = _read(pipeline.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
+                                              box_size=(16, 16), seed=3,
+                                              mask_dir=tmp_path / "masks"), 6)
     stream = _read(masks.mask_folder_dataset(tmp_path / "masks", (32, 32), 3).take(6))
     for batch, mask in zip(batches, stream):
         np.testing.assert_array_equal(batch["mask"], np.stack([mask, mask]))
@@ -497,17 +497,17 @@ def test_training_batches_with_a_mask_folder(tmp_path):
     # The first three batches are one epoch of the three masks, each scaled up twice.
     assert sorted(int(b["mask"][0].sum()) for b in batches[:3]) == [4 * 6 * 4, 5 * 7 * 4,
                                                                     6 * 8 * 4]
-    resumed = _read(data.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
-                                          box_size=(16, 16), seed=3, start_batch=4,
-                                          mask_dir=tmp_path / "masks"), 2)
+    resumed = _read(pipeline.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
+                                              box_size=(16, 16), seed=3, start_batch=4,
+                                              mask_dir=tmp_path / "masks"), 2)
     _assert_batches_equal(resumed, batches[4:6])
 
 
 def test_validation_batches(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'img', [1, 2, 3, 4, 5], (32, 32))}"
-    stream = data.image_dataset(folder, image_size=(32, 32), training=False)
-    [batch] = _read(data.validation_batches(stream, count=3, image_size=(32, 32),
-                                            box_size=(16, 8)))
+    stream = pipeline.image_dataset(folder, image_size=(32, 32), training=False)
+    [batch] = _read(pipeline.validation_batches(stream, count=3, image_size=(32, 32),
+                                                box_size=(16, 8)))
     assert _ids([{"image": image} for image in batch["image"]]) == [1, 2, 3]
     hole = np.zeros((32, 32, 1), np.float32)
     hole[8:24, 12:20] = 1
@@ -521,8 +521,8 @@ def test_validation_batches(tmp_path):
         mask = np.zeros((32, 32), np.uint8)
         mask[index:index + 4, 20:30] = 255
         _save(tmp_path / "masks" / f"m{index}.png", mask)
-    [batch] = _read(data.validation_batches(
-        functools.partial(data.image_dataset, folder, image_size=(32, 32), training=False),
+    [batch] = _read(pipeline.validation_batches(
+        functools.partial(pipeline.image_dataset, folder, image_size=(32, 32), training=False),
         count=8, image_size=(32, 32), box_size=(16, 8), mask_dir=tmp_path / "masks"))
     assert batch["image"].shape == (5, 32, 32, 3)
     fixed = masks.fixed_masks(tmp_path / "masks", (32, 32), 8).numpy()
@@ -544,7 +544,7 @@ def _blocks(root, count, size=(40, 40)):
 
 def test_free_form_training_batches_join_strokes_to_the_box(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'img', range(1, 8), (40, 40))}"
-    make = functools.partial(data.training_batches, _images(folder, seed=1), batch_size=2,
+    make = functools.partial(pipeline.training_batches, _images(folder, seed=1), batch_size=2,
                              image_size=(32, 32), box_size=(16, 16), max_delta=(8, 8), seed=6)
     boxes = _read(make(), 4)
     free = _read(make(free_form=True), 4)
@@ -558,7 +558,7 @@ def test_free_form_training_batches_join_strokes_to_the_box(tmp_path):
         assert (mask == mask[:1]).all()
         assert (mask >= box["mask"]).all() and mask.sum() > box["mask"].sum()
         # The strokes are a pure function of (seed, batch index): deterministic.
-        key = masks.stream_seed(masks.stream_seed(6, data.BATCH, index), 4)
+        key = masks.stream_seed(masks.stream_seed(6, pipeline.BATCH, index), 4)
         strokes = masks.brush_stroke_mask((32, 32), key).numpy()
         np.testing.assert_array_equal(mask[0], np.maximum(box["mask"][0], strokes))
     assert len({batch["mask"].tobytes() for batch in free}) == 4
@@ -567,43 +567,43 @@ def test_free_form_training_batches_join_strokes_to_the_box(tmp_path):
     thin = {"max_strokes": 1, "min_vertices": 1, "max_vertices": 2, "min_width": 1,
             "max_width": 2}
     [batch] = _read(make(free_form=True, strokes=thin), 1)
-    key = masks.stream_seed(masks.stream_seed(6, data.BATCH, 0), 4)
+    key = masks.stream_seed(masks.stream_seed(6, pipeline.BATCH, 0), 4)
     np.testing.assert_array_equal(batch["mask"][1], np.maximum(
         boxes[0]["mask"][0], masks.brush_stroke_mask((32, 32), key, thin).numpy()))
 
 
 def test_edge_maps_of_training_and_validation_batches(tmp_path):
     folder = f"folder:{_blocks(tmp_path / 'img', 5)}"
-    batches = data.training_batches(_images(folder, seed=2), batch_size=2, image_size=(32, 32),
-                                    box_size=(16, 16), seed=2, edges=True, free_form=True)
+    batches = pipeline.training_batches(_images(folder, seed=2), batch_size=2, image_size=(32, 32),
+                                        box_size=(16, 16), seed=2, edges=True, free_form=True)
     spec = batches.element_spec["edge"]
     assert spec.shape == (2, 32, 32, 1) and spec.dtype == tf.float32
     for batch in _read(batches, 2):
         edges = batch["edge"]
         assert set(np.unique(edges)) == {0.0, 1.0}
-        np.testing.assert_array_equal(edges, data.canny_edges(batch["image"]).numpy())
+        np.testing.assert_array_equal(edges, pipeline.canny_edges(batch["image"]).numpy())
         for image, edge in zip(batch["image"], edges):  # the unmasked images' edges
             expected = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 100, 200) > 0
             np.testing.assert_array_equal(edge[..., 0], expected)
-    [batch] = _read(data.validation_batches(
-        functools.partial(data.image_dataset, folder, image_size=(32, 32), training=False),
+    [batch] = _read(pipeline.validation_batches(
+        functools.partial(pipeline.image_dataset, folder, image_size=(32, 32), training=False),
         count=8, image_size=(32, 32), box_size=(16, 16), edges=True))
     assert batch["edge"].shape == (5, 32, 32, 1) and batch["edge"].any()
-    np.testing.assert_array_equal(batch["edge"], data.canny_edges(batch["image"]).numpy())
+    np.testing.assert_array_equal(batch["edge"], pipeline.canny_edges(batch["image"]).numpy())
 
 
 def test_free_form_validation_batches_use_one_fixed_stroke_mask(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'img', [1, 2, 3], (32, 48))}"
 
     def make(**kwargs):
-        stream = data.image_dataset(folder, image_size=(32, 48), training=False)
-        [batch] = _read(data.validation_batches(stream, count=3, image_size=(32, 48),
-                                                box_size=(16, 16), **kwargs))
+        stream = pipeline.image_dataset(folder, image_size=(32, 48), training=False)
+        [batch] = _read(pipeline.validation_batches(stream, count=3, image_size=(32, 48),
+                                                    box_size=(16, 16), **kwargs))
         return batch
 
     box, free = make(), make(free_form=True)
     _assert_batches_equal([free], [box], ["image", "bbox", "alpha_local", "alpha_global"])
-    strokes = masks.brush_stroke_mask((32, 48), masks.stream_seed(0, data.VALIDATION_STROKES))
+    strokes = masks.brush_stroke_mask((32, 48), masks.stream_seed(0, pipeline.VALIDATION_STROKES))
     np.testing.assert_array_equal(free["mask"],
                                   np.maximum(box["mask"], strokes.numpy()[None]))
     assert free["mask"].sum() > box["mask"].sum() and (free["mask"] == free["mask"][:1]).all()
@@ -615,16 +615,16 @@ def test_free_form_and_a_mask_folder_are_refused_together(tmp_path):
     folder = f"folder:{_folder(tmp_path / 'img', [1, 2], (32, 32))}"
     _save(tmp_path / "masks" / "m.png", np.full((32, 32), 255, np.uint8))
     with pytest.raises(DataError) as excinfo:
-        data.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
-                              box_size=(16, 16), mask_dir=tmp_path / "masks", free_form=True)
+        pipeline.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
+                                  box_size=(16, 16), mask_dir=tmp_path / "masks", free_form=True)
     _message(excinfo, "free_form", str(tmp_path / "masks"), "drop one")
     with pytest.raises(DataError) as excinfo:
-        data.validation_batches(_images(folder, training=False), count=2, image_size=(32, 32),
-                                box_size=(16, 16), mask_dir=tmp_path / "masks", free_form=True)
+        pipeline.validation_batches(_images(folder, training=False), count=2, image_size=(32, 32),
+                                    box_size=(16, 16), mask_dir=tmp_path / "masks", free_form=True)
     _message(excinfo, "free_form", "mask_dir")
     with pytest.raises(DataError) as excinfo:
-        data.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
-                              box_size=(16, 16), free_form=True, strokes={"min_width": 0})
+        pipeline.training_batches(_images(folder), batch_size=2, image_size=(32, 32),
+                                  box_size=(16, 16), free_form=True, strokes={"min_width": 0})
     _message(excinfo, "StrokeConfig", "min_width")
 
 
@@ -634,18 +634,18 @@ def test_samples_are_the_bundled_photos_without_the_held_out_ones():
     import skimage.data
 
     folder = os.path.dirname(skimage.data.__file__)
-    for name in data.SAMPLES_PHOTOS:
+    for name in pipeline.SAMPLES_PHOTOS:
         assert os.path.isfile(os.path.join(folder, name)), name  # the list matches the wheel
-    training = data.sample_paths()
-    held_out = data.held_out_sample_paths()
+    training = pipeline.sample_paths()
+    held_out = pipeline.held_out_sample_paths()
     assert all(os.path.isfile(path) for path in training + held_out)
-    assert {os.path.basename(p) for p in held_out} == set(data.SAMPLES_HELD_OUT)
-    assert not {os.path.basename(p) for p in training} & set(data.SAMPLES_HELD_OUT)
-    assert len(training) == len(data.SAMPLES_PHOTOS) - len(data.SAMPLES_HELD_OUT)
-    assert data.num_examples("samples") == len(training)
-    assert data.num_examples("samples", training=False) == len(held_out)
+    assert {os.path.basename(p) for p in held_out} == set(pipeline.SAMPLES_HELD_OUT)
+    assert not {os.path.basename(p) for p in training} & set(pipeline.SAMPLES_HELD_OUT)
+    assert len(training) == len(pipeline.SAMPLES_PHOTOS) - len(pipeline.SAMPLES_HELD_OUT)
+    assert pipeline.num_examples("samples") == len(training)
+    assert pipeline.num_examples("samples", training=False) == len(held_out)
     # Validation on samples reads only the held-out photos (sorted), centre-cropped.
-    elements = _read(data.image_dataset("samples", image_size=(32, 48), training=False))
+    elements = _read(pipeline.image_dataset("samples", image_size=(32, 48), training=False))
     assert len(elements) == len(held_out)
     for element, path in zip(elements, sorted(held_out)):
         stored = cv2.imread(path)[:, :, ::-1]
@@ -657,13 +657,13 @@ def test_samples_are_the_bundled_photos_without_the_held_out_ones():
 
 def test_tfds_unknown_dataset(tmp_path):
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset("tfds:no_such_dataset_xyz", image_size=(8, 8), data_dir=tmp_path)
+        pipeline.image_dataset("tfds:no_such_dataset_xyz", image_size=(8, 8), data_dir=tmp_path)
     _message(excinfo, "tfds:no_such_dataset_xyz", "unknown TFDS dataset", "no_such_dataset_xyz")
 
 
 def test_tfds_unprepared_dataset_is_not_downloaded(tmp_path):
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset("tfds:dtd", image_size=(8, 8), data_dir=tmp_path)
+        pipeline.image_dataset("tfds:dtd", image_size=(8, 8), data_dir=tmp_path)
     _message(excinfo, "tfds:dtd", "not prepared", str(tmp_path), "tfds build dtd")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
@@ -676,8 +676,8 @@ def test_tfds_unprepared_dataset_is_not_downloaded(tmp_path):
 def test_tfds_manual_download_instructions_are_shown(tmp_path, name, instruction, download,
                                                      problem):
     with pytest.raises(DataError) as excinfo:
-        data.image_dataset(f"tfds:{name}", image_size=(8, 8), data_dir=tmp_path,
-                           download=download)
+        pipeline.image_dataset(f"tfds:{name}", image_size=(8, 8), data_dir=tmp_path,
+                               download=download)
     _message(excinfo, f"tfds:{name}", problem, "downloaded by hand", instruction,
              str(tmp_path / "downloads" / "manual"), f"tfds build {name}")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
@@ -716,9 +716,9 @@ def tiny_tfds(tmp_path_factory):
 
 
 def test_tfds_prepared_dataset_reads_every_example_once_per_epoch(tiny_tfds, monkeypatch):
-    make = functools.partial(data.image_dataset, "tfds:inpainting_test_pictures",
+    make = functools.partial(pipeline.image_dataset, "tfds:inpainting_test_pictures",
                              image_size=(6, 8), data_dir=tiny_tfds, seed=4)
-    assert data.num_examples("tfds:inpainting_test_pictures", data_dir=tiny_tfds) == 40
+    assert pipeline.num_examples("tfds:inpainting_test_pictures", data_dir=tiny_tfds) == 40
     for block, window, starts in ((16, 256, (17, 40)), (2, 3, (1, 13, 39, 63)), (1, 1, (27,))):
         monkeypatch.setattr(data, "TFDS_BLOCK_SHARDS", block)
         monkeypatch.setattr(data, "TFDS_WINDOW", window)
@@ -734,7 +734,7 @@ def test_tfds_prepared_dataset_reads_every_example_once_per_epoch(tiny_tfds, mon
 
 
 def test_tfds_splits(tiny_tfds):
-    make = functools.partial(data.image_dataset, image_size=(6, 8), data_dir=tiny_tfds,
+    make = functools.partial(pipeline.image_dataset, image_size=(6, 8), data_dir=tiny_tfds,
                              training=False)
     # No 'validation' split: validation reads 'test'.
     assert sorted(_ids(_read(make("tfds:inpainting_test_pictures")))) == [100, 101, 102]

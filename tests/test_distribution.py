@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, assert_user_error
-from inpainting import distribution, training
 from inpainting.config import TrainConfig
 from inpainting.errors import ConfigError, TrainingError
+from inpainting.training import distribution, trainer
 from test_training import TINY, checkpoint_values, image_folder  # noqa: F401 (a fixture)
 
 EXAMPLE = distribution.EXAMPLE
@@ -114,7 +114,7 @@ def one_process(model_dir, folder, **settings):
                          **dict(TINY, strategy="one_device", adam_epsilon=1e-3, validation_every=2,
                                 critic_steps=1, validation_images=1, deterministic=False,
                                 **settings))
-    return training.Trainer(config).fit()
+    return trainer.Trainer(config).fit()
 
 
 def assert_close(got, expected, atol, keys=None):
@@ -431,7 +431,7 @@ def manifest_args(text):
 def parsed_config(args, monkeypatch):
     from absl import flags as absl_flags
 
-    from inpainting import flags
+    from inpainting.training import flags
 
     monkeypatch.chdir(REPO)
     values = absl_flags.FlagValues()

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_user_error, box_mask, run_module
-from inpainting import evaluate, imageio, metrics, runners
+from inpainting import evaluate, imageio, metrics
 from inpainting.evaluate import COLUMNS, Sample
+from inpainting.inference import runners
 
 
 def _photo(rng, height=32, width=40):

@@ -7,9 +7,9 @@ import pytest
 from absl import flags as absl_flags
 
 from conftest import REPO, assert_user_error
-from inpainting import flags
 from inpainting.config import TrainConfig
 from inpainting.errors import ConfigError
+from inpainting.training import flags
 
 CONFIGS = sorted((REPO / "configs").glob("*.cfg"))
 

@@ -1,11 +1,11 @@
-"""Tests of inpainting.flow: colour coding of attention offsets and upsampling of the flow image."""
+"""Tests of inpainting.model.flow: colour coding of attention offsets and upsampling of the flow image."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from conftest import load_reference
-from inpainting.flow import flow_to_color, upsample_flow
+from inpainting.model.flow import flow_to_color, upsample_flow
 
 CA_CASES = ["A", "B_fuse", "B_fuse_mask", "B_nofuse"]
 GENERATOR_FILES = {

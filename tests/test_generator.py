@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_reference
-from inpainting import tf1
+from inpainting.checkpoints import tf1
 from inpainting.config import ModelConfig
-from inpainting.generator import Generator
+from inpainting.model.generator import Generator
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes

@@ -1,4 +1,4 @@
-"""Tests of large-image inpainting (inpainting.highres): resize and crop modes, and the CLI's --hr flags."""
+"""Tests of large-image inpainting (inpainting.inference.highres): resize and crop modes, and the CLI's --hr flags."""
 
 import os
 import subprocess
@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 
 from conftest import assert_user_error, run_module
-from inpainting import checkpoints, highres
+from inpainting.checkpoints import store
 from inpainting.errors import ImageError
-from inpainting.highres import HighResInpainter
-from inpainting.inference import Inpainter
+from inpainting.inference import highres
+from inpainting.inference.highres import HighResInpainter
+from inpainting.inference.inpainter import Inpainter
 
 PEAK_RSS_LIMIT = 4 * 2**30
 
 
 @pytest.fixture(scope="module")
 def tiny_inpainter(tiny_checkpoint):
-    return Inpainter(checkpoints.load_generator(tiny_checkpoint))
+    return Inpainter(store.load_generator(tiny_checkpoint))
 
 
 def _image(height, width, seed=0):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from conftest import assert_user_error, box_mask, load_reference, run_module, write_tf1_checkpoint
-from inpainting import checkpoints, tf1
+from inpainting.checkpoints import store, tf1
 from inpainting.errors import ImageError
-from inpainting.inference import Inpainter
+from inpainting.inference.inpainter import Inpainter
 
 
 @pytest.fixture(scope="module")
 def tiny_inpainter(tiny_checkpoint):
-    return Inpainter(checkpoints.load_generator(tiny_checkpoint))
+    return Inpainter(store.load_generator(tiny_checkpoint))
 
 
 def test_any_size_is_padded_and_cropped_back(tiny_inpainter):
@@ -48,7 +48,7 @@ def test_reference_photo_through_inpainter(official_checkpoint):
     # The full pipeline on the reference photo: uint8 in, the original network's refined output
     # pasted into the hole out.
     ref = load_reference("v1", "g_256x256_b1.npz")
-    inpainter = Inpainter(checkpoints.load_generator(official_checkpoint("v1")))
+    inpainter = Inpainter(store.load_generator(official_checkpoint("v1")))
     rgb = ref["image_u8_bgr"][0][..., ::-1]
     result = inpainter(rgb, ref["mask"][0, :, :, 0])
     expected = (ref["x_stage2"][0][..., ::-1] + 1) * 127.5
@@ -173,9 +173,9 @@ def test_cli_checkpoint_that_fits_no_network(files, official_checkpoint):
 
 
 def test_attention_memory_budget_gives_the_same_result(tiny_checkpoint):
-    whole = Inpainter(checkpoints.load_generator(tiny_checkpoint))
+    whole = Inpainter(store.load_generator(tiny_checkpoint))
     # 0.05 MB holds a few grid rows of the 12x20 grid's scores: several blocks, and one piece below.
-    budget = Inpainter(checkpoints.load_generator(tiny_checkpoint, attention_memory_mb=0.05))
+    budget = Inpainter(store.load_generator(tiny_checkpoint, attention_memory_mb=0.05))
     rng = np.random.default_rng(4)
     for height, width in ((90, 157), (20, 24)):
         rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)

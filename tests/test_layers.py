@@ -1,10 +1,10 @@
-"""Tests of inpainting.layers: align-corners resizing, padded convolutions, the upsampling conv."""
+"""Tests of inpainting.model.layers: align-corners resizing, padded convolutions, the upsampling conv."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from inpainting import layers
+from inpainting.model import layers
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -168,7 +168,7 @@ def _assert_close_relative(actual, expected, rtol=1e-5):
 @pytest.mark.parametrize("shape,kernel_size,rate,padding", [
     ((2, 37, 29, 3), 3, 2, "SAME"),   # sizes that are not multiples of the rate
     ((1, 16, 16, 4), 3, 16, "SAME"),  # a rate as large as the map (conv10_atrous on a 64x64 image)
-    ((2, 40, 23, 3), 3, 4, "VALID"),  # a pre-padded strip, as inpainting.streaming convolves it
+    ((2, 40, 23, 3), 3, 4, "VALID"),  # a pre-padded strip, as inpainting.inference.streaming convolves it
     ((1, 9, 10, 2), 5, 3, "SAME"),
     ((3, 8, 8, 2), 3, 8, "SAME"),
 ])

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_reference
-from inpainting import losses
-from inpainting.tf1 import load_official_critics, load_official_generator
+from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
+from inpainting.training import losses
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes

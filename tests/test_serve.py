@@ -26,9 +26,11 @@ import tensorflow as tf
 import uvicorn
 
 from conftest import assert_user_error, box_mask, photo, run_module, stop_process
-from inpainting import checkpoints, highres, runners, serve, serving
+from inpainting import serve, serving
+from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
-from inpainting.generator import Generator
+from inpainting.inference import highres, runners
+from inpainting.model.generator import Generator
 
 with warnings.catch_warnings():  # Starlette >= 1.0 prefers the httpx2 fork; httpx works the same
     warnings.simplefilter("ignore")
@@ -328,7 +330,7 @@ def guided_runner(tmp_path_factory):
     for weight in generator.weights:  # at its initial scale the tiny network's fill is a flat grey
         weight.assign(weight * 3)
     folder = tmp_path_factory.mktemp("guided")
-    checkpoints.save(folder / "checkpoint", generator)
+    store.save(folder / "checkpoint", generator)
     serving.export(folder / "checkpoint", folder / "export", warmup=False)
     return runners.load(folder / "export")
 
@@ -357,10 +359,10 @@ def test_guided_model_follows_the_sketch(guided_runner):
 
 def test_broken_model_gives_500_without_details(tiny_checkpoint, tmp_path, caplog):
     """A diverged checkpoint (NaN weights) fails inside the server: the client gets a generic 500."""
-    generator = checkpoints.load_generator(tiny_checkpoint)
+    generator = store.load_generator(tiny_checkpoint)
     for weight in generator.weights:
         weight.assign(np.full(weight.shape, np.nan, weight.dtype))
-    checkpoints.save(tmp_path / "nan", generator)
+    store.save(tmp_path / "nan", generator)
     app = serve.create_app(runners.load(tmp_path / "nan"))
     with TestClient(app, raise_server_exceptions=False) as broken, caplog.at_level(logging.ERROR):
         response = broken.post("/api/inpaint", files=_files(_png(photo(16, 16)), _png(_hole(16, 16, 4, 4, 8, 8))))

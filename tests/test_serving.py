@@ -16,10 +16,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_user_error, box_mask, load_reference, photo, run_module
-from inpainting import checkpoints, data, imageio, masks, runners, serving
+from inpainting import imageio, serving
+from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
+from inpainting.data import masks, pipeline
 from inpainting.errors import ExportError, ImageError
-from inpainting.inference import Inpainter
+from inpainting.inference import runners
+from inpainting.inference.inpainter import Inpainter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TF Serving's REST and gRPC APIs run the graph loader; so do these fresh processes, which never
@@ -53,7 +56,7 @@ def tiny_export(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_inpainter(tiny_checkpoint):
-    return Inpainter(checkpoints.load_generator(tiny_checkpoint))
+    return Inpainter(store.load_generator(tiny_checkpoint))
 
 
 def test_inpaint_signature_in_graph_loader_matches_in_process(tiny_export, tiny_inpainter, tmp_path):
@@ -134,7 +137,7 @@ def test_no_warmup_and_model_config_beside(tiny_checkpoint, tmp_path):
 
 
 def test_versions_are_new_folders_and_never_replaced(tiny_checkpoint, tmp_path):
-    generator = checkpoints.load_generator(tiny_checkpoint)
+    generator = store.load_generator(tiny_checkpoint)
     first = serving.export_saved_model(generator, tmp_path, warmup=False)
     second = serving.export_saved_model(generator, tmp_path, warmup=False)
     assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
@@ -156,7 +159,7 @@ def test_versions_are_new_folders_and_never_replaced(tiny_checkpoint, tmp_path):
 
 def test_a_version_taken_while_exporting_is_never_replaced(tiny_checkpoint, tmp_path):
     # What a second export finishing first does: its complete version folder appears during the save.
-    generator = checkpoints.load_generator(tiny_checkpoint)
+    generator = store.load_generator(tiny_checkpoint)
 
     def other_export_finishes(version):
         def extra(temp):
@@ -361,7 +364,7 @@ def test_serving_default_refuses_declared_huge_images_before_decoding(tiny_check
         encoded = _encoded(rgb, kind)
         output = tf.io.decode_png(serve(image_bytes=tf.constant([encoded]), mask_bytes=tf.stack([mask]))
                                   ["output_bytes"][0]).numpy()
-        np.testing.assert_array_equal(output[~hole], data.decode_rgb(encoded).numpy()[~hole], err_msg=kind)
+        np.testing.assert_array_equal(output[~hole], pipeline.decode_rgb(encoded).numpy()[~hole], err_msg=kind)
 
 
 @pytest.mark.parametrize("kind", ["gray", "gray16", "colour", "alpha_strokes", "opaque_alpha"])
@@ -444,7 +447,7 @@ def test_reference_v1_export_matches_in_process(official_checkpoint, tmp_path):
     np.save(tmp_path / "mask.npy", mask[None, :, :, None].astype(np.float32))
     out = _saved_model_cli(directory, "inpaint", {"image": tmp_path / "image.npy",
                                                   "mask": tmp_path / "mask.npy"}, tmp_path / "out")
-    inpainter = Inpainter(checkpoints.load_generator(official_checkpoint("v1")))
+    inpainter = Inpainter(store.load_generator(official_checkpoint("v1")))
     expected, flow = _expected(inpainter, rgb, mask)
     assert np.abs(out["inpainted"][0] - expected).max() <= 0.05
     np.testing.assert_array_equal(out["flow"][0], flow)

@@ -5,9 +5,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import box_mask, load_reference, run_module
-from inpainting import attention, checkpoints, imageio, inference, streaming
+from inpainting import imageio
+from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
-from inpainting.generator import Generator
+from inpainting.inference import inpainter, streaming
+from inpainting.model import attention
+from inpainting.model.generator import Generator
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -120,11 +123,11 @@ def tiny_generator():
 def test_inpainter_streams_large_images_with_the_same_result(tiny_generator, monkeypatch):
     rgb = np.random.default_rng(2).integers(0, 256, (61, 90, 3), dtype=np.uint8)
     mask = box_mask(61, 90, 20, 30, 15, 25)
-    graph = inference.Inpainter(tiny_generator)
+    graph = inpainter.Inpainter(tiny_generator)
     assert not graph.streams(64, 96)
     expected = graph(rgb, mask)
     monkeypatch.setattr(inference, "STREAM_PIXELS", 64 * 96 - 1)
-    streamed = inference.Inpainter(tiny_generator)
+    streamed = inpainter.Inpainter(tiny_generator)
     assert streamed.streams(64, 96)
     result = streamed(rgb, mask)
     np.testing.assert_allclose(result["filled"], expected["filled"], atol=1e-3)
@@ -133,14 +136,14 @@ def test_inpainter_streams_large_images_with_the_same_result(tiny_generator, mon
 
 
 def test_inpainter_hole_only_always_streams(tiny_generator):
-    inpainter = inference.Inpainter(tiny_generator, attention="hole_only")
+    inpainter = inpainter.Inpainter(tiny_generator, attention="hole_only")
     assert inpainter.streams(64, 64)
     with pytest.raises(ValueError, match="exact"):
-        inference.Inpainter(tiny_generator, attention="fast")
+        inpainter.Inpainter(tiny_generator, attention="fast")
 
 
 def test_streamed_memory_estimate_is_refused_beyond_this_machine(tiny_generator):
-    inpainter = inference.Inpainter(tiny_generator)
+    inpainter = inpainter.Inpainter(tiny_generator)
     inpainter.check_size(4096, 4096)
     with pytest.raises(imageio.ImageError, match=r"too large to inpaint at full size .*\(--hr=resize or --hr=crop\)"):
         inpainter.check_size(400_000, 400_000, "huge.png")
@@ -155,7 +158,7 @@ def test_cli_hole_only_equals_the_library(tmp_path, tiny_checkpoint):
                         f"--image={tmp_path / 'in.png'}", f"--mask={tmp_path / 'mask.png'}",
                         f"--output={tmp_path / 'out.png'}", f"--flow={tmp_path / 'flow.png'}")
     assert result.returncode == 0, result.stderr
-    expected = inference.Inpainter(checkpoints.load_generator(tiny_checkpoint), "hole_only")(rgb, mask)
+    expected = inpainter.Inpainter(store.load_generator(tiny_checkpoint), "hole_only")(rgb, mask)
     out = imageio.read_image(str(tmp_path / "out.png")).rgb
     np.testing.assert_array_equal(out[mask == 0], rgb[mask == 0])
     np.testing.assert_allclose(out[mask == 1], np.clip(np.rint(expected["filled"][mask == 1]), 0, 255),
@@ -167,7 +170,7 @@ def test_cli_hole_only_equals_the_library(tmp_path, tiny_checkpoint):
 
 @pytest.mark.slow
 def test_reference_v1_streamed_equals_one_graph_at_512x680(official_checkpoint):
-    generator = checkpoints.load_generator(official_checkpoint("v1"))
+    generator = store.load_generator(official_checkpoint("v1"))
     photo = load_reference("v1", "g_256x256_b1.npz")["image_u8_bgr"][0][..., ::-1]
     rgb = np.ascontiguousarray(np.tile(photo, (2, 3, 1))[:512, :680])
     mask = box_mask(512, 680, 150, 200, 180, 260)
@@ -215,7 +218,7 @@ def test_reference_v1_chunked_and_streamed_equal_unchunked_at_1024(official_chec
     image = (np.tile(photo, (4, 4, 1)) / 127.5 - 1).astype(np.float32)
     mask = box_mask(1024, 1024, 300, 380, 330, 310)
     inputs = [tf.constant(image[None]), tf.constant(mask[None, :, :, None])]
-    unchunked, (features, _, small_mask) = _attention_inputs(checkpoints.load_generator(path), inputs)
+    unchunked, (features, _, small_mask) = _attention_inputs(store.load_generator(path), inputs)
     scores, usable = attention.matching_scores(features, features, small_mask)
     ties, tolerance = _near_ties(scores[0].numpy(), usable[0].numpy())
     del scores, usable
@@ -223,7 +226,7 @@ def test_reference_v1_chunked_and_streamed_equal_unchunked_at_1024(official_chec
     tied = ties.sum(axis=1) > 1  # positions where more than one patch is best up to rounding
     assert 0 < tied.sum() < grid * grid, "the tiled photo should have exact ties, and not only"
 
-    chunked_generator = checkpoints.load_generator(path, attention_memory_mb=256)
+    chunked_generator = store.load_generator(path, attention_memory_mb=256)
     assert int(attention.block_rows_for(128, 128, 256)) == 3
     chunked = chunked_generator(inputs)
     np.testing.assert_allclose(chunked["refined"], unchunked["refined"], atol=1e-4)

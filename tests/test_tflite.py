@@ -9,8 +9,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_reference, run_module
-from inpainting import checkpoints, evaluate, imageio, runners, serving, tflite
+from inpainting import evaluate, imageio, serving, tflite
+from inpainting.checkpoints import store
 from inpainting.errors import CheckpointError, ExportError
+from inpainting.inference import runners
 
 # fp32 runs the same float32 math; fp16 rounds the weights to 11 significant bits.
 FP32_TOLERANCE = 0.05
@@ -88,7 +90,7 @@ def test_sizes_of_the_three_files(tiny_models):
 
 
 def test_fixed_size_model(tiny_checkpoint, tmp_path):
-    generator = checkpoints.load_generator(tiny_checkpoint)
+    generator = store.load_generator(tiny_checkpoint)
     path = tmp_path / "fixed.tflite"
     path.write_bytes(tflite.convert(generator, "fp32", size=(40, 56)))
     runner = runners.load(path)
@@ -115,7 +117,7 @@ def test_an_op_without_builtin_fails_naming_it(tmp_path):
 
 
 def test_bad_arguments(tiny_checkpoint, tmp_path):
-    generator = checkpoints.load_generator(tiny_checkpoint)
+    generator = store.load_generator(tiny_checkpoint)
     with pytest.raises(ExportError, match="quantization must be one of fp32, fp16, int8_dynamic"):
         tflite.convert(generator, "int4")
     with pytest.raises(ExportError, match="--tflite_size must be HxW"):

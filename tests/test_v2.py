@@ -6,12 +6,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_reference, write_tf1_checkpoint
-from inpainting import losses, tf1
+from inpainting.checkpoints import tf1
 from inpainting.config import ModelConfig
-from inpainting.critics import SNPatchGAN, SpectralConv, make_critics
 from inpainting.errors import CheckpointError, ConfigError
-from inpainting.generator import Generator
-from inpainting.layers import Conv, UpConv
+from inpainting.model.critics import SNPatchGAN, SpectralConv, make_critics
+from inpainting.model.generator import Generator
+from inpainting.model.layers import Conv, UpConv
+from inpainting.training import losses
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -182,7 +183,7 @@ def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_p
     import sys
 
     from inpainting import serving, tflite
-    from inpainting.inference import Inpainter
+    from inpainting.inference.inpainter import Inpainter
 
     ref = load_reference("v2", "g_guided_256x256_b1.npz")
     generator = tf1.build_generator(dict(v2_variables, **{"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]}))
@@ -216,7 +217,7 @@ def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_p
 
 def test_sketch_reaches_only_guided_models(tmp_path):
     from inpainting.errors import ImageError
-    from inpainting.inference import Inpainter
+    from inpainting.inference.inpainter import Inpainter
 
     tf.keras.utils.set_random_seed(2)
     config = ModelConfig(version="v2", cnum=8, guided=True, image_size=(64, 64), local_size=(32, 32))

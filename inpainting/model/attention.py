@@ -37,8 +37,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from inpainting import flow as flow_lib
-from inpainting.layers import downsample_nearest
+from inpainting.model import flow as flow_lib
+from inpainting.model.layers import downsample_nearest
 
 IMPLEMENTATIONS = ("matmul", "patches")
 # Peak bytes per element of the score matrix (or of a block of it): the float32 scores and up to
@@ -382,7 +382,7 @@ def _best_index(weights, columns):
 
 
 def _kept_columns(usable):
-    """The columns the streamed attention (`inpainting.streaming`) keeps: the usable ones, in order.
+    """The columns the streamed attention (`inpainting.inference.streaming`) keeps: the usable ones, in order.
 
     Unusable patches have weight exactly 0 and add `exp(0 - max)` each to the softmax's
     denominator, so only the usable columns need their scores. K is the largest number of usable

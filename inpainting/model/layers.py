@@ -333,7 +333,7 @@ class Conv(keras.layers.Layer):
         """The layer without its own padding: convolution (TF `padding`), bias, activation, gate.
 
         With "VALID", `x` is an input the caller has already padded, such as a strip of a large
-        image with its neighbouring rows (`inpainting.streaming`).
+        image with its neighbouring rows (`inpainting.inference.streaming`).
         """
         kernel = tf.cast(self.effective_kernel(), x.dtype)
         if self.dilation_rate > 1:

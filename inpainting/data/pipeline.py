@@ -61,7 +61,8 @@ import sys
 
 import tensorflow as tf
 
-from inpainting import imageio, masks
+from inpainting import imageio
+from inpainting.data import masks
 from inpainting.errors import DataError
 
 DATA_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")

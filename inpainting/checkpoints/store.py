@@ -1,6 +1,6 @@
 """Checkpoint directories of this project: `model_config.json` beside a TF2 checkpoint.
 
-Training writes them (with optimizers and step), `python -m inpainting.tf1` converts original
+Training writes them (with optimizers and step), `python -m inpainting.checkpoints.tf1` converts original
 checkpoints into them, and every tool reads them. The generator is stored under the checkpoint
 key `generator` and the critics under `critics`.
 """
@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from inpainting import tf1
+from inpainting.checkpoints import tf1
 from inpainting.config import CONFIG_FILE, ModelConfig
 from inpainting.errors import CheckpointError
 
@@ -100,7 +100,7 @@ def load_generator(path, attention="matmul", flow_dtype="float64", attention_mem
     Raises:
         CheckpointError, ConfigError: nothing loadable at `path`.
     """
-    from inpainting.generator import Generator
+    from inpainting.model.generator import Generator
 
     found = our_checkpoint(path)
     if found is None:

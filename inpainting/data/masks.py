@@ -232,9 +232,9 @@ def holes_from_bytes(encoded):
     Returns:
         bool [h, w], True at holes.
     """
-    from inpainting import data  # data imports this module
+    from inpainting.data import pipeline  # data imports this module
 
-    pixels = data.decode_8bit(encoded)
+    pixels = pipeline.decode_8bit(encoded)
     channels = tf.shape(pixels)[2]
     alpha = tf.cond(channels % 2 == 0, lambda: pixels[:, :, -1],
                     lambda: tf.fill(tf.shape(pixels)[:2], tf.constant(255, tf.uint8)))
@@ -282,11 +282,11 @@ def mask_folder_dataset(mask_dir, image_size, seed, start=0):
     Raises:
         DataError: the folder is missing or holds no mask images.
     """
-    from inpainting import data  # data imports this module
+    from inpainting.data import pipeline  # data imports this module
 
     height, width = size_pair(image_size, "image_size")
-    paths = data.list_image_files(mask_dir, what="mask")
-    items = data.file_items(paths, seed=stream_seed(seed, MASK_ORDER), start=start, training=True)
+    paths = pipeline.list_image_files(mask_dir, what="mask")
+    items = pipeline.file_items(paths, seed=stream_seed(seed, MASK_ORDER), start=start, training=True)
 
     def load(path, position):
         mask = decode_mask(tf.io.read_file(path), (height, width))
@@ -294,8 +294,8 @@ def mask_folder_dataset(mask_dir, image_size, seed, start=0):
         mask = tf.where(flips[0], tf.reverse(mask, [1]), mask)
         return tf.where(flips[1], tf.reverse(mask, [0]), mask)
 
-    stream = data.read_items(items, load, empty=tf.zeros([height, width, 1]),
-                             label=f"mask folder {mask_dir}", num_items=len(paths), start=start)
+    stream = pipeline.read_items(items, load, empty=tf.zeros([height, width, 1]),
+                                 label=f"mask folder {mask_dir}", num_items=len(paths), start=start)
     return stream.map(lambda element: element["image"])
 
 
@@ -311,9 +311,9 @@ def fixed_masks(mask_dir, image_size, count):
         DataError: the folder is missing, holds no mask images, or one of the
             masks used cannot be read.
     """
-    from inpainting import data  # data imports this module
+    from inpainting.data import pipeline  # data imports this module
 
-    paths = data.list_image_files(mask_dir, what="mask")
+    paths = pipeline.list_image_files(mask_dir, what="mask")
     loaded = {}
     for path in paths[:count]:
         try:

@@ -30,12 +30,16 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from inpainting import checkpoints, data, distribution, layers, locks, losses, tf1
+from inpainting import locks
+from inpainting.checkpoints import store, tf1
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
-from inpainting.critics import make_critics
+from inpainting.data import pipeline
 from inpainting.errors import TrainingError
-from inpainting.generator import Generator
-from inpainting.layers import upsample_nearest
+from inpainting.model import layers
+from inpainting.model.critics import make_critics
+from inpainting.model.generator import Generator
+from inpainting.model.layers import upsample_nearest
+from inpainting.training import distribution, losses
 
 
 _DEFAULTS = TrainConfig()
@@ -151,7 +155,7 @@ class Trainer:
                                               skipped_files=self.skipped_files)
         self.manager = distribution.checkpoint_manager(
             self.checkpoint, config.model_dir, self.strategy, max_to_keep=config.keep_checkpoints,
-            checkpoint_name=checkpoints.CHECKPOINT_NAME)
+            checkpoint_name=store.CHECKPOINT_NAME)
         self.restored = self._restore()
         # The flags win over a restored learning rate, so a resumed run can change it.
         self.optimizer.learning_rate.assign(config.learning_rate)
@@ -194,7 +198,7 @@ class Trainer:
         return "started from random weights"
 
     def _initialise_from(self, path):
-        ours = checkpoints.our_checkpoint(path)
+        ours = store.our_checkpoint(path)
         if ours is not None:
             directory, prefix = ours
             source = ModelConfig.load(directory)
@@ -323,10 +327,10 @@ class Trainer:
         """The distributed training batches, from the position of the restored step on."""
         c = self.config
         images = functools.partial(
-            data.image_dataset, data.parse_dataset(c.dataset), image_size=c.image_size,
+            pipeline.image_dataset, pipeline.parse_dataset(c.dataset), image_size=c.image_size,
             preprocess=c.preprocess, flip=c.flip, seed=c.seed, training=True,
             data_dir=c.data_dir or None, download=c.download)
-        batches = data.training_batches(
+        batches = pipeline.training_batches(
             images, batch_size=c.batch_size, image_size=c.image_size, box_size=c.box_size,
             max_delta=c.max_delta, margins=c.margins, seed=c.seed, mask_dir=c.mask_dir or None,
             free_form=c.free_form_masks, edges=c.guided,
@@ -337,13 +341,13 @@ class Trainer:
     def validation_batch(self):
         """The fixed validation images, boxes and masks, as one batch of numpy arrays."""
         c = self.config
-        source = data.parse_dataset(c.validation_dataset or c.dataset)
-        images = data.image_dataset(source, image_size=c.image_size, preprocess=c.preprocess,
-                                    flip=False, seed=c.seed, training=False,
-                                    data_dir=c.data_dir or None, download=c.download)
-        batches = data.validation_batches(images, count=c.validation_images, image_size=c.image_size,
-                                          box_size=c.box_size, mask_dir=c.mask_dir or None,
-                                          free_form=c.free_form_masks, edges=c.guided)
+        source = pipeline.parse_dataset(c.validation_dataset or c.dataset)
+        images = pipeline.image_dataset(source, image_size=c.image_size, preprocess=c.preprocess,
+                                        flip=False, seed=c.seed, training=False,
+                                        data_dir=c.data_dir or None, download=c.download)
+        batches = pipeline.validation_batches(images, count=c.validation_images, image_size=c.image_size,
+                                              box_size=c.box_size, mask_dir=c.mask_dir or None,
+                                              free_form=c.free_form_masks, edges=c.guided)
         for batch in batches.take(1):
             return {key: value.numpy() for key, value in batch.items()}
         raise TrainingError(f"no readable validation image in "
@@ -443,7 +447,7 @@ class Trainer:
                         self.validate(validation, validation_writer, step)
         except KeyboardInterrupt:
             status, stopped_by = "stopped by a second interrupt", "SIGINT"
-        if step > checkpoints.checkpoint_step(saved):
+        if step > store.checkpoint_step(saved):
             saved = self.manager.save(checkpoint_number=step)
         train_writer.flush()
         validation_writer.flush()

@@ -3,7 +3,7 @@
 Stage 1 (coarse) is an encoder / dilated-convolution / decoder network. Its output is pasted into
 the hole and refined by stage 2, whose two branches (dilated convolutions, and contextual attention)
 are merged by a decoder. Layer names are those of the original checkpoints (`conv1`,
-`xconv1`, `pmconv1`, `allconv11`, ...), so importing them is a table (`inpainting.tf1`).
+`xconv1`, `pmconv1`, `allconv11`, ...), so importing them is a table (`inpainting.checkpoints.tf1`).
 
 v1 and v2 share the layout and the layer table. v2 differs in four places: every convolution
 with an activation is gated (and outputs half its filters), the outputs go through tanh instead
@@ -15,9 +15,9 @@ map) of the hole as a 4th input channel of stage 1.
 import keras
 import tensorflow as tf
 
-from inpainting.attention import ContextualAttention
 from inpainting.config import ModelConfig
-from inpainting.layers import Conv, UpConv, resize_nearest
+from inpainting.model.attention import ContextualAttention
+from inpainting.model.layers import Conv, UpConv, resize_nearest
 
 # The generator halves its input three times: inputs are padded to a multiple of this many pixels.
 GRID = 8
@@ -185,7 +185,7 @@ def _check_spatial(image, mask):
     for a, b in zip(image.shape[1:3], mask.shape[1:3]):
         if a is not None and a % 8:
             raise ValueError(f"image height and width must be multiples of 8, got {image.shape[1:3]} "
-                             "(pad the image, as inpainting.inference does)")
+                             "(pad the image, as inpainting.inference.inpainter does)")
         if a is not None and b is not None and a != b:
             raise ValueError(f"mask size {mask.shape[1:3]} does not match image size {image.shape[1:3]}")
     if image.shape[-1] is not None and image.shape[-1] != 3:

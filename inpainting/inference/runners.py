@@ -28,10 +28,11 @@ class CheckpointRunner:
     kind = "checkpoint"
 
     def __init__(self, path, attention="matmul"):
-        from inpainting import checkpoints, inference
+        from inpainting.checkpoints import store
+        from inpainting.inference import inpainter
 
         self.path = os.fspath(path)
-        self.inpainter = inference.Inpainter(checkpoints.load_generator(path, attention))
+        self.inpainter = inpainter.Inpainter(store.load_generator(path, attention))
 
     def __call__(self, rgb, mask, name="image"):
         return self.inpainter(rgb, mask, name)["filled"]

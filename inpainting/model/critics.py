@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from inpainting.config import ModelConfig
-from inpainting.layers import Conv
+from inpainting.model.layers import Conv
 
 LOCAL_WIDTHS = (1, 2, 4, 8)   # x64 channels: 64, 128, 256, 512
 GLOBAL_WIDTHS = (1, 2, 4, 4)  # 64, 128, 256, 256

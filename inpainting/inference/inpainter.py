@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from inpainting import imageio
-from inpainting.attention import SCORE_BYTES
-from inpainting.generator import GRID
-from inpainting.streaming import ATTENTION_MODES, StreamedGenerator
+from inpainting.inference.streaming import ATTENTION_MODES, StreamedGenerator
+from inpainting.model.attention import SCORE_BYTES
+from inpainting.model.generator import GRID
 
 # Larger images are streamed (see the module docstring): from about 1.5 megapixels on, the
 # graph's whole-image temporaries cost more memory than streaming saves time.
@@ -75,7 +75,7 @@ class Inpainter:
         generator: a built `Generator`.
         attention: "exact", or "hole_only": contextual attention matches only the part of the
             image near the hole (approximate, much faster on large images; see
-            `inpainting.streaming`).
+            `inpainting.inference.streaming`).
         progress: optional callable(done, total, what), told the progress of streamed images
             (layers of each part of the network, and attention tiles).
 

@@ -36,9 +36,9 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from inpainting import attention as att
-from inpainting import flow as flow_lib
-from inpainting.layers import UpConv, downsample_nearest, fold_indices, resize_nearest
+from inpainting.model import attention as att
+from inpainting.model import flow as flow_lib
+from inpainting.model.layers import UpConv, downsample_nearest, fold_indices, resize_nearest
 
 ATTENTION_MODES = ("exact", "hole_only")
 # hole_only: tiles with a position this many cells (of the 1/8 grid) from the hole are matched.

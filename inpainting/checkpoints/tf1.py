@@ -7,8 +7,8 @@ with the colour channels reversed.
 
 Command line, converting into a checkpoint directory of this project:
 
-    python -m inpainting.tf1 --checkpoint=release_places2_256 --version=v1 --output=places2_v1
-    python -m inpainting.tf1 --checkpoint=release_places2_256_v2 --version=v2 --output=places2_v2
+    python -m inpainting.checkpoints.tf1 --checkpoint=release_places2_256 --version=v1 --output=places2_v1
+    python -m inpainting.checkpoints.tf1 --checkpoint=release_places2_256_v2 --version=v2 --output=places2_v2
 """
 
 import os
@@ -82,9 +82,9 @@ def read_variables(path):
                 if name.startswith((GENERATOR_SCOPE + "/", CRITIC_SCOPE + "/"))
                 and "/Adam" not in name}
     except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
-        from inpainting import checkpoints
+        from inpainting.checkpoints import store
 
-        raise checkpoints.damaged_error(prefix, err) from None
+        raise store.damaged_error(prefix, err) from None
 
 
 def detect_version(variables, path="checkpoint"):
@@ -169,7 +169,7 @@ def generator_config(variables, padding="same", path="checkpoint"):
 
 def assign_generator(generator, variables, path="checkpoint"):
     """Copies the original weights into a built `Generator`, converting BGR to RGB."""
-    from inpainting.generator import INPUT_LAYERS, OUTPUT_LAYERS
+    from inpainting.model.generator import INPUT_LAYERS, OUTPUT_LAYERS
 
     for name, layer in generator.conv_layers().items():
         conv = layer.conv if hasattr(layer, "conv") else layer
@@ -224,7 +224,7 @@ def load_official_generator(path, version="v1", padding="same", attention="matmu
 def build_generator(variables, path="checkpoint", padding="same", attention="matmul",
                     flow_dtype="float64", attention_memory_mb=None):
     """A `Generator` with the weights in `variables` (from `read_variables`)."""
-    from inpainting.generator import Generator
+    from inpainting.model.generator import Generator
 
     generator = Generator(generator_config(variables, padding, path), attention=attention,
                           flow_dtype=flow_dtype, attention_memory_mb=attention_memory_mb)
@@ -255,7 +255,7 @@ def assign_sn_patch_gan(critic, variables, path="checkpoint"):
 
 def build_critics(variables, path="checkpoint"):
     """The critics (v1 `Critics` or v2 `SNPatchGAN`) with the weights in `variables`."""
-    from inpainting.critics import make_critics
+    from inpainting.model.critics import make_critics
 
     if not has_critics(variables):
         raise CheckpointError(f"{path} holds no critics (no {CRITIC_SCOPE}/dout_local_fc/kernel or "
@@ -325,7 +325,7 @@ def convert(path, output, version="v1", overwrite=False, guided=None):
         CheckpointError: the checkpoint cannot be converted, `output` is a file or the original
             checkpoint's own folder, or holds a checkpoint and not `overwrite`.
     """
-    from inpainting import checkpoints
+    from inpainting.checkpoints import store
 
     check_output(path, output)
     variables = read_variables(path)
@@ -333,7 +333,7 @@ def convert(path, output, version="v1", overwrite=False, guided=None):
     check_guided(variables, guided, path)
     generator = build_generator(variables, path)
     critics = build_critics(variables, path) if has_critics(variables) else None
-    return checkpoints.save(output, generator, critics, overwrite=overwrite)
+    return store.save(output, generator, critics, overwrite=overwrite)
 
 
 def main(argv):

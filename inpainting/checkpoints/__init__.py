@@ -1,0 +1,1 @@
+"""Checkpoints: this package's own directories and the original TF1 checkpoints."""

@@ -1,0 +1,1 @@
+"""Training and validation data: image sources, decoding, masks, edges and the tf.data pipelines."""

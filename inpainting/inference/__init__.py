@@ -1,0 +1,1 @@
+"""Inpainting images with a trained model: whole images, streamed large images, --hr modes, and runners."""

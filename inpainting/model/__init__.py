@@ -1,0 +1,1 @@
+"""The networks: layers, contextual attention, the generator and the critics."""
