@@ -1,5 +1,5 @@
 # `make demo`: create .venv if missing, install, train the demo model on the bundled sample photos
-# and inpaint a held-out one. `make test`: install with the test extra and run the whole suite.
+# and inpaint a held-out one. `make test`: install with the serve, export and test extras and run the whole suite.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -9,6 +9,11 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+# The test extra brings the serve and export extras (the web page, TF Serving's protos, LiteRT).
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -18,11 +23,14 @@ demo: install
 	$(PY) train.py --flagfile=configs/demo.cfg
 	$(PY) -m inpainting.demo --model_dir=runs/demo
 
-# The web page's test drives Debian's chromium (Playwright's own browser downloads are not used).
+# The web page's test drives Debian's chromium (Playwright's own browser downloads are not used):
+# installed with apt-get only where it is missing and make runs as root; otherwise that test is skipped.
 # TensorFlow computes with oneDNN on CPUs with AVX-512 and without it on the others (and with
 # TF_ENABLE_ONEDNN_OPTS=0), with different kernels: the tests marked onednn_modes (what builds,
 # differentiates or trains a generator) run a second time in the mode this machine does not default to.
-test: install
-	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+test: $(VENV)/.installed-test
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } || \
+	    echo "note: chromium is missing and cannot be installed here (apt-get needs root): the web page's browser test is skipped"
 	$(PY) -m pytest tests
 	TF_ENABLE_ONEDNN_OPTS=$$($(PY) tests/onednn.py --other) $(PY) -m pytest -m onednn_modes tests

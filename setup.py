@@ -26,17 +26,14 @@ setuptools.setup(
         "tensorboard",
         # The `samples` dataset is the photos shipped inside the scikit-image wheel.
         "scikit-image",
-        # export.py: TF Serving's PredictionLog protos for the warm-up file, and the gRPC client.
-        "tensorflow-serving-api==2.21.*",
-        # Runs the exported TFLite models (evaluation, benchmark, tests).
-        "ai-edge-litert",
-        # python -m inpainting.serve: the web page and its JSON API.
-        "starlette",
-        "uvicorn",
-        "python-multipart",
     ],
     extras_require={
+        # python -m inpainting.serve: the web page and its JSON API.
+        "serve": ["starlette", "uvicorn", "python-multipart"],
+        # export.py: TF Serving's PredictionLog protos for the warm-up file; running TFLite models
+        # (export checks, evaluation and serving of .tflite files).
+        "export": ["tensorflow-serving-api==2.21.*", "ai-edge-litert"],
         # httpx: Starlette's TestClient; playwright: drives Debian's chromium in the page's test.
-        "test": ["pytest", "httpx", "playwright"],
+        "test": ["pytest", "httpx", "playwright", "inpainting[serve,export]"],
     },
 )

@@ -60,14 +60,20 @@ import time
 import cv2
 import numpy as np
 from absl import app, flags
-from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+
+from inpainting import extras
+
+for _module in ("starlette", "multipart", "uvicorn"):
+    extras.require(_module, "serve", "python -m inpainting.serve")
+
+from starlette.applications import Starlette  # noqa: E402
+from starlette.datastructures import UploadFile  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
+from starlette.formparsers import MultiPartException, MultiPartParser  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
+from starlette.routing import Mount, Route  # noqa: E402
+from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from inpainting import imageio
 from inpainting.errors import ImageError, InpaintingError
