@@ -97,7 +97,7 @@ def main():
 
     from inpainting.config import TrainConfig
     from inpainting.model import layers
-    from inpainting.training import trainer
+    from inpainting.training import trainer as training
 
     onednn = common.onednn()
     if "native" in formulations and not layers.native_dilated_gradients():
@@ -114,7 +114,7 @@ def main():
             config = TrainConfig(model_dir=os.path.join(temp, formulation), version=args.version,
                                  image_size=args.size, box_size=args.size // 2,
                                  batch_size=args.batch_size, xla=args.xla, precision=args.precision)
-            trainer = trainer.Trainer(config)
+            trainer = training.Trainer(config)
             iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
             with common.dilated_conv(formulation):
                 trainer._one_step(iterator, 1)
@@ -201,15 +201,16 @@ def multi_worker_task(args):
     import keras
 
     from inpainting.config import TrainConfig
-    from inpainting.training import distribution, trainer
+    from inpainting.training import distribution
+    from inpainting.training import trainer as training
 
     keras.mixed_precision.set_global_policy(args.precision)
     # The workers share the scratch folder; nothing is saved: checkpoints are not measured.
     config = TrainConfig(model_dir=args.scratch, version=args.version, image_size=args.size,
                          box_size=args.size // 2, batch_size=args.batch_size, xla=args.xla,
                          precision=args.precision, strategy="multi_worker")
-    strategy = trainer.make_strategy(config)  # first: before other TensorFlow work
-    trainer = trainer.Trainer(config, strategy)
+    strategy = training.make_strategy(config)  # first: before other TensorFlow work
+    trainer = training.Trainer(config, strategy)
     iterator = distribution.distribute(strategy, constant_batches(config))
     # No waiting for a quiet CPU: the other local workers keep it busy by design.
     iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations,

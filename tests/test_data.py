@@ -720,8 +720,8 @@ def test_tfds_prepared_dataset_reads_every_example_once_per_epoch(tiny_tfds, mon
                              image_size=(6, 8), data_dir=tiny_tfds, seed=4)
     assert pipeline.num_examples("tfds:inpainting_test_pictures", data_dir=tiny_tfds) == 40
     for block, window, starts in ((16, 256, (17, 40)), (2, 3, (1, 13, 39, 63)), (1, 1, (27,))):
-        monkeypatch.setattr(data, "TFDS_BLOCK_SHARDS", block)
-        monkeypatch.setattr(data, "TFDS_WINDOW", window)
+        monkeypatch.setattr(pipeline, "TFDS_BLOCK_SHARDS", block)
+        monkeypatch.setattr(pipeline, "TFDS_WINDOW", window)
         full = _read(make(), 90)
         ids = _ids(full)
         assert sorted(ids[:40]) == sorted(ids[40:80]) == list(range(100, 140))

@@ -8,9 +8,10 @@ from conftest import box_mask, load_reference, run_module
 from inpainting import imageio
 from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
-from inpainting.inference import inpainter, streaming
+from inpainting.generator import Generator
+from inpainting.inference import inpainter as inference
+from inpainting.inference import streaming
 from inpainting.model import attention
-from inpainting.model.generator import Generator
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -123,11 +124,11 @@ def tiny_generator():
 def test_inpainter_streams_large_images_with_the_same_result(tiny_generator, monkeypatch):
     rgb = np.random.default_rng(2).integers(0, 256, (61, 90, 3), dtype=np.uint8)
     mask = box_mask(61, 90, 20, 30, 15, 25)
-    graph = inpainter.Inpainter(tiny_generator)
+    graph = inference.Inpainter(tiny_generator)
     assert not graph.streams(64, 96)
     expected = graph(rgb, mask)
     monkeypatch.setattr(inference, "STREAM_PIXELS", 64 * 96 - 1)
-    streamed = inpainter.Inpainter(tiny_generator)
+    streamed = inference.Inpainter(tiny_generator)
     assert streamed.streams(64, 96)
     result = streamed(rgb, mask)
     np.testing.assert_allclose(result["filled"], expected["filled"], atol=1e-3)
@@ -136,14 +137,14 @@ def test_inpainter_streams_large_images_with_the_same_result(tiny_generator, mon
 
 
 def test_inpainter_hole_only_always_streams(tiny_generator):
-    inpainter = inpainter.Inpainter(tiny_generator, attention="hole_only")
+    inpainter = inference.Inpainter(tiny_generator, attention="hole_only")
     assert inpainter.streams(64, 64)
     with pytest.raises(ValueError, match="exact"):
-        inpainter.Inpainter(tiny_generator, attention="fast")
+        inference.Inpainter(tiny_generator, attention="fast")
 
 
 def test_streamed_memory_estimate_is_refused_beyond_this_machine(tiny_generator):
-    inpainter = inpainter.Inpainter(tiny_generator)
+    inpainter = inference.Inpainter(tiny_generator)
     inpainter.check_size(4096, 4096)
     with pytest.raises(imageio.ImageError, match=r"too large to inpaint at full size .*\(--hr=resize or --hr=crop\)"):
         inpainter.check_size(400_000, 400_000, "huge.png")
@@ -158,7 +159,7 @@ def test_cli_hole_only_equals_the_library(tmp_path, tiny_checkpoint):
                         f"--image={tmp_path / 'in.png'}", f"--mask={tmp_path / 'mask.png'}",
                         f"--output={tmp_path / 'out.png'}", f"--flow={tmp_path / 'flow.png'}")
     assert result.returncode == 0, result.stderr
-    expected = inpainter.Inpainter(store.load_generator(tiny_checkpoint), "hole_only")(rgb, mask)
+    expected = inference.Inpainter(store.load_generator(tiny_checkpoint), "hole_only")(rgb, mask)
     out = imageio.read_image(str(tmp_path / "out.png")).rgb
     np.testing.assert_array_equal(out[mask == 0], rgb[mask == 0])
     np.testing.assert_allclose(out[mask == 1], np.clip(np.rint(expected["filled"][mask == 1]), 0, 255),

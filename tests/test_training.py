@@ -17,11 +17,11 @@ import tensorflow as tf
 from conftest import REPO, assert_user_error
 from inpainting import locks
 from inpainting.checkpoints import store
-from inpainting.checkpoints.tf1 import load_official_generator
 from inpainting.config import ModelConfig, TrainConfig
+from inpainting.critics import Critics
 from inpainting.errors import ConfigError, TrainingError
-from inpainting.model.critics import Critics
-from inpainting.training import trainer
+from inpainting.tf1 import load_official_generator
+from inpainting.training import trainer as training
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -68,9 +68,9 @@ def read_events(folder):
 
 def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
     full_config = tiny_config(tmp_path / "full", image_folder, max_steps=4)
-    trainer.configure_devices(full_config)
+    training.configure_devices(full_config)
     tf.config.experimental.enable_op_determinism()
-    trainer = trainer.Trainer(full_config)
+    trainer = training.Trainer(full_config)
     assert trainer.fit() == {"step": 4, "status": "finished",
                              "checkpoint": str(tmp_path / "full" / "ckpt-4"), "signal": None}
     assert trainer.critic_step.experimental_get_tracing_count() == 1
@@ -97,8 +97,8 @@ def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
     assert sorted(validation["l1"]) == [2, 4]
 
     part = tiny_config(tmp_path / "part", image_folder, max_steps=2)
-    assert trainer.train(part)["step"] == 2
-    resumed = trainer.train(tiny_config(tmp_path / "part", image_folder, max_steps=4))
+    assert training.train(part)["step"] == 2
+    resumed = training.train(tiny_config(tmp_path / "part", image_folder, max_steps=4))
     assert resumed["checkpoint"] == str(tmp_path / "part" / "ckpt-4")
     expected = checkpoint_values(full / "ckpt-4")
     got = checkpoint_values(tmp_path / "part" / "ckpt-4")
@@ -116,10 +116,10 @@ V2 = dict(version="v2", guided=True, cnum=8, critic_steps=1)
 
 def test_v2_guided_trains_and_resumes_exactly(tmp_path, image_folder):
     full_config = tiny_config(tmp_path / "full", image_folder, max_steps=3, **V2)
-    trainer.configure_devices(full_config)
+    training.configure_devices(full_config)
     tf.config.experimental.enable_op_determinism()
     assert full_config.beta2 == 0.999 and full_config.free_form_masks  # v2's own defaults
-    assert trainer.train(full_config)["step"] == 3
+    assert training.train(full_config)["step"] == 3
     full = tmp_path / "full"
     assert ModelConfig.load(full) == ModelConfig(version="v2", cnum=8, guided=True, image_size=(64, 64),
                                                  local_size=(32, 32))
@@ -128,8 +128,8 @@ def test_v2_guided_trains_and_resumes_exactly(tmp_path, image_folder):
                 "generator_grad_norm"):
         assert sorted(scalars[tag]) == [1, 2, 3], tag
     assert "gp" not in scalars and "l1" not in scalars
-    trainer.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, **V2))
-    resumed = trainer.train(tiny_config(tmp_path / "part", image_folder, max_steps=3, **V2))
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, **V2))
+    resumed = training.train(tiny_config(tmp_path / "part", image_folder, max_steps=3, **V2))
     assert resumed["checkpoint"] == str(tmp_path / "part" / "ckpt-3")
     expected = checkpoint_values(full / "ckpt-3")
     got = checkpoint_values(tmp_path / "part" / "ckpt-3")
@@ -150,7 +150,7 @@ def test_v2_mirrored_matches_one_device(tmp_path, image_folder):
 import numpy as np, tensorflow as tf
 from test_training import TINY, V2, checkpoint_values
 from inpainting.config import TrainConfig
-from inpainting.training import trainer
+from inpainting.training import trainer as training
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 results = {{}}
@@ -158,7 +158,7 @@ for name, strategy in (("one", "one_device"), ("two", "mirrored")):
     settings = dict(TINY, **V2, max_steps=1, batch_size=4, adam_epsilon=1e-3, deterministic=False)
     config = TrainConfig(model_dir=r"{tmp_path}/" + name, dataset=r"folder:{image_folder}",
                          strategy=strategy, **settings)
-    trainer.Trainer(config).fit()
+    training.Trainer(config).fit()
     results[name] = checkpoint_values(r"{tmp_path}/" + name + "/ckpt-1")
 assert results["one"].keys() == results["two"].keys()
 print(max(float(np.abs(results["two"][k] - v).max()) for k, v in results["one"].items()))
@@ -182,13 +182,13 @@ def test_v2_flag_rules(tmp_path, image_folder):
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder):
     model_dir = tmp_path / "run"
-    trainer.train(tiny_config(model_dir, image_folder, max_steps=1, checkpoint_every=1))
+    training.train(tiny_config(model_dir, image_folder, max_steps=1, checkpoint_every=1))
     before = checkpoint_values(model_dir / "ckpt-1")
     # A learning rate of 1e30 sends the critic's weights to ~1e30: the next update overflows.
     with pytest.raises(TrainingError, match=r"^step 2: \w+ is (nan|inf|-inf) in the critic update; "
                                             r"training stopped without saving"):
-        trainer.train(tiny_config(model_dir, image_folder, max_steps=5, checkpoint_every=1,
-                                  learning_rate=1e30))
+        training.train(tiny_config(model_dir, image_folder, max_steps=5, checkpoint_every=1,
+                                   learning_rate=1e30))
     assert tf.train.latest_checkpoint(str(model_dir)) == str(model_dir / "ckpt-1")
     after = checkpoint_values(model_dir / "ckpt-1")
     for key, value in before.items():
@@ -206,8 +206,8 @@ def test_mirrored_strategy_matches_one_device(tmp_path, image_folder):
     results = {}
     for name, strategy in (("one", "one_device"), ("two", "mirrored")):
         config = tiny_config(tmp_path / name, image_folder, strategy=strategy, cpu_devices=2, **common)
-        trainer.configure_devices(config)
-        trainer = trainer.Trainer(config)
+        training.configure_devices(config)
+        trainer = training.Trainer(config)
         assert trainer.strategy.num_replicas_in_sync == (1 if name == "one" else 2)
         initial = [v.numpy() for v in trainer.generator.trainable_variables]
         trainer.fit()
@@ -223,9 +223,9 @@ def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder, tiny_check
     shutil.copytree(tiny_checkpoint, model_dir)
     with pytest.raises(TrainingError, match=r"holds a model with cnum=4 \(flags say 8\); use a new "
                                             r"--model_dir"):
-        trainer.Trainer(tiny_config(model_dir, image_folder, cnum=8))
+        training.Trainer(tiny_config(model_dir, image_folder, cnum=8))
     assert ModelConfig.load(model_dir).cnum == 4
-    locks.DirectoryLock(model_dir, "test", "--model_dir", name=trainer.LOCK_FILE).acquire().release()
+    locks.DirectoryLock(model_dir, "test", "--model_dir", name=training.LOCK_FILE).acquire().release()
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_left_no_model(tmp_path, image_folder):
@@ -234,11 +234,11 @@ def test_a_run_that_failed_before_its_first_checkpoint_left_no_model(tmp_path, i
     (broken / "a.png").write_bytes(b"not a png")
     model_dir = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"^step 1: the training data ran out"):
-        trainer.train(tiny_config(model_dir, broken, cnum=8, deterministic=False,
-                                  validation_dataset=f"folder:{image_folder}"))
+        training.train(tiny_config(model_dir, broken, cnum=8, deterministic=False,
+                                   validation_dataset=f"folder:{image_folder}"))
     assert ModelConfig.load(model_dir).cnum == 8 and tf.train.latest_checkpoint(str(model_dir)) is None
     # No checkpoint, no model: a rerun with other flags is accepted and rewrites the configuration.
-    result = trainer.train(tiny_config(model_dir, image_folder, max_steps=1, deterministic=False))
+    result = training.train(tiny_config(model_dir, image_folder, max_steps=1, deterministic=False))
     assert result["checkpoint"] == str(model_dir / "ckpt-1")
     assert ModelConfig.load(model_dir).cnum == 4
     saved = json.loads((model_dir / "train_config.json").read_text())
@@ -247,8 +247,8 @@ def test_a_run_that_failed_before_its_first_checkpoint_left_no_model(tmp_path, i
 
 def test_init_checkpoint_from_this_project_and_from_the_original(tmp_path, image_folder,
                                                                  tiny_checkpoint, official_checkpoint):
-    trainer = trainer.Trainer(tiny_config(tmp_path / "a", image_folder,
-                                          init_checkpoint=str(tiny_checkpoint)))
+    trainer = training.Trainer(tiny_config(tmp_path / "a", image_folder,
+                                           init_checkpoint=str(tiny_checkpoint)))
     assert trainer.restored == f"initialised the generator and critics from {tiny_checkpoint}"
     critics = Critics(ModelConfig.load(tiny_checkpoint))
     critics.build()
@@ -259,13 +259,13 @@ def test_init_checkpoint_from_this_project_and_from_the_original(tmp_path, image
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
     official = official_checkpoint("v1")
-    trainer = trainer.Trainer(tiny_config(tmp_path / "b", image_folder, cnum=32, image_size=256,
-                                          box_size=64, init_checkpoint=str(official)))
+    trainer = training.Trainer(tiny_config(tmp_path / "b", image_folder, cnum=32, image_size=256,
+                                           box_size=64, init_checkpoint=str(official)))
     assert trainer.restored == f"initialised the generator (critics random) from {official}"
     np.testing.assert_array_equal(trainer.generator.xconv1.kernel.numpy(),
                                   load_official_generator(official).xconv1.kernel.numpy())
     with pytest.raises(TrainingError, match="holds a v1 model with cnum=32; the flags ask for v1 with cnum=4"):
-        trainer.Trainer(tiny_config(tmp_path / "c", image_folder, init_checkpoint=str(official)))
+        training.Trainer(tiny_config(tmp_path / "c", image_folder, init_checkpoint=str(official)))
 
 
 def _train_args(model_dir, folder, *extra):
@@ -363,9 +363,9 @@ def test_a_model_dir_that_is_a_file_is_an_error(tmp_path, image_folder):
 
 
 def test_exit_status():
-    assert trainer.exit_status({"signal": None, "status": "finished"}) == 0
-    assert trainer.exit_status({"signal": "SIGTERM", "status": "stopped by SIGTERM"}) == 143
-    assert trainer.exit_status({"signal": "SIGINT", "status": "stopped by a second interrupt"}) == 130
+    assert training.exit_status({"signal": None, "status": "finished"}) == 0
+    assert training.exit_status({"signal": "SIGTERM", "status": "stopped by SIGTERM"}) == 143
+    assert training.exit_status({"signal": "SIGINT", "status": "stopped by a second interrupt"}) == 130
 
 
 def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder, capfd):
@@ -377,8 +377,8 @@ def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder, capf
     for precision in ("float32", "mixed_bfloat16"):
         model_dir = tmp_path / precision
         capfd.readouterr()
-        trainer.train(tiny_config(model_dir, image_folder, max_steps=1, precision=precision,
-                                  deterministic=False))
+        training.train(tiny_config(model_dir, image_folder, max_steps=1, precision=precision,
+                                   deterministic=False))
         warned = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: ")]
         emulated = precision == "mixed_bfloat16" and not layers.native_dilated_gradients()
         assert warned == (["warning: --precision=mixed_bfloat16 without oneDNN (this CPU has no AVX-512, "
@@ -401,9 +401,9 @@ def test_unreadable_data_stops_with_an_error(tmp_path, image_folder):
     (broken / "a.png").write_bytes(b"not a png")
     (broken / "b.jpg").write_bytes(b"")
     with pytest.raises(TrainingError, match=r"^no readable validation image in folder:"):
-        trainer.Trainer(tiny_config(tmp_path / "one", broken, deterministic=False)).fit()
-    trainer = trainer.Trainer(tiny_config(tmp_path / "two", broken, deterministic=False,
-                                          validation_dataset=f"folder:{image_folder}"))
+        training.Trainer(tiny_config(tmp_path / "one", broken, deterministic=False)).fit()
+    trainer = training.Trainer(tiny_config(tmp_path / "two", broken, deterministic=False,
+                                           validation_dataset=f"folder:{image_folder}"))
     with pytest.raises(TrainingError, match=r"^step 1: the training data ran out; no image of "
                                             r"--dataset=folder:.* could be read"):
         trainer.fit()
