@@ -8,10 +8,10 @@ from conftest import box_mask, load_reference, run_module
 from inpainting import imageio
 from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
-from inpainting.generator import Generator
 from inpainting.inference import inpainter as inference
 from inpainting.inference import streaming
 from inpainting.model import attention
+from inpainting.model.generator import Generator
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes

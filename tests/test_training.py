@@ -17,10 +17,10 @@ import tensorflow as tf
 from conftest import REPO, assert_user_error
 from inpainting import locks
 from inpainting.checkpoints import store
+from inpainting.checkpoints.tf1 import load_official_generator
 from inpainting.config import ModelConfig, TrainConfig
-from inpainting.critics import Critics
 from inpainting.errors import ConfigError, TrainingError
-from inpainting.tf1 import load_official_generator
+from inpainting.model.critics import Critics
 from inpainting.training import trainer as training
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
