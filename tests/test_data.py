@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from inpainting.data import masks, pipeline
 from inpainting.data.pipeline import DataSource
+from inpainting.config import PREPROCESSING
 from inpainting.errors import DataError
 
 
@@ -234,7 +235,7 @@ def test_crop_and_resize_sizes(tmp_path):
     _save(tmp_path / "img" / "wide.png", _pixels("bgr8", (40, 70)))
     _save(tmp_path / "img" / "thin.png", _pixels("bgr8", (50, 10)))
     folder = f"folder:{tmp_path / 'img'}"
-    for preprocess in pipeline.PREPROCESS:
+    for preprocess in PREPROCESSING:
         for training in (True, False):
             elements = _read(pipeline.image_dataset(folder, image_size=(32, 24), preprocess=preprocess,
                                                     training=training), 4)

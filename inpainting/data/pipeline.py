@@ -62,12 +62,12 @@ import sys
 import tensorflow as tf
 
 from inpainting import imageio
+from inpainting.config import PREPROCESSING
 from inpainting.data import masks
 from inpainting.errors import DataError
 
 DATA_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 SPEC_FORMS = "flist:PATH, folder:DIR, tfds:NAME[/CONFIG][:SPLIT] or samples"
-PREPROCESS = ("crop", "resize")
 
 # The real photographs among the files shipped in scikit-image's data folder (the
 # others are charts, text, binary shapes or synthetic images).
@@ -804,8 +804,8 @@ def image_dataset(source, *, image_size, preprocess="crop", flip=True, seed=0, t
             an argument is invalid.
     """
     height, width = _check_size(image_size)
-    if preprocess not in PREPROCESS:
-        raise DataError(f"preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
+    if preprocess not in PREPROCESSING:
+        raise DataError(f"preprocess must be one of {', '.join(PREPROCESSING)}, got {preprocess!r}")
     if start_example < 0 or skipped_before < 0:
         raise DataError(f"start_example and skipped_before must be >= 0, got {start_example} "
                         f"and {skipped_before}")

@@ -22,7 +22,8 @@ import os
 import keras
 import tensorflow as tf
 
-PADDINGS = ("same", "reflect", "symmetric")
+from inpainting.config import PADDINGS
+
 LEAKY_SLOPE = 0.2
 DILATED_CONV_VARIABLE = "INPAINTING_DILATED_CONV"
 DILATED_CONV_FORMULATIONS = ("auto", "native", "space_to_batch")
