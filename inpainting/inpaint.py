@@ -229,9 +229,9 @@ def main(argv):
                 sketch = imageio.read_mask(sketch_path, size=image.size) if sketch_path else None
                 if inpainter is None:  # inputs are checked before TensorFlow and the model load
                     inpainter = _load_inpainter()
-                from inpainting.inference import inpainter
+                from inpainting.inference.inpainter import inpaint_image
 
-                inpainter.inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
+                inpaint_image(inpainter, image, mask, output, flow, FLAGS.overwrite, sketch)
             except ImageError as err:
                 if FLAGS.image is not None:
                     raise
@@ -249,14 +249,14 @@ def main(argv):
 def _load_inpainter():
     """The `HighResInpainter` of the flags' checkpoint and settings."""
     from inpainting.checkpoints import store
-    from inpainting.inference import inpainter
+    from inpainting.inference.inpainter import Inpainter
 
     implementation = "patches" if FLAGS.attention == "patches" else "matmul"
     budget = FLAGS.attention_memory_mb if implementation == "matmul" else 0
     generator = store.load_generator(FLAGS.checkpoint, implementation,
                                      attention_memory_mb=budget or None)
     mode = "hole_only" if FLAGS.attention == "hole_only" else "exact"
-    return highres.HighResInpainter(inpainter.Inpainter(generator, mode, _StreamProgress()), FLAGS.hr,
+    return highres.HighResInpainter(Inpainter(generator, mode, _StreamProgress()), FLAGS.hr,
                                     FLAGS.hr_size, FLAGS.hr_margin, _report_crop)
 
 if __name__ == "__main__":
