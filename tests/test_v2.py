@@ -80,7 +80,7 @@ def test_guided_generator_matches_original(v2_variables, tmp_path):
     write_tf1_checkpoint(tmp_path, variables)
     loaded = tf1.load_official_generator(tmp_path, version="v2", guided=True)
     assert loaded.config.guided
-    with pytest.raises(CheckpointError, match="holds a guided .sketch. generator .* pass --guided"):
+    with pytest.raises(CheckpointError, match="holds a guided .sketch. generator .* pass guided=True"):
         tf1.load_official_generator(tmp_path, version="v2", guided=False)
     with pytest.raises(ValueError, match=r"a guided v2 generator takes \[image, mask, sketch\]"):
         loaded([ref["image"], ref["mask"]])
@@ -171,7 +171,7 @@ def test_config_rules():
 
 def test_version_mismatch_is_refused(v2_variables, tmp_path):
     write_tf1_checkpoint(tmp_path, v2_variables)
-    with pytest.raises(CheckpointError, match="is a DeepFill v2 checkpoint .* pass --version=v2"):
+    with pytest.raises(CheckpointError, match="is a DeepFill v2 checkpoint .* pass version=v2"):
         tf1.load_official_generator(tmp_path, version="v1")
 
 
