@@ -26,8 +26,9 @@ import tensorflow as tf
 import uvicorn
 
 from conftest import assert_user_error, box_mask, photo, run_module, stop_process
-from inpainting import checkpoints, highres, runners, serve, serving
+from inpainting import checkpoints, highres, runners, serve
 from inpainting.config import ModelConfig
+from inpainting.export import job
 from inpainting.generator import Generator
 
 with warnings.catch_warnings():  # Starlette >= 1.0 prefers the httpx2 fork; httpx works the same
@@ -329,7 +330,7 @@ def guided_runner(tmp_path_factory):
         weight.assign(weight * 3)
     folder = tmp_path_factory.mktemp("guided")
     checkpoints.save(folder / "checkpoint", generator)
-    serving.export(folder / "checkpoint", folder / "export", warmup=False)
+    job.export(folder / "checkpoint", folder / "export", warmup=False)
     return runners.load(folder / "export")
 
 

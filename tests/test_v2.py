@@ -181,12 +181,13 @@ def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_p
     import subprocess
     import sys
 
-    from inpainting import serving, tflite
+    from inpainting.export import saved_model, tflite
     from inpainting.inference import Inpainter
+    from inpainting.runners import TFLiteRunner
 
     ref = load_reference("v2", "g_guided_256x256_b1.npz")
     generator = tf1.build_generator(dict(v2_variables, **{"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]}))
-    directory = serving.export_saved_model(
+    directory = saved_model.export_saved_model(
         generator, tmp_path / "export", extra=lambda path: tflite.write_models(generator, path, quantizations=("fp32",)))
     rgb, mask, edge = ref["image_u8_bgr"][0][..., ::-1], ref["mask"][0, :, :, 0], ref["edge"][0, :, :, 0]
     filled = Inpainter(generator)(rgb, mask, sketch=edge)["filled"]
@@ -205,9 +206,8 @@ def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_p
     model = os.path.join(directory, tflite.model_file("fp32"))
     ops = tflite.op_names(model)
     assert not [op for op in ops if op.lower().startswith("flex")] and "LOGISTIC" in ops  # the gates
-    out = tflite.TFLiteRunner(model).run(rgb[None].astype(np.float32), mask[None, :, :, None],
-                                         edge[None, :, :, None])
-    assert np.abs(out["inpainted"][0] - served).max() <= 0.05
+    out = TFLiteRunner(model).run(rgb, mask, sketch=edge)
+    assert np.abs(out.filled - served).max() <= 0.05
     # The warm-up requests carry a sketch too, and the bytes signature takes sketch_bytes.
     loaded = tf.saved_model.load(directory)
     assert sorted(loaded.signatures["serving_default"].structured_input_signature[1]) == [
