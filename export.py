@@ -5,7 +5,7 @@
 Writes `export_dir/<version>/`: the SavedModel (signatures `serving_default`, bytes in and PNG
 out, and `inpaint`, float tensors), TF Serving warm-up requests in `assets.extra/`, the model
 config, and with --tflite `model_fp32.tflite`, `model_fp16.tflite` and
-`model_int8_dynamic.tflite`. See `inpainting/serving.py` and `inpainting/tflite.py`.
+`model_int8_dynamic.tflite`. See `inpainting/export/` (`job.py` is what this command runs).
 """
 
 import os
@@ -16,6 +16,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from inpainting import cli  # noqa: E402
 from inpainting.config import DEFAULT_MAX_PIXELS, parse_size  # noqa: E402
+from inpainting.errors import ExportError  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -52,12 +53,15 @@ def main(argv):
             raise app.UsageError(f"--{name} is required")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    # job.export's parameters are named like these flags: its errors need no flag_names.
     with cli.user_errors():
+        if FLAGS.tflite_size and not FLAGS.tflite:
+            raise ExportError("--tflite_size needs --tflite")
         size = parse_size(FLAGS.tflite_size, "tflite_size") if FLAGS.tflite_size else None
-        from inpainting import serving
+        from inpainting.export import job
 
-        directory = serving.export(FLAGS.checkpoint, FLAGS.export_dir, FLAGS.version, FLAGS.tflite,
-                                   size, FLAGS.warmup, FLAGS.max_pixels, FLAGS.attention_memory_mb or None)
+        directory = job.export(FLAGS.checkpoint, FLAGS.export_dir, FLAGS.version, FLAGS.tflite,
+                               size, FLAGS.warmup, FLAGS.max_pixels, FLAGS.attention_memory_mb or None)
         for name in sorted(os.listdir(directory)):
             print(os.path.join(directory, name))
 

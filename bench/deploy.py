@@ -49,12 +49,12 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from inpainting import serving, tflite
-    from inpainting.tflite import TFLiteRunner
+    from inpainting.export import saved_model, tflite
+    from inpainting.inference.runners import TFLiteRunner
 
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as temp:
         generator, weights = common.v1_generator(args.checkpoint, temp)
-        directory = serving.export_saved_model(
+        directory = saved_model.export_saved_model(
             generator, os.path.join(temp, "export"), warmup=False,
             extra=lambda path: tflite.write_models(generator, path))
         sizes = {"saved_model": _bytes(os.path.join(directory, "saved_model.pb"))
@@ -75,10 +75,11 @@ def main():
             h, w = round(height * 101 / 256), round(width * 87 / 256)
             mask[:, (height - h) // 2:(height + h) // 2, (width - w) // 2:(width + w) // 2] = 1
             hole = mask[0, :, :, 0] > 0
+            rgb = image[0].astype(np.uint8)  # the runners' inputs: one image and its [H, W] mask
             runs = args.runs if height * width <= 256 * 256 else max(3, args.runs // 2)
             tensors = {"image": tf.constant(image), "mask": tf.constant(mask)}
             functions = {"saved_model": lambda: inpaint(**tensors)["inpainted"].numpy()}
-            functions.update({name: (lambda r=runner: r.run(image, mask)["inpainted"])
+            functions.update({name: (lambda r=runner: r.run(rgb, mask[0, :, :, 0]).filled[None])
                               for name, runner in interpreters.items()})
             reference = functions["saved_model"]()
             medians = {}

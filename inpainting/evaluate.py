@@ -192,8 +192,8 @@ def _fill(method, fill, image, hidden, mask):
     """Runs one method on copies of the inputs; errors it raises name the image and the method."""
     try:
         return fill(hidden.copy(), mask.copy())
-    except InpaintingError as err:
-        raise type(err)(f"{image} ({method}): {err}") from None
+    except InpaintingError as err:  # keeps the parameter it names, which the command line shows as a flag
+        raise type(err)(f"{image} ({method}): {err.template}", parameter=err.parameter) from None
 
 
 def evaluate(methods, samples, total=None, progress=None):

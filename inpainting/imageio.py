@@ -313,7 +313,7 @@ def write_image(path, array, overwrite=False):
     if os.path.isdir(path):
         raise ImageError(f"{name}: is a directory, expected an output file name")
     if os.path.lexists(path) and not overwrite:
-        raise ImageError(f"{name}: file exists; pass --overwrite to replace it")
+        raise ImageError(f"{name}: file exists; pass {{parameter}} to replace it", parameter="overwrite")
     try:
         ok, encoded = cv2.imencode(ext, array)
     except cv2.error:
@@ -348,8 +348,8 @@ def _move_into_place(temp, path, overwrite):
             os.link(temp, path)
             return
         except FileExistsError:
-            raise ImageError(f"{_show(path)}: file exists; "
-                             f"pass --overwrite to replace it") from None
+            raise ImageError(f"{_show(path)}: file exists; pass {{parameter}} to replace it",
+                             parameter="overwrite") from None
         except OSError:
             if os.path.lexists(path):
                 raise

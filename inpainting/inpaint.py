@@ -236,7 +236,7 @@ def main(argv):
                 if FLAGS.image is not None:
                     raise
                 failed += 1  # a folder goes on with its other images
-                print(f"[{i}/{len(jobs)}] failed: {err}", file=sys.stderr)
+                print(f"[{i}/{len(jobs)}] failed: {cli.message(err)}", file=sys.stderr)
                 continue
             note = "  (the mask has no hole: output equals input)" if not mask.any() else ""
             print(f"[{i}/{len(jobs)}] {output}  hole {100 * mask.mean():.1f}%  "

@@ -1,6 +1,6 @@
 """A folder that is not a file, and an exclusive lock on a folder held by one process at a time.
 
-    with DirectoryLock("runs/places2", "train.py", "--model_dir"):
+    with DirectoryLock("runs/places2", "train.py", "model_dir"):
         ...  # no other holder of this lock until the block ends
 
 The lock is `fcntl.flock` on a lock file inside the folder. The kernel releases it when the
@@ -13,6 +13,10 @@ between machines too, unless the mount has `nolock`/`local_lock=flock|all`, wher
 by the processes of the same machine. Where the file system has no locks at all (some FUSE mounts
 such as object-store buckets; `ENOLCK`, `EOPNOTSUPP`, `ENOSYS`) and for URLs (`gs://...`), the
 folder is used without a lock and a warning says so: do not start two jobs in it at once there.
+
+Errors name the folder by the parameter that gave it (`model_dir=runs/places2 is in use by ...`),
+which the command-line tools print as their flag (`--model_dir=runs/places2 ...`; see
+`inpainting.errors`).
 """
 
 import errno
@@ -22,28 +26,46 @@ import socket
 import sys
 import time
 
-from inpainting.errors import InpaintingError
+from inpainting.errors import PLACEHOLDER, InpaintingError
 
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
-def refuse_file(path, flag, error=InpaintingError):
-    """`error` naming `flag` if `path` is an existing file (or anything else but a folder)."""
+def _error(error, message, parameter):
+    """`error(message)` naming `parameter` where `message` says `{parameter}`; a `parameter` written
+    as a flag already (`--model_dir`) is put into the message as it is."""
+    if parameter.startswith("--"):
+        return error(message.replace(PLACEHOLDER, parameter))
+    return error(message, parameter=parameter)
+
+
+def refuse_file(path, parameter, error=InpaintingError):
+    """`error` naming `parameter` if `path` is an existing file (or anything else but a folder).
+
+    Args:
+        path: the folder's path.
+        parameter: the name of the caller's parameter that gave the path, e.g. "export_dir"; a
+            flag ("--model_dir") is written into the message as it is.
+        error: the `InpaintingError` subclass to raise.
+    """
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise error(f"{flag}={path} is a file, not a folder; give a folder path (it is created if missing)")
+        raise _error(error, f"{PLACEHOLDER}={path} is a file, not a folder; give a folder path (it is "
+                            "created if missing)", parameter)
 
 
-def make_directory(path, flag, error=InpaintingError):
-    """Creates folder `path` (and its parents) if missing; `error` naming `flag` if it cannot be one."""
+def make_directory(path, parameter, error=InpaintingError):
+    """Creates folder `path` (and its parents) if missing; `error` naming `parameter` if it cannot
+    be one (see `refuse_file`)."""
     path = os.fspath(path)
     if "://" in path:  # a URL (gs://, s3://): TensorFlow's file system creates it
         return path
-    refuse_file(path, flag, error)
+    refuse_file(path, parameter, error)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:  # a parent that is a file, no permission, read-only file system, ...
-        raise error(f"{flag}={path}: cannot create the folder: {err.strerror or err}") from None
+        raise _error(error, f"{PLACEHOLDER}={path}: cannot create the folder: {err.strerror or err}",
+                     parameter) from None
     return path
 
 
@@ -53,7 +75,8 @@ class DirectoryLock:
     Args:
         directory: the folder (created if missing).
         holder: who takes the lock, for messages, e.g. "train.py".
-        flag: the flag that named the folder, for messages, e.g. "--model_dir".
+        parameter: the name of the parameter that gave the folder, for messages, e.g. "model_dir"
+            (see `refuse_file`).
         name: the lock file's name inside the folder.
         error: the `InpaintingError` subclass raised when the folder is locked or unusable.
 
@@ -62,10 +85,10 @@ class DirectoryLock:
     on one folder exclude each other too (flock locks belong to the open file, not the process).
     """
 
-    def __init__(self, directory, holder, flag, name=".lock", error=InpaintingError):
+    def __init__(self, directory, holder, parameter, name=".lock", error=InpaintingError):
         self.directory = os.fspath(directory)
         self.holder = holder
-        self.flag = flag
+        self.parameter = parameter
         self.path = os.path.join(self.directory, name)
         self.error = error
         self.held = False
@@ -75,32 +98,32 @@ class DirectoryLock:
         """Takes the lock (a no-op if this object holds it already); returns self."""
         if self.held:
             return self
-        make_directory(self.directory, self.flag, self.error)
+        make_directory(self.directory, self.parameter, self.error)
         if "://" in self.directory:
-            _warn(f"{self.flag}={self.directory} is a URL: no lock can be taken there, so nothing "
+            _warn(f"{self.parameter}={self.directory} is a URL: no lock can be taken there, so nothing "
                   f"stops a second {self.holder} from using it at the same time")
             self.held = True
             return self
         try:
             file = open(self.path, "a+", encoding="utf-8")
         except OSError as err:
-            raise self.error(f"{self.flag}={self.directory}: cannot create the lock file {self.path}: "
-                             f"{err.strerror or err}") from None
+            raise _error(self.error, f"{PLACEHOLDER}={self.directory}: cannot create the lock file "
+                                     f"{self.path}: {err.strerror or err}", self.parameter) from None
         try:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.seek(0)
             owner = file.read().strip()
             file.close()
-            raise self.error(f"{self.flag}={self.directory} is in use by another {self.holder} "
-                             f"({owner or 'a process starting now'}); wait for it to end or stop it, "
-                             f"or use another {self.flag}") from None
+            raise _error(self.error, f"{PLACEHOLDER}={self.directory} is in use by another {self.holder} "
+                                     f"({owner or 'a process starting now'}); wait for it to end or stop "
+                                     f"it, or use another {PLACEHOLDER}", self.parameter) from None
         except OSError as err:
             if err.errno not in _NO_LOCKS:
                 file.close()
-                raise self.error(f"{self.flag}={self.directory}: cannot lock {self.path}: "
-                                 f"{err.strerror or err}") from None
-            _warn(f"the file system of {self.flag}={self.directory} does not support locks "
+                raise _error(self.error, f"{PLACEHOLDER}={self.directory}: cannot lock {self.path}: "
+                                         f"{err.strerror or err}", self.parameter) from None
+            _warn(f"the file system of {self.parameter}={self.directory} does not support locks "
                   f"({err.strerror}): nothing stops a second {self.holder} from using it at the same time")
         file.seek(0)
         file.truncate()

@@ -148,7 +148,7 @@ class RunnerInpainter:
     """A runner called like `inference.Inpainter`, so `highres.HighResInpainter` can drive it.
 
     Args:
-        runner: a runner from `inpainting.inference.runners.load` with `run` (a checkpoint or a SavedModel).
+        runner: a runner from `inpainting.inference.runners.load` (a checkpoint or a SavedModel).
     """
 
     def __init__(self, runner):
@@ -162,8 +162,8 @@ class RunnerInpainter:
             inpainter.check_size(height, width, path)
 
     def __call__(self, rgb, mask, path="image", sketch=None):
-        filled, flow = self.runner.run(rgb, mask, path, sketch)
-        return {"filled": filled, "flow": flow}
+        result = self.runner.run(rgb, mask, path, sketch)
+        return {"filled": result.filled, "flow": result.flow}
 
 
 def mode_for(height, width, mode):
@@ -177,7 +177,7 @@ def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress
     images in the high-resolution `mode` of `inpainting.inference.highres`.
 
     Args:
-        runner: a runner from `inpainting.inference.runners.load` with `run`.
+        runner: a runner from `inpainting.inference.runners.load`.
         rgb, mask, name, sketch: as `runner.run` takes them.
         mode: "crop" (crops around the holes at full resolution) or "resize" (the whole image at
             `highres.DEFAULT_WORK_SIZE` pixels across, the fill enlarged).
@@ -484,8 +484,8 @@ def load_runner(path):
     from inpainting.inference import runners
 
     if path.endswith(".tflite"):
-        raise ServeError(f"--model={path}: TFLite files are not served; give the SavedModel export "
-                         "folder (export.py --export_dir) or a checkpoint directory")
+        raise ServeError(f"{{parameter}}={path}: TFLite files are not served; give the SavedModel export "
+                         "folder (export.py --export_dir) or a checkpoint directory", parameter="path")
     return runners.load(path)
 
 
@@ -539,7 +539,7 @@ def define_flags():
 def main(argv):
     from inpainting import cli
 
-    with cli.user_errors():
+    with cli.user_errors(flag_names={"path": "model"}):  # load_runner's path is --model
         if len(argv) > 1:
             raise ServeError(f"unexpected arguments: {' '.join(argv[1:])}")
         if FLAGS.model is None:

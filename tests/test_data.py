@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from inpainting.config import PREPROCESSING
 from inpainting.data import masks, pipeline
 from inpainting.data.pipeline import DataSource
-from inpainting.config import PREPROCESSING
 from inpainting.errors import DataError
 
 

@@ -375,7 +375,7 @@ def test_existing_output_is_not_replaced(tmp_path):
     target.write_bytes(b"precious")
     with pytest.raises(ImageError) as excinfo:
         imageio.write_image(target, _sample("bgr8"))
-    _message(excinfo, "out.png", "exists", "--overwrite")
+    _message(excinfo, "out.png", "exists", "pass overwrite to")
     assert target.read_bytes() == b"precious"
     assert os.listdir(tmp_path) == ["out.png"]
 

@@ -26,9 +26,10 @@ import tensorflow as tf
 import uvicorn
 
 from conftest import assert_user_error, box_mask, photo, run_module, stop_process
-from inpainting import serve, serving
+from inpainting import serve
 from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
+from inpainting.export import job
 from inpainting.inference import highres, runners
 from inpainting.model.generator import Generator
 
@@ -331,7 +332,7 @@ def guided_runner(tmp_path_factory):
         weight.assign(weight * 3)
     folder = tmp_path_factory.mktemp("guided")
     store.save(folder / "checkpoint", generator)
-    serving.export(folder / "checkpoint", folder / "export", warmup=False)
+    job.export(folder / "checkpoint", folder / "export", warmup=False)
     return runners.load(folder / "export")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import stop_process
-from inpainting import serving
+from inpainting.export import job
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,7 +52,7 @@ def server(tiny_checkpoint, tmp_path_factory):
     """`python -m inpainting.serve` with a tiny exported model; yields its URL."""
     folder = tmp_path_factory.mktemp("serve_browser")
     export_dir = folder / "export"
-    serving.export(tiny_checkpoint, export_dir, warmup=False)
+    job.export(tiny_checkpoint, export_dir, warmup=False)
     port = _free_port()
     log_path = folder / "server.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")

@@ -16,13 +16,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_user_error, box_mask, load_reference, photo, run_module
-from inpainting import imageio, serving
+from inpainting import cli, imageio
 from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
 from inpainting.data import masks, pipeline
 from inpainting.errors import ExportError, ImageError
-from inpainting.inference import runners
-from inpainting.inference.inpainter import Inpainter
+from inpainting.export import job, saved_model, signatures
+from inpainting.inference import Inpainter, runners
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TF Serving's REST and gRPC APIs run the graph loader; so do these fresh processes, which never
@@ -51,7 +51,7 @@ def _saved_model_cli(directory, signature, inputs, outdir):
 @pytest.fixture(scope="module")
 def tiny_export(tiny_checkpoint, tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("export") / "tiny"
-    return serving.export(tiny_checkpoint, export_dir)
+    return job.export(tiny_checkpoint, export_dir)
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +97,10 @@ def test_bytes_signature_in_graph_loader(tiny_export, tiny_inpainter, tmp_path):
 def test_warmup_records_replay_in_graph_loader(tiny_export, tmp_path):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = os.path.join(tiny_export, serving.WARMUP_FILE)
+    path = os.path.join(tiny_export, saved_model.WARMUP_FILE)
     logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy())
             for record in tf.data.TFRecordDataset(path)]
-    assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == sorted(serving.SIGNATURES)
+    assert sorted(log.predict_log.request.model_spec.signature_name for log in logs) == sorted(signatures.SIGNATURES)
     # Replay every record through the TF1 graph loader (the one TF Serving's C++ server wraps),
     # in a process that imports TensorFlow and the serving protos only.
     script = f"""
@@ -130,31 +130,53 @@ assert not any(name.startswith("inpainting") for name in sys.modules)
 
 
 def test_no_warmup_and_model_config_beside(tiny_checkpoint, tmp_path):
-    directory = serving.export(tiny_checkpoint, tmp_path, warmup=False)
-    assert not os.path.exists(os.path.join(directory, serving.WARMUP_FILE))
+    directory = job.export(tiny_checkpoint, tmp_path, warmup=False)
+    assert not os.path.exists(os.path.join(directory, saved_model.WARMUP_FILE))
     config = ModelConfig.load(os.path.join(directory, "assets.extra"))
     assert config.cnum == 4
 
 
 def test_versions_are_new_folders_and_never_replaced(tiny_checkpoint, tmp_path):
     generator = store.load_generator(tiny_checkpoint)
-    first = serving.export_saved_model(generator, tmp_path, warmup=False)
-    second = serving.export_saved_model(generator, tmp_path, warmup=False)
+    first = saved_model.export_saved_model(generator, tmp_path, warmup=False)
+    second = saved_model.export_saved_model(generator, tmp_path, warmup=False)
     assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
     stamp = os.path.getmtime(os.path.join(first, "saved_model.pb"))
-    with pytest.raises(ExportError, match=r"1 exists already; choose another --version"):
-        serving.export_saved_model(generator, tmp_path, version=1)
+    with pytest.raises(ExportError, match=r"1 exists already; choose another version"):
+        saved_model.export_saved_model(generator, tmp_path, version=1)
     assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
     with pytest.raises(ExportError, match="positive integer"):
-        serving.export_saved_model(generator, tmp_path, version=0)
+        saved_model.export_saved_model(generator, tmp_path, version=0)
 
     def fail(_):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):  # a failed export leaves nothing behind
-        serving.export_saved_model(generator, tmp_path, warmup=False, extra=fail)
+        saved_model.export_saved_model(generator, tmp_path, warmup=False, extra=fail)
     assert sorted(os.listdir(tmp_path)) == ["1", "2"]
-    assert serving.latest_version_dir(tmp_path) == second
+    assert saved_model.latest_version_dir(tmp_path) == second
+
+
+def test_a_python_caller_is_told_the_parameter_not_the_flag(tiny_checkpoint, tmp_path):
+    generator = store.load_generator(tiny_checkpoint)
+    with pytest.raises(ExportError) as refused:
+        saved_model.export_saved_model(generator, tmp_path, version=0)
+    assert str(refused.value) == "version must be a positive integer, got 0"
+    assert "--version" not in str(refused.value)
+    assert cli.message(refused.value) == "--version must be a positive integer, got 0"  # export.py's words
+    calls = {  # each refused before the checkpoint is loaded
+        "tflite_size needs tflite=True": dict(tflite_size=(64, 64)),
+        "tflite_size must be HxW with positive sides": dict(tflite=True, tflite_size=(0, 64)),
+        "max_pixels must be positive": dict(max_pixels=0),
+        "attention_memory_mb must be positive": dict(attention_memory_mb=-1),
+    }
+    for message, arguments in calls.items():
+        with pytest.raises(ExportError, match=f"^{message}"):
+            job.export(tmp_path / "nothing", tmp_path / "export", **arguments)
+    (tmp_path / "file").write_text("notes")
+    with pytest.raises(ExportError, match=f"^export_dir={tmp_path / 'file'} is a file"):
+        job.export(tiny_checkpoint, tmp_path / "file")
+    assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
 def test_a_version_taken_while_exporting_is_never_replaced(tiny_checkpoint, tmp_path):
@@ -167,10 +189,10 @@ def test_a_version_taken_while_exporting_is_never_replaced(tiny_checkpoint, tmp_
             (tmp_path / version / "saved_model.pb").write_bytes(b"the other export")
         return extra
 
-    directory = serving.export_saved_model(generator, tmp_path, warmup=False, extra=other_export_finishes("1"))
-    assert directory == str(tmp_path / "2") and serving.is_saved_model(directory)
-    with pytest.raises(ExportError, match=rf"^{tmp_path / '3'} exists already; choose another --version"):
-        serving.export_saved_model(generator, tmp_path, version=3, warmup=False, extra=other_export_finishes("3"))
+    directory = saved_model.export_saved_model(generator, tmp_path, warmup=False, extra=other_export_finishes("1"))
+    assert directory == str(tmp_path / "2") and saved_model.is_saved_model(directory)
+    with pytest.raises(ExportError, match=rf"^{tmp_path / '3'} exists already; choose another version"):
+        saved_model.export_saved_model(generator, tmp_path, version=3, warmup=False, extra=other_export_finishes("3"))
     assert sorted(os.listdir(tmp_path)) == ["1", "2", "3"]  # no temporary folder left
     assert (tmp_path / "1" / "saved_model.pb").read_bytes() == b"the other export"
     assert (tmp_path / "3" / "saved_model.pb").read_bytes() == b"the other export"
@@ -217,7 +239,7 @@ def test_batch_flow_is_coloured_per_image(tiny_export):
 
 
 def test_bad_requests_fail_with_clear_messages(tiny_checkpoint, tmp_path):
-    directory = serving.export(tiny_checkpoint, tmp_path, warmup=False, max_pixels=40 * 40)
+    directory = job.export(tiny_checkpoint, tmp_path, warmup=False, max_pixels=40 * 40)
     loaded = tf.saved_model.load(directory)
     image = tf.zeros([1, 40, 40, 3])
     with pytest.raises(tf.errors.InvalidArgumentError, match="the mask size .second value. must equal the image size"):
@@ -288,13 +310,13 @@ FORMATS = ["png", "jpg", "jpeg_progressive", "bmp", "gif", "webp", "webp_vp8x", 
 @pytest.mark.parametrize("kind", FORMATS)
 def test_declared_size_reads_the_header_of_every_format(kind):
     encoded = _encoded(photo(37, 53), kind)
-    size = tf.function(serving.declared_size)
-    assert [int(v) for v in size(tf.constant(encoded))] == [37, 53, serving.SIZE_READ]
+    size = tf.function(signatures.declared_size)
+    assert [int(v) for v in size(tf.constant(encoded))] == [37, 53, signatures.SIZE_READ]
     assert tf.io.decode_image(encoded, expand_animations=False).shape[:2] == (37, 53)
 
 
 def test_declared_size_of_unusual_and_broken_headers():
-    size = tf.function(serving.declared_size)
+    size = tf.function(signatures.declared_size)
     jpeg = _encoded(photo(37, 53), "jpg")
     # The Huffman tables (C4, not frame headers) moved before the frame header, fill bytes and
     # stray bytes before markers: libjpeg reads all of these.
@@ -310,28 +332,28 @@ def test_declared_size_of_unusual_and_broken_headers():
     bmp = bytearray(_encoded(photo(37, 53), "bmp"))
     bmp[22:26] = struct.pack("<i", -37)  # top-down rows
     cases = {
-        unusual: [37, 53, serving.SIZE_READ],
-        bytes(bmp): [37, 53, serving.SIZE_READ],
-        _jpeg_with_size(jpeg, 65000, 65001): [65000, 65001, serving.SIZE_READ],
-        _png_with_size(_encoded(photo(4, 4), "png"), 100000, 99999): [100000, 99999, serving.SIZE_READ],
-        b"not an image": [0, 0, serving.SIZE_UNKNOWN_FORMAT],
-        b"": [0, 0, serving.SIZE_UNKNOWN_FORMAT],
-        jpeg[:120]: [0, 0, serving.SIZE_UNREADABLE],  # cut before its frame header
-        b"\xff\xd8\xff\xda\x00\x08" + bytes(40): [0, 0, serving.SIZE_UNREADABLE],  # a scan before any frame
-        b"\xff\xd8\xff\xe0\x00\x01" + bytes(40): [0, 0, serving.SIZE_UNREADABLE],  # a length below 2
-        b"\xff\xd8" + b"\xff\xfe\x00\x02" * 5000: [0, 0, serving.SIZE_UNREADABLE],  # too many markers
-        _encoded(photo(4, 4), "png")[:20]: [0, 0, serving.SIZE_UNREADABLE],
-        b"BM" + bytes(10): [0, 0, serving.SIZE_UNREADABLE],
-        b"GIF89a\x05": [0, 0, serving.SIZE_UNREADABLE],
-        b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(30): [0, 0, serving.SIZE_UNREADABLE],  # no start code
-        b"\xff\x0a" + bytes(30): [0, 0, serving.SIZE_REFUSED_FORMAT],  # JPEG XL
+        unusual: [37, 53, signatures.SIZE_READ],
+        bytes(bmp): [37, 53, signatures.SIZE_READ],
+        _jpeg_with_size(jpeg, 65000, 65001): [65000, 65001, signatures.SIZE_READ],
+        _png_with_size(_encoded(photo(4, 4), "png"), 100000, 99999): [100000, 99999, signatures.SIZE_READ],
+        b"not an image": [0, 0, signatures.SIZE_UNKNOWN_FORMAT],
+        b"": [0, 0, signatures.SIZE_UNKNOWN_FORMAT],
+        jpeg[:120]: [0, 0, signatures.SIZE_UNREADABLE],  # cut before its frame header
+        b"\xff\xd8\xff\xda\x00\x08" + bytes(40): [0, 0, signatures.SIZE_UNREADABLE],  # a scan before any frame
+        b"\xff\xd8\xff\xe0\x00\x01" + bytes(40): [0, 0, signatures.SIZE_UNREADABLE],  # a length below 2
+        b"\xff\xd8" + b"\xff\xfe\x00\x02" * 5000: [0, 0, signatures.SIZE_UNREADABLE],  # too many markers
+        _encoded(photo(4, 4), "png")[:20]: [0, 0, signatures.SIZE_UNREADABLE],
+        b"BM" + bytes(10): [0, 0, signatures.SIZE_UNREADABLE],
+        b"GIF89a\x05": [0, 0, signatures.SIZE_UNREADABLE],
+        b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(30): [0, 0, signatures.SIZE_UNREADABLE],  # no start code
+        b"\xff\x0a" + bytes(30): [0, 0, signatures.SIZE_REFUSED_FORMAT],  # JPEG XL
     }
     for encoded, expected in cases.items():
         assert [int(v) for v in size(tf.constant(encoded))] == expected, encoded[:24]
 
 
 def test_serving_default_refuses_declared_huge_images_before_decoding(tiny_checkpoint, tmp_path):
-    directory = serving.export(tiny_checkpoint, tmp_path, warmup=False, max_pixels=40 * 40)
+    directory = job.export(tiny_checkpoint, tmp_path, warmup=False, max_pixels=40 * 40)
     serve = tf.saved_model.load(directory).signatures["serving_default"]
     rgb = photo(40, 40)
     png, mask = _encoded(rgb, "png"), tf.io.encode_png(box_mask(40, 40, 8, 8, 16, 16)[..., None].astype(np.uint8) * 255)
@@ -353,7 +375,7 @@ def test_serving_default_refuses_declared_huge_images_before_decoding(tiny_check
         serve(image_bytes=tf.constant([b"\xff\x0a" + bytes(30)]), mask_bytes=tf.stack([mask]))
     # A real, complete 16000 x 16000 PNG of 746 KB: decoding it would take seconds and gigabytes.
     huge = _huge_png(16000)
-    assert len(huge) < 800_000 and [int(v) for v in serving.declared_size(huge)] == [16000, 16000, 0]
+    assert len(huge) < 800_000 and [int(v) for v in signatures.declared_size(huge)] == [16000, 16000, 0]
     start = time.perf_counter()
     with pytest.raises(tf.errors.InvalidArgumentError, match=too_many):
         serve(image_bytes=tf.constant([huge]), mask_bytes=tf.stack([mask]))
@@ -392,7 +414,7 @@ def test_export_command(tiny_checkpoint, tmp_path):
                         "--nowarmup", "--version", 7, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert str(export_dir / "7" / "saved_model.pb") in result.stdout.split()
-    assert serving.versions(export_dir) == [7]
+    assert saved_model.versions(export_dir) == [7]
     again = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", export_dir,
                        "--version", 7, cwd=REPO)
     assert_user_error(again, "7 exists already")
@@ -401,7 +423,7 @@ def test_export_command(tiny_checkpoint, tmp_path):
     assert_user_error(bad, "--tflite_size needs --tflite")
     missing = run_module("export", "--checkpoint", tmp_path / "nothing", "--export_dir", export_dir, cwd=REPO)
     assert_user_error(missing, "nothing")
-    assert serving.versions(export_dir) == [7]
+    assert saved_model.versions(export_dir) == [7]
 
 
 def _op_counts(directory):
@@ -442,7 +464,7 @@ def test_reference_v1_export_matches_in_process(official_checkpoint, tmp_path):
     ref = load_reference("v1", "g_256x256_b1.npz")
     rgb = ref["image_u8_bgr"][0][..., ::-1]
     mask = ref["mask"][0, :, :, 0]
-    directory = serving.export(official_checkpoint("v1"), tmp_path / "export", warmup=False)
+    directory = job.export(official_checkpoint("v1"), tmp_path / "export", warmup=False)
     np.save(tmp_path / "image.npy", rgb[None].astype(np.float32))
     np.save(tmp_path / "mask.npy", mask[None, :, :, None].astype(np.float32))
     out = _saved_model_cli(directory, "inpaint", {"image": tmp_path / "image.npy",

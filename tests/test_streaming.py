@@ -146,7 +146,7 @@ def test_inpainter_hole_only_always_streams(tiny_generator):
 def test_streamed_memory_estimate_is_refused_beyond_this_machine(tiny_generator):
     inpainter = inference.Inpainter(tiny_generator)
     inpainter.check_size(4096, 4096)
-    with pytest.raises(imageio.ImageError, match=r"too large to inpaint at full size .*\(--hr=resize or --hr=crop\)"):
+    with pytest.raises(imageio.ImageError, match=r"too large to inpaint at full size .*\(hr=resize or hr=crop\)"):
         inpainter.check_size(400_000, 400_000, "huge.png")
 
 

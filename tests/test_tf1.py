@@ -72,7 +72,7 @@ def test_wrong_version_shape_and_content_errors(tmp_path, reference_variables):
     v2_like = dict(reference_variables)
     v2_like["inpaint_net/xconv1/kernel"] = np.zeros((5, 5, 3, 48), np.float32)
     write_tf1_checkpoint(tmp_path / "v2", v2_like)
-    with pytest.raises(tf1.CheckpointError, match=r"is a DeepFill v2 checkpoint .*, not v1; pass --version=v2"):
+    with pytest.raises(tf1.CheckpointError, match=r"is a DeepFill v2 checkpoint .*, not v1; pass version=v2"):
         tf1.load_official_generator(tmp_path / "v2")
     wrong = dict(reference_variables)
     wrong["inpaint_net/conv5/kernel"] = np.zeros((3, 3, 128, 64), np.float32)

@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_reference, run_module
-from inpainting import evaluate, imageio, serving, tflite
+from inpainting import evaluate, imageio
 from inpainting.checkpoints import store
 from inpainting.errors import CheckpointError, ExportError
+from inpainting.export import job, signatures, tflite
 from inpainting.inference import runners
 
 # fp32 runs the same float32 math; fp16 rounds the weights to 11 significant bits.
@@ -32,7 +33,7 @@ def _inputs(height, width, seed=0):
 @pytest.fixture(scope="module")
 def tiny_models(tiny_checkpoint, tmp_path_factory):
     """The tiny checkpoint exported with its TFLite models; returns the version folder."""
-    return serving.export(tiny_checkpoint, tmp_path_factory.mktemp("tflite") / "tiny", tflite=True,
+    return job.export(tiny_checkpoint, tmp_path_factory.mktemp("tflite") / "tiny", tflite=True,
                           warmup=False)
 
 
@@ -96,10 +97,10 @@ def test_fixed_size_model(tiny_checkpoint, tmp_path):
     runner = runners.load(path)
     assert runner.fixed_size == (40, 56)
     rgb, mask = _inputs(40, 56)
-    expected = serving.ServingModule(generator).inpaint(tf.constant(rgb[None], tf.float32),
+    expected = signatures.ServingModule(generator).inpaint(tf.constant(rgb[None], tf.float32),
                                                         tf.constant(mask[None, :, :, None]))
     assert np.abs(runner(rgb, mask) - expected["inpainted"].numpy()[0]).max() <= FP32_TOLERANCE
-    with pytest.raises(ExportError, match=r"takes 56x40 images only \(exported with --tflite_size\); got 40x40"):
+    with pytest.raises(ExportError, match=r"takes 56x40 images only \(exported with tflite_size\); got 40x40"):
         runner(*_inputs(40, 40))
 
 
@@ -120,7 +121,7 @@ def test_bad_arguments(tiny_checkpoint, tmp_path):
     generator = store.load_generator(tiny_checkpoint)
     with pytest.raises(ExportError, match="quantization must be one of fp32, fp16, int8_dynamic"):
         tflite.convert(generator, "int4")
-    with pytest.raises(ExportError, match="--tflite_size must be HxW"):
+    with pytest.raises(ExportError, match="size must be HxW"):
         tflite.convert(generator, size=(0, 64))
     with pytest.raises(CheckpointError, match="no such TFLite file"):
         runners.load(tmp_path / "missing.tflite")
@@ -128,7 +129,7 @@ def test_bad_arguments(tiny_checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_reference_v1_tflite_matches_saved_model(official_checkpoint, tmp_path, record_property):
-    directory = serving.export(official_checkpoint("v1"), tmp_path / "export", tflite=True, warmup=False)
+    directory = job.export(official_checkpoint("v1"), tmp_path / "export", tflite=True, warmup=False)
     for quantization in tflite.QUANTIZATIONS:
         _no_flex(tflite.op_names(os.path.join(directory, tflite.model_file(quantization))))
     saved = runners.load(directory)

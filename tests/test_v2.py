@@ -81,7 +81,7 @@ def test_guided_generator_matches_original(v2_variables, tmp_path):
     write_tf1_checkpoint(tmp_path, variables)
     loaded = tf1.load_official_generator(tmp_path, version="v2", guided=True)
     assert loaded.config.guided
-    with pytest.raises(CheckpointError, match="holds a guided .sketch. generator .* pass --guided"):
+    with pytest.raises(CheckpointError, match="holds a guided .sketch. generator .* pass guided=True"):
         tf1.load_official_generator(tmp_path, version="v2", guided=False)
     with pytest.raises(ValueError, match=r"a guided v2 generator takes \[image, mask, sketch\]"):
         loaded([ref["image"], ref["mask"]])
@@ -172,7 +172,7 @@ def test_config_rules():
 
 def test_version_mismatch_is_refused(v2_variables, tmp_path):
     write_tf1_checkpoint(tmp_path, v2_variables)
-    with pytest.raises(CheckpointError, match="is a DeepFill v2 checkpoint .* pass --version=v2"):
+    with pytest.raises(CheckpointError, match="is a DeepFill v2 checkpoint .* pass version=v2"):
         tf1.load_official_generator(tmp_path, version="v1")
 
 
@@ -182,12 +182,13 @@ def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_p
     import subprocess
     import sys
 
-    from inpainting import serving, tflite
-    from inpainting.inference.inpainter import Inpainter
+    from inpainting.export import saved_model, tflite
+    from inpainting.inference import Inpainter
+    from inpainting.inference.runners import TFLiteRunner
 
     ref = load_reference("v2", "g_guided_256x256_b1.npz")
     generator = tf1.build_generator(dict(v2_variables, **{"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]}))
-    directory = serving.export_saved_model(
+    directory = saved_model.export_saved_model(
         generator, tmp_path / "export", extra=lambda path: tflite.write_models(generator, path, quantizations=("fp32",)))
     rgb, mask, edge = ref["image_u8_bgr"][0][..., ::-1], ref["mask"][0, :, :, 0], ref["edge"][0, :, :, 0]
     filled = Inpainter(generator)(rgb, mask, sketch=edge)["filled"]
@@ -206,9 +207,8 @@ def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_p
     model = os.path.join(directory, tflite.model_file("fp32"))
     ops = tflite.op_names(model)
     assert not [op for op in ops if op.lower().startswith("flex")] and "LOGISTIC" in ops  # the gates
-    out = tflite.TFLiteRunner(model).run(rgb[None].astype(np.float32), mask[None, :, :, None],
-                                         edge[None, :, :, None])
-    assert np.abs(out["inpainted"][0] - served).max() <= 0.05
+    out = TFLiteRunner(model).run(rgb, mask, sketch=edge)
+    assert np.abs(out.filled - served).max() <= 0.05
     # The warm-up requests carry a sketch too, and the bytes signature takes sketch_bytes.
     loaded = tf.saved_model.load(directory)
     assert sorted(loaded.signatures["serving_default"].structured_input_signature[1]) == [

@@ -46,7 +46,7 @@ def save(directory, generator, critics=None, overwrite=False, step=0):
     if not overwrite and (tf.train.latest_checkpoint(directory)
                           or os.path.exists(os.path.join(directory, CONFIG_FILE))):
         raise CheckpointError(f"{directory} already holds a checkpoint; choose another directory or "
-                              "pass --overwrite to replace it")
+                              "pass {parameter} to replace it", parameter="overwrite")
     generator.config.save(directory)
     objects = {"generator": generator}
     if critics is not None:

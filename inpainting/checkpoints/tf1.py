@@ -109,7 +109,7 @@ def check_version(variables, version, path):
     what = (f"{path} is a DeepFill {found} checkpoint (inpaint_net/xconv1/kernel has shape "
             f"{list(variables[f'{GENERATOR_SCOPE}/xconv1/kernel'].shape)})")
     if found in VERSIONS and version is not None:
-        raise CheckpointError(f"{what}, not {version}; pass --version={found}")
+        raise CheckpointError(f"{what}, not {version}; pass {{parameter}}={found}", parameter="version")
     raise CheckpointError(f"{what}; this release of inpainting loads only {', '.join(VERSIONS)}")
 
 
@@ -119,7 +119,7 @@ def check_guided(variables, guided, path):
     if guided is not None and bool(guided) != found:
         kind = "a guided (sketch)" if found else "an unguided"
         raise CheckpointError(f"{path} holds {kind} generator (inpaint_net/conv1/kernel takes "
-                              f"{6 if found else 5} channels); pass --{'' if found else 'no'}guided")
+                              f"{6 if found else 5} channels); pass {{parameter}}={found}", parameter="guided")
 
 
 def _generator_key(name, part):
@@ -298,12 +298,13 @@ def check_output(path, output):
     """
     output = os.fspath(output)
     if os.path.exists(output) and not os.path.isdir(output):
-        raise CheckpointError(f"{output}: is a file; --output must be a folder (a new one, or one "
-                              "holding a checkpoint to replace with --overwrite)")
+        raise CheckpointError(f"{output}: is a file; {{parameter}} must be a folder (a new one, or one "
+                              "holding a checkpoint to replace)", parameter="output")
     source = os.path.dirname(resolve_prefix(path)) or "."
     if os.path.exists(output) and os.path.samefile(source, output):
         raise CheckpointError(f"{output}: is the folder of the original checkpoint, whose "
-                              "`checkpoint` file the conversion would replace; choose another --output")
+                              "`checkpoint` file the conversion would replace; choose another {parameter}",
+                              parameter="output")
 
 
 def convert(path, output, version="v1", overwrite=False, guided=None):
@@ -343,7 +344,7 @@ def main(argv):
 
     del argv
     FLAGS = flags.FLAGS
-    with cli.user_errors():
+    with cli.user_errors(flag_names={"path": "checkpoint"}):
         written = convert(FLAGS.checkpoint, FLAGS.output, FLAGS.version, FLAGS.overwrite, FLAGS.guided)
         print(f"wrote {written} (model config in {FLAGS.output}/model_config.json)")
 

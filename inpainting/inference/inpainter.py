@@ -65,7 +65,8 @@ def check_size(height, width, path="image", memory_mb=None, cnum=32):
         raise imageio.ImageError(
             f"{path}: {width}x{height} is too large to inpaint at full size on this machine "
             f"(it needs about {need / 2**30:.0f} GiB, the machine has {have / 2**30:.0f} GiB); "
-            "downscale it or inpaint crops around the holes (--hr=resize or --hr=crop)")
+            "downscale it or inpaint crops around the holes ({parameter}=resize or {parameter}=crop)",
+            parameter="hr")
 
 
 class Inpainter:

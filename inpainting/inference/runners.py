@@ -3,27 +3,89 @@
     fill = runners.load("runs/places2")            # checkpoint directory (or TF1 checkpoint)
     fill = runners.load("exported/places2")         # SavedModel export folder (latest version)
     fill = runners.load("exported/places2/1/model_fp32.tflite")
-    filled = fill(rgb, mask)                        # uint8 [H, W, 3], {0, 1} [H, W] -> float 0..255
-    filled = fill(rgb, mask, name="photo.png")      # name: how errors call the image
-    filled, flow = fill.run(rgb, mask, sketch=lines)  # checkpoints and SavedModels: also the flow
+    result = fill.run(rgb, mask)                    # a `Result`: result.filled, result.flow
+    result = fill.run(rgb, mask, name="photo.png", sketch=lines)
+    filled = fill(rgb, mask)                        # fill.run(rgb, mask).filled
 
-Every runner takes one image of any size and returns float32 [H, W, 3] whose hole pixels are the
-network's fill (`imageio.compose` pastes it into the original; exported models return the input
-outside the hole, checkpoints the raw network output). The evaluation tool and the deployment benchmark
-use them, so the three forms of a model are measured on the same inputs in the same way.
+Every runner (`CheckpointRunner`, `SavedModelRunner`, `TFLiteRunner`) keeps one contract:
+
+`run(rgb, mask, name="image", sketch=None)` inpaints one image of any size and returns a
+`Result(filled, flow)`:
+    rgb: uint8 [H, W, 3] RGB. mask: [H, W] in {0, 1}, 1 = hole. name: how errors call the image.
+    sketch: guided models: [H, W] in {0, 1}, the lines the fill should follow; None draws no
+    lines. A sketch given to a model that is not guided is an ImageError.
+    `filled`: float32 [H, W, 3] RGB 0..255, the network's fill inside the hole and the input
+    outside it (`imageio.compose` rounds it into the original's format).
+    `flow`: uint8 [H, W, 3] RGB, the colour-coded attention offsets (`inpainting.model.flow`).
+    The three forms of one model agree up to float rounding (TFLite colours the flow in float32,
+    so a flow pixel may differ by a level); a quantized TFLite model's fill differs more.
+`runner(rgb, mask, name="image")` is `run(...).filled`: the evaluation tool and the deployment
+    benchmark call runners so, and measure the forms of a model on the same inputs in the same way.
+`kind` ("checkpoint", "saved_model", "tflite"), `path`, `guided` (whether it takes a sketch) and
+    `version` ("v1", "v2", or None where an export does not say) describe the model.
+
+Errors: ImageError for an image the model cannot take (too large for this machine, or for the
+SavedModel's `max_pixels`); ExportError for an image of another size than a fixed-size TFLite
+model's.
 """
 
 import os
 import re
+from typing import NamedTuple
 
 import numpy as np
 
 from inpainting.config import CONFIG_FILE, ModelConfig
-from inpainting.errors import CheckpointError, ImageError
+from inpainting.errors import CheckpointError, ExportError, ImageError
 
 
-class CheckpointRunner:
-    """Runs a generator loaded from a checkpoint directory of this project or an original one."""
+class Result(NamedTuple):
+    """What every runner's `run` returns for one image (see the module docstring)."""
+
+    filled: np.ndarray  # float32 [H, W, 3] RGB 0..255: the fill in the hole, the input outside
+    flow: np.ndarray  # uint8 [H, W, 3] RGB: the colour-coded attention offsets
+
+
+class Runner:
+    """The part of the contract (see the module docstring) that every runner shares."""
+
+    kind = None
+
+    def run(self, rgb, mask, name="image", sketch=None):
+        """Inpaints one image; returns a `Result` (see the module docstring)."""
+        raise NotImplementedError
+
+    def __call__(self, rgb, mask, name="image"):
+        """The fill of one image: `run(rgb, mask, name).filled`."""
+        return self.run(rgb, mask, name).filled
+
+
+def _paste(rgb, filled, mask):
+    """float32 [H, W, 3]: `filled` inside the hole (mask > 0.5), `rgb` outside it."""
+    return np.where(np.asarray(mask)[..., None] > 0.5, filled, rgb).astype(np.float32)
+
+
+def _flow_levels(flow):
+    """An exported model's flow (float levels 0..255) as uint8."""
+    return np.clip(np.rint(flow), 0, 255).astype(np.uint8)
+
+
+def _export_version(directory):
+    """The network family from the model config that export.py writes into `directory/assets.extra/`;
+    None for an export without it."""
+    directory = os.path.join(directory, "assets.extra")
+    if not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+        return None
+    return ModelConfig.load(directory).version
+
+
+class CheckpointRunner(Runner):
+    """Runs a generator loaded from a checkpoint directory of this project or an original one.
+
+    Args:
+        path: the checkpoint (see `checkpoints.load_generator`).
+        attention: contextual-attention implementation, "matmul" or "patches".
+    """
 
     kind = "checkpoint"
 
@@ -33,9 +95,6 @@ class CheckpointRunner:
 
         self.path = os.fspath(path)
         self.inpainter = inpainter.Inpainter(store.load_generator(path, attention))
-
-    def __call__(self, rgb, mask, name="image"):
-        return self.inpainter(rgb, mask, name)["filled"]
 
     @property
     def guided(self):
@@ -48,28 +107,17 @@ class CheckpointRunner:
         return self.inpainter.generator.config.version
 
     def run(self, rgb, mask, name="image", sketch=None):
-        """The fill and the attention flow of one image.
-
-        Args:
-            rgb: uint8 [H, W, 3] RGB.
-            mask: [H, W] in {0, 1}, 1 = hole.
-            name: how errors call the image.
-            sketch: guided models: [H, W] in {0, 1}, the lines the fill should follow; None draws
-                no lines. Other models take none.
-
-        Returns:
-            (filled float32 [H, W, 3] RGB 0..255, flow uint8 [H, W, 3] RGB, the colour-coded
-            attention offsets).
+        """Inpaints one image with `inpainter.Inpainter`; returns a `Result` (see the module docstring).
 
         Raises:
             ImageError: the image is too large for this machine, or a sketch for a model that is
                 not guided.
         """
         result = self.inpainter(rgb, np.asarray(mask, np.float32), name, sketch)
-        return result["filled"], result["flow"]
+        return Result(_paste(rgb, result["filled"], mask), result["flow"])
 
 
-class SavedModelRunner:
+class SavedModelRunner(Runner):
     """Runs the `inpaint` signature of an exported SavedModel (a version folder)."""
 
     kind = "saved_model"
@@ -83,9 +131,6 @@ class SavedModelRunner:
             raise CheckpointError(f"{self.path}: this SavedModel has no 'inpaint' signature; export "
                                   "it with export.py")
 
-    def __call__(self, rgb, mask, name="image"):
-        return self._outputs(rgb, mask, name)["inpainted"].numpy()[0]
-
     @property
     def guided(self):
         """Whether the model takes a sketch: its `inpaint` signature has a `sketch` input."""
@@ -95,40 +140,100 @@ class SavedModelRunner:
     def version(self):
         """The network family, "v1" or "v2", from the model config that export.py writes into
         `assets.extra/`; None for a SavedModel exported without it."""
-        directory = os.path.join(self.path, "assets.extra")
-        if not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
-            return None
-        return ModelConfig.load(directory).version
+        return _export_version(self.path)
 
     def run(self, rgb, mask, name="image", sketch=None):
-        """The fill and the attention flow of one image (see `CheckpointRunner.run`).
+        """Inpaints one image with the `inpaint` signature; returns a `Result` (see the module
+        docstring).
 
-        The fill is the input outside the hole, the network's output inside it.
+        Raises:
+            ImageError: the signature refuses the image (more pixels than its `max_pixels`, ...),
+                or a sketch for a model that is not guided.
         """
+        import tensorflow as tf
+
         from inpainting import imageio
 
         imageio.check_sketch(sketch, self.guided, name)
-        out = self._outputs(rgb, mask, name, sketch)
-        flow = np.clip(np.rint(out["flow"].numpy()[0]), 0, 255).astype(np.uint8)
-        return out["inpainted"].numpy()[0], flow
-
-    def _outputs(self, rgb, mask, name, sketch=None):
-        """The `inpaint` signature's outputs for one image; a guided model without a sketch
-        draws no lines."""
-        import tensorflow as tf
-
         inputs = {"image": tf.constant(rgb[None].astype(np.float32)),
                   "mask": tf.constant(mask[None, :, :, None].astype(np.float32))}
         if self.guided:
             lines = np.zeros_like(mask) if sketch is None else sketch
             inputs["sketch"] = tf.constant(lines[None, :, :, None].astype(np.float32))
         try:
-            return self._signature(**inputs)
+            out = self._signature(**inputs)
         except tf.errors.InvalidArgumentError as err:  # the signature's own checks (size, mask)
             found = re.search(r"assertion failed: \[(.*?)\]", err.message)
             if found is None:
                 raise
             raise ImageError(f"{name}: {found.group(1)}".replace("\\'", "'")) from None
+        return Result(out["inpainted"].numpy()[0], _flow_levels(out["flow"].numpy()[0]))
+
+
+class TFLiteRunner(Runner):
+    """Runs a TFLite model of this project (`inpainting.export.tflite`) in the LiteRT interpreter.
+
+    Args:
+        path: the .tflite file.
+        threads: CPU threads of the interpreter (None: the runtime's default).
+
+    Attributes:
+        fixed_size: (height, width) of a fixed-size model, None for dynamic height and width.
+    """
+
+    kind = "tflite"
+
+    def __init__(self, path, threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        from inpainting.export.tflite import SIGNATURE
+
+        self.path = os.fspath(path)
+        self.interpreter = Interpreter(model_path=self.path, num_threads=threads)
+        signatures = self.interpreter.get_signature_list()
+        if SIGNATURE not in signatures:
+            raise ExportError(f"{self.path}: no '{SIGNATURE}' signature (it has "
+                              f"{', '.join(signatures) or 'none'}); export it with export.py --tflite")
+        self._runner = self.interpreter.get_signature_runner(SIGNATURE)
+        inputs = self._runner.get_input_details()
+        self.guided = "sketch" in inputs
+        self.fixed_size = None
+        shape = inputs["image"]["shape_signature"]
+        if shape[1] > 0 and shape[2] > 0:
+            self.fixed_size = (int(shape[1]), int(shape[2]))
+
+    @property
+    def version(self):
+        """The network family, "v1" or "v2", from the model config of the version folder holding
+        the file (export.py writes it); None for a file outside one."""
+        return _export_version(os.path.dirname(os.path.abspath(self.path)))
+
+    def run(self, rgb, mask, name="image", sketch=None):
+        """Inpaints one image with the model's `inpaint` signature; returns a `Result` (see the
+        module docstring).
+
+        Raises:
+            ExportError: the model has a fixed size and the image another one.
+            ImageError: the image is too large for this machine, or a sketch for a model that is
+                not guided.
+        """
+        from inpainting import imageio
+        from inpainting.inference import inpainter
+
+        height, width = np.shape(mask)
+        if self.fixed_size is not None and (height, width) != self.fixed_size:
+            fixed_height, fixed_width = self.fixed_size
+            raise ExportError(f"{self.path} takes {fixed_width}x{fixed_height} images only (exported with "
+                              f"{{parameter}}); got {width}x{height}", parameter="tflite_size")
+        inpainter.check_size(height, width, name)
+        imageio.check_sketch(sketch, self.guided, name)
+        inputs = {"image": np.asarray(rgb, np.float32)[None],
+                  "mask": np.asarray(mask, np.float32)[None, :, :, None]}
+        if self.guided:
+            lines = np.zeros_like(mask) if sketch is None else sketch
+            inputs["sketch"] = np.asarray(lines, np.float32)[None, :, :, None]
+        out = self._runner(**inputs)
+        return Result(out["inpainted"][0], _flow_levels(out["flow"][0]))
 
 
 def load(path, attention="matmul", threads=None):
@@ -144,19 +249,17 @@ def load(path, attention="matmul", threads=None):
     Raises:
         CheckpointError: nothing loadable at `path`.
     """
-    from inpainting import serving
+    from inpainting.export import saved_model
 
     path = os.fspath(path)
     if path.endswith(".tflite"):
         if not os.path.isfile(path):
             raise CheckpointError(f"{path}: no such TFLite file")
-        from inpainting.tflite import TFLiteRunner
-
         return TFLiteRunner(path, threads)
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise CheckpointError(f"{path}: no such file or directory")
-    if os.path.isdir(path) and not serving.is_saved_model(path) and serving.versions(path):
-        path = serving.latest_version_dir(path)
-    if serving.is_saved_model(path):
+    if os.path.isdir(path) and not saved_model.is_saved_model(path) and saved_model.versions(path):
+        path = saved_model.latest_version_dir(path)
+    if saved_model.is_saved_model(path):
         return SavedModelRunner(path)
     return CheckpointRunner(path, attention)

@@ -32,7 +32,6 @@ own mask; a mask of batch size 1 is shared by all examples, which reproduces the
 """
 
 import collections
-import contextlib
 
 import keras
 import tensorflow as tf
@@ -668,22 +667,6 @@ class ContextualAttention(keras.layers.Layer):
         flow = flow_lib.flow_to_color(offsets, dtype=tf.as_dtype(self.flow_dtype))
         flow = flow_lib.upsample_flow(flow, self.rate, self.flow_upsample)
         return {"output": y, "offsets": offsets, "flow": flow}
-
-    @contextlib.contextmanager
-    def budget(self, memory_mb):
-        """Calls (and traces) inside the block use `memory_mb` (None: one piece) as `memory_mb`.
-
-        An exported signature is traced with the budget it was exported with, whatever the layer
-        was built with: the SavedModel with `export.py --attention_memory_mb`, TFLite models in
-        one piece (their converter has no TensorArrays).
-        """
-        self._check_chunking("memory_mb", memory_mb, memory_mb is None or memory_mb > 0)
-        saved = self.memory_mb, self.block_rows
-        self.memory_mb, self.block_rows = memory_mb, None
-        try:
-            yield
-        finally:
-            self.memory_mb, self.block_rows = saved
 
     def compute_output_shape(self, input_shape):
         f_shape = input_shape[0]

@@ -1,8 +1,9 @@
-"""Export a generator as a SavedModel that TF Serving loads as it is.
+"""The signatures of an exported generator, as TensorFlow functions of a `tf.Module`.
 
-    export_saved_model(generator, "exported/places2")   # -> exported/places2/1/
+    module = ServingModule(generator)    # what `saved_model.export_saved_model` saves
+    module.inpaint(image=..., mask=...)  # {"inpainted": ..., "flow": ...}
 
-The SavedModel (tag `serve`) has two signatures:
+A SavedModel (tag `serve`) of a `ServingModule` has two signatures:
 
 `serving_default`
     `image_bytes` and `mask_bytes`, string [B] (PNG, JPEG, BMP or GIF; any size, each pair its
@@ -33,31 +34,19 @@ them); WebP from its VP8X, VP8 or VP8L header. A file of one of these formats wh
 truncated or holds no size is refused before decoding; JPEG XL, which TensorFlow also decodes, is
 refused (its size is not checked); other bytes reach the decoder, which refuses them.
 
-Each version is written into a temporary folder next to the final one and renamed into place
-when complete, so a model server watching `export_dir` never sees a half-written version; an
-existing version is never replaced. Exports running at the same time into one `export_dir` each
-get their own version: when another one took the chosen number first, the rename fails (it never
-replaces a folder holding files) and the next free number is taken; an explicit version that
-another export took first is an error.
+The generator a module traces is built for the export (`generator_for_export`): contextual
+attention computes as the export asks (in row blocks within a memory budget, or in one piece),
+whatever the generator it was given was built with; the weights are the same.
 """
 
-import errno
-import os
-import shutil
-import uuid
-
-import numpy as np
 import tensorflow as tf
 
-from inpainting import locks
 from inpainting.config import DEFAULT_MAX_PIXELS
 from inpainting.data import masks, pipeline
-from inpainting.errors import ExportError
 from inpainting.model import flow as flow_lib
-from inpainting.model.generator import GRID
+from inpainting.model.generator import GRID, Generator
 from inpainting.model.layers import fold_indices, upsample_nearest
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 SIGNATURES = ("serving_default", "inpaint")
 # Offsets are per 8x8 block of the image (attention runs at 1/4 size with rate 2).
 _FLOW_SCALE = 8
@@ -271,17 +260,53 @@ def _check_mask(image_size, mask_size, what):
         message=f"{what}: the mask size (second value) must equal the image size (first value)")
 
 
+def generator_for_export(generator, attention_memory_mb=None):
+    """The generator an export traces: `generator`'s network and weights, with contextual attention
+    computed as the export asks.
+
+    Args:
+        generator: a built `Generator`.
+        attention_memory_mb: a memory budget of contextual attention (`ContextualAttention`'s
+            `memory_mb`): larger images compute it in row blocks, with the same result up to
+            rounding and memory linear in the area. None: in one piece.
+
+    Returns:
+        `generator` itself when its attention computes that way already, else a new `Generator`
+        of the same configuration holding a copy of its weights (`generator` is left as it is).
+
+    Raises:
+        ValueError: a budget for a generator whose attention cannot compute in blocks (the
+            "patches" implementation).
+    """
+    attention = generator.contextual_attention
+    if attention.memory_mb == attention_memory_mb and attention.block_rows is None:
+        return generator
+    exported = Generator.from_config(dict(generator.get_config(), attention_memory_mb=attention_memory_mb))
+    exported.build()
+    exported.set_weights(generator.get_weights())
+    return exported
+
+
 class GeneratorModule(tf.Module):
     """A `tf.Module` that exports a generator's weights so that every loader finds them.
 
     Keras 3 variables reached only through the model are saved, but TensorFlow's graph loader
     (TF Serving's) cannot find them: the module also tracks the underlying `tf.Variable`s.
+
+    Args:
+        generator: a built `Generator`.
+        name: the module's name.
+        attention_memory_mb: contextual attention's memory budget in the module's functions (see
+            `generator_for_export`); None: in one piece.
+
+    Attributes:
+        generator: the generator the functions run, built for the export by `generator_for_export`.
     """
 
-    def __init__(self, generator, name):
+    def __init__(self, generator, name, attention_memory_mb=None):
         super().__init__(name=name)
-        self.generator = generator
-        self.tf_variables = [v.value for v in generator.weights]
+        self.generator = generator_for_export(generator, attention_memory_mb)
+        self.tf_variables = [v.value for v in self.generator.weights]
 
 
 class ServingModule(GeneratorModule):
@@ -296,11 +321,11 @@ class ServingModule(GeneratorModule):
         max_pixels: the largest height x width either signature accepts.
         attention_memory_mb: a memory budget of contextual attention (`ContextualAttention`'s
             `memory_mb`): larger images compute it in row blocks, with the same result up to rounding
-            and memory linear in the area. None: in one piece.
+            and memory linear in the area. None: in one piece, whatever `generator` was built with.
     """
 
     def __init__(self, generator, max_pixels=DEFAULT_MAX_PIXELS, attention_memory_mb=None):
-        super().__init__(generator, name="inpainting")
+        super().__init__(generator, "inpainting", attention_memory_mb)
         self.max_pixels = int(max_pixels)
         self.attention_memory_mb = attention_memory_mb
         guided = generator.config.guided
@@ -316,11 +341,8 @@ class ServingModule(GeneratorModule):
         checks = _check_size(image_shape[1], image_shape[2], self.max_pixels, "inpaint")
         checks += [_check_mask(image_shape[:3], tf.shape(m)[:3], "inpaint")
                    for m in (mask, sketch) if m is not None]
-        with tf.control_dependencies(checks), self._budget():
+        with tf.control_dependencies(checks):
             return inpaint_graph(self.generator, tf.identity(image), mask, sketch=sketch)
-
-    def _budget(self):
-        return self.generator.contextual_attention.budget(self.attention_memory_mb)
 
     def _serve_bytes(self, image_bytes, mask_bytes, sketch_bytes=None):
         others = [mask_bytes] + ([] if sketch_bytes is None else [sketch_bytes])
@@ -340,179 +362,10 @@ class ServingModule(GeneratorModule):
             with tf.control_dependencies(checks):
                 image = tf.cast(rgb, tf.float32)[None]
                 inputs = [tf.cast(m, tf.float32)[None, :, :, None] for m in maps]
-            with self._budget():
-                result = inpaint_graph(self.generator, image, inputs[0],
-                                       sketch=inputs[1] if len(inputs) > 1 else None)["inpainted"][0]
+            result = inpaint_graph(self.generator, image, inputs[0],
+                                   sketch=inputs[1] if len(inputs) > 1 else None)["inpainted"][0]
             filled = tf.cast(tf.clip_by_value(tf.round(result), 0.0, 255.0), tf.uint8)
             return tf.io.encode_png(tf.where(maps[0][..., None], filled, rgb))
 
         output = tf.map_fn(one, tuple([image_bytes] + others), fn_output_signature=tf.string)
         return {"output_bytes": output}
-
-
-def versions(export_dir):
-    """The integer versions already in `export_dir`, sorted."""
-    if not os.path.isdir(export_dir):
-        return []
-    return sorted(int(name) for name in os.listdir(export_dir)
-                  if name.isdigit() and os.path.isdir(os.path.join(export_dir, name)))
-
-
-def latest_version_dir(export_dir):
-    """`export_dir/<largest version>`; ExportError if there is none."""
-    found = versions(export_dir)
-    if not found:
-        raise ExportError(f"{export_dir}: no SavedModel version folder (1/, 2/, ...) found; create one "
-                          "with export.py")
-    return os.path.join(export_dir, str(found[-1]))
-
-
-def is_saved_model(path):
-    return os.path.isfile(os.path.join(path, "saved_model.pb"))
-
-
-def warmup_requests(generator, model_name):
-    """PredictionLog protos replaying both signatures once at the generator's training size."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    height, width = generator.config.image_size
-    rows, cols = np.mgrid[0:height, 0:width]
-    rgb = np.stack([rows * 255 // max(height - 1, 1), cols * 255 // max(width - 1, 1),
-                    (rows + cols) % 256], axis=-1).astype(np.uint8)
-    hole = np.zeros((height, width), np.uint8)
-    hole[height // 4:height * 3 // 4, width // 4:width * 3 // 4] = 255
-    inputs = {
-        "serving_default": {
-            "image_bytes": [tf.io.encode_png(rgb).numpy()],
-            "mask_bytes": [tf.io.encode_png(hole[..., None]).numpy()]},
-        "inpaint": {
-            "image": rgb[None].astype(np.float32),
-            "mask": (hole[None, :, :, None] > 0).astype(np.float32)},
-    }
-    if generator.config.guided:  # a diagonal line through the hole
-        lines = np.where(np.abs(rows - cols) < 2, hole, 0).astype(np.uint8)
-        inputs["serving_default"]["sketch_bytes"] = [tf.io.encode_png(lines[..., None]).numpy()]
-        inputs["inpaint"]["sketch"] = (lines[None, :, :, None] > 0).astype(np.float32)
-    logs = []
-    for signature, tensors in inputs.items():
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-        for key, value in tensors.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-        logs.append(prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)))
-    return logs
-
-
-def write_warmup(saved_model_dir, logs):
-    """Writes PredictionLog protos as TF Serving's warm-up TFRecord file of a SavedModel."""
-    path = os.path.join(saved_model_dir, WARMUP_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tf.io.TFRecordWriter(path) as writer:
-        for log in logs:
-            writer.write(log.SerializeToString())
-    return path
-
-
-def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_MAX_PIXELS,
-                       warmup=True, extra=None, attention_memory_mb=None):
-    """Writes `export_dir/<version>/`, a SavedModel with the serving signatures.
-
-    Args:
-        generator: a built `Generator`.
-        export_dir: the model's base folder, as TF Serving's `--model_base_path`.
-        version: a positive integer; None takes one more than the largest existing version.
-        max_pixels: the largest height x width the signatures accept.
-        warmup: write TF Serving warm-up requests into `assets.extra/`.
-        extra: optional function called with the temporary version folder before it is renamed
-            into place, to add files (the TFLite models).
-        attention_memory_mb: contextual attention's memory budget in the signatures
-            (`ServingModule`), or None.
-
-    Returns:
-        The version folder written.
-
-    Raises:
-        ExportError: the version exists already (also when another export took it while this one
-            was written), `version` is not a positive integer, or `export_dir` cannot be a folder.
-    """
-    export_dir = os.fspath(export_dir)
-    locks.refuse_file(export_dir, "--export_dir", ExportError)
-    automatic = version is None
-    if automatic:
-        version = (versions(export_dir) or [0])[-1] + 1
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
-        raise ExportError(f"--version must be a positive integer, got {version!r}")
-    final = os.path.join(export_dir, str(version))
-    if os.path.exists(final):
-        raise _exists(final)
-    locks.make_directory(export_dir, "--export_dir", ExportError)
-    # A name of its own per export (also across hosts sharing the folder), created by the save with
-    # the usual permissions.
-    temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
-    try:
-        module = ServingModule(generator, max_pixels, attention_memory_mb)
-        tf.saved_model.save(module, temp, signatures={"serving_default": module.serve_bytes,
-                                                      "inpaint": module.inpaint})
-        if warmup:
-            write_warmup(temp, warmup_requests(generator, os.path.basename(os.path.abspath(export_dir))))
-        if extra is not None:
-            extra(temp)
-        while True:
-            try:
-                os.rename(temp, final)
-                return final
-            except OSError as err:
-                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                if not automatic:  # another export wrote this version meanwhile
-                    raise _exists(final) from None
-                version = max(version, (versions(export_dir) or [0])[-1]) + 1
-                final = os.path.join(export_dir, str(version))
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _exists(final):
-    return ExportError(f"{final} exists already; choose another --version (or leave it out to take the "
-                       "next free one)")
-
-
-def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None, warmup=True,
-           max_pixels=DEFAULT_MAX_PIXELS, attention_memory_mb=None):
-    """Exports a checkpoint: the SavedModel, and with `tflite` the three TFLite models beside it.
-
-    Args:
-        checkpoint: a checkpoint directory of this project, a prefix in one, or an original
-            DeepFill TF1 checkpoint (see `store.load_generator`).
-        export_dir: the model's base folder; the version folder is created inside it.
-        version: the version number; None for one more than the largest existing one.
-        tflite: also write `model_fp32.tflite`, `model_fp16.tflite` and
-            `model_int8_dynamic.tflite` into the version folder.
-        tflite_size: (height, width) for fixed-shape TFLite models; None for dynamic ones.
-        warmup: write TF Serving warm-up requests.
-        max_pixels: the largest height x width the SavedModel accepts.
-        attention_memory_mb: contextual attention's memory budget in the SavedModel (`ServingModule`),
-            or None. The TFLite models compute it in one piece.
-
-    Returns:
-        The version folder written.
-    """
-    from inpainting import tflite as tflite_lib
-    from inpainting.checkpoints import store
-
-    locks.refuse_file(export_dir, "--export_dir", ExportError)
-    if tflite_size is not None and not tflite:
-        raise ExportError("--tflite_size needs --tflite")
-    if max_pixels < 1:
-        raise ExportError(f"--max_pixels must be positive, got {max_pixels}")
-    if attention_memory_mb is not None and attention_memory_mb <= 0:
-        raise ExportError(f"--attention_memory_mb must be positive (or 0 for none), got {attention_memory_mb}")
-    generator = store.load_generator(checkpoint)
-
-    def extra(directory):
-        generator.config.save(os.path.join(directory, "assets.extra"))
-        if tflite:
-            tflite_lib.write_models(generator, directory, tflite_size)
-
-    return export_saved_model(generator, export_dir, version, max_pixels, warmup, extra, attention_memory_mb)

@@ -1,4 +1,4 @@
-"""Convert a generator to TFLite (LiteRT) models that use built-in ops only, and run them.
+"""Convert a generator to TFLite (LiteRT) models that use built-in ops only.
 
     write_models(generator, "exported/places2/1")  # model_fp32.tflite, model_fp16.tflite,
                                                     # model_int8_dynamic.tflite
@@ -15,7 +15,9 @@ The three variants: `fp32`; `fp16`, whose weights are stored in float16 (half th
 computed in float32; and `int8_dynamic`, dynamic-range quantization: int8 weights, and
 convolutions that quantize their inputs on the fly. Conversion allows TFLite built-in ops only,
 so the models run on any LiteRT runtime without the Flex delegate; an op that would need it
-stops the conversion with an error naming it.
+stops the conversion with an error naming it. Contextual attention runs in one piece in these
+models (their converter has no TensorArrays for its row blocks), whatever the generator was built
+with. `inpainting.inference.runners.TFLiteRunner` runs them.
 """
 
 import contextlib
@@ -23,24 +25,23 @@ import os
 import re
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
-from inpainting import serving
 from inpainting.errors import ExportError
-from inpainting.inference import inpainter
+from inpainting.export.signatures import GeneratorModule, inpaint_graph
 
 QUANTIZATIONS = ("fp32", "fp16", "int8_dynamic")
 SIGNATURE = "inpaint"
 
 
 def model_file(quantization):
+    """The file name of the model of one quantization in a version folder."""
     return f"model_{quantization}.tflite"
 
 
-class _TFLiteModule(serving.GeneratorModule):
+class _TFLiteModule(GeneratorModule):
     def __init__(self, generator, size):
-        super().__init__(generator, name="inpainting_tflite")
+        super().__init__(generator, "inpainting_tflite", attention_memory_mb=None)  # no TensorArrays
         height, width = size or (None, None)
         maps = ["mask", "sketch"] if generator.config.guided else ["mask"]
         self.inpaint = tf.function(self._inpaint, input_signature=[
@@ -48,8 +49,13 @@ class _TFLiteModule(serving.GeneratorModule):
             tf.TensorSpec([1, height, width, 1], tf.float32, name=name) for name in maps])
 
     def _inpaint(self, image, mask, sketch=None):
-        with self.generator.contextual_attention.budget(None):  # no TensorArray in TFLite
-            return serving.inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32, sketch=sketch)
+        return inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32, sketch=sketch)
+
+
+def check_size(size, parameter="size"):
+    """Raises ExportError naming `parameter` unless `size` is None or (height, width) > 0."""
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ExportError(f"{{parameter}} must be HxW with positive sides, got {size!r}", parameter=parameter)
 
 
 def _flex_ops(message):
@@ -82,8 +88,7 @@ def convert(generator, quantization="fp32", size=None):
 @contextlib.contextmanager
 def _saved_module(generator, size):
     """A temporary SavedModel of the TFLite signature, the converter's input; yields its folder."""
-    if size is not None and (len(size) != 2 or min(size) < 1):
-        raise ExportError(f"--tflite_size must be HxW with positive sides, got {size!r}")
+    check_size(size)
     module = _TFLiteModule(generator, size)
     with tempfile.TemporaryDirectory(prefix="inpainting-tflite-") as temp:
         tf.saved_model.save(module, temp, signatures={SIGNATURE: module.inpaint})
@@ -105,7 +110,8 @@ def convert_saved_model(directory, quantization="fp32"):
             quantization.
     """
     if quantization not in QUANTIZATIONS:
-        raise ExportError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+        raise ExportError(f"{{parameter}} must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}",
+                          parameter="quantization")
     converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[SIGNATURE])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization != "fp32":
@@ -147,50 +153,3 @@ def write_models(generator, directory, size=None, quantizations=QUANTIZATIONS):
             os.replace(path + ".tmp", path)
             paths[quantization] = path
     return paths
-
-
-class TFLiteRunner:
-    """Runs a TFLite model of this project on one image of any size (see `inpainting.inference.runners`).
-
-    Args:
-        path: the .tflite file.
-        threads: CPU threads of the interpreter.
-    """
-
-    kind = "tflite"
-
-    def __init__(self, path, threads=None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.path = os.fspath(path)
-        self.interpreter = Interpreter(model_path=self.path, num_threads=threads)
-        signatures = self.interpreter.get_signature_list()
-        if SIGNATURE not in signatures:
-            raise ExportError(f"{self.path}: no '{SIGNATURE}' signature (it has "
-                              f"{', '.join(signatures) or 'none'}); export it with export.py --tflite")
-        self._runner = self.interpreter.get_signature_runner(SIGNATURE)
-        inputs = self._runner.get_input_details()
-        self.guided = "sketch" in inputs
-        self.fixed_size = None
-        shape = inputs["image"]["shape_signature"]
-        if shape[1] > 0 and shape[2] > 0:
-            self.fixed_size = (int(shape[1]), int(shape[2]))
-
-    def run(self, image, mask, sketch=None):
-        """image float32 [1, H, W, 3] 0..255, mask [1, H, W, 1] (and, guided, sketch [1, H, W, 1])
-        -> the signature's outputs. A guided model given no sketch draws no lines."""
-        if self.fixed_size is not None and tuple(image.shape[1:3]) != self.fixed_size:
-            height, width = self.fixed_size
-            raise ExportError(f"{self.path} takes {width}x{height} images only (exported with "
-                              f"--tflite_size); got {image.shape[2]}x{image.shape[1]}")
-        inputs = {"image": np.asarray(image, np.float32), "mask": np.asarray(mask, np.float32)}
-        if self.guided:
-            inputs["sketch"] = np.zeros_like(inputs["mask"]) if sketch is None else np.asarray(sketch, np.float32)
-        elif sketch is not None:
-            raise ExportError(f"{self.path}: a sketch was given but this model is not guided")
-        return self._runner(**inputs)
-
-    def __call__(self, rgb, mask, name="image"):
-        inpainter.check_size(*mask.shape, name)
-        out = self.run(rgb[None].astype(np.float32), mask[None, :, :, None].astype(np.float32))
-        return out["inpainted"][0]
