@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_string("checkpoint", None, "Checkpoint directory of this project (from training or "
-                        "inpainting.checkpoints.tf1), a checkpoint prefix inside one, or an original DeepFill TF1 "
+                        "inpainting.checkpoints.convert), a checkpoint prefix inside one, or an original DeepFill TF1 "
                         "checkpoint folder.")
     flags.DEFINE_string("export_dir", None, "Base folder of the exported model (TF Serving's "
                         "--model_base_path); the version folder <N>/ is created inside it.")

@@ -115,7 +115,7 @@ class ModelConfig:
         path = os.path.join(directory, CONFIG_FILE)
         if not os.path.isfile(path):
             raise ConfigError(f"{directory} has no {CONFIG_FILE}; it is not a checkpoint directory of this "
-                              "project (convert an original checkpoint with `python -m inpainting.checkpoints.tf1`)")
+                              "project (convert an original checkpoint with `python -m inpainting.checkpoints.convert`)")
         try:
             with open(path, encoding="utf-8") as f:
                 values = json.load(f)

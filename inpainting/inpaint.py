@@ -45,7 +45,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_string("checkpoint", None,
-                        "Checkpoint directory of this project (from training or inpainting.checkpoints.tf1), a "
+                        "Checkpoint directory of this project (from training or inpainting.checkpoints.convert), a "
                         "checkpoint prefix inside one, or an original DeepFill TF1 checkpoint folder.")
     flags.DEFINE_string("image", None, "Image to inpaint (png, jpg, webp, bmp, tif).")
     flags.DEFINE_string("mask", None, "Mask of --image, or one mask for every image of --image_dir. "

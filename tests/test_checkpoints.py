@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from conftest import REPO, assert_user_error, box_mask, run_module, write_tf1_checkpoint
 from inpainting.checkpoints import store, tf1
-from inpainting.checkpoints.tf1 import CheckpointError
+from inpainting.errors import CheckpointError
 from inpainting.config import ConfigError, ModelConfig
 from inpainting.model.generator import Generator
 

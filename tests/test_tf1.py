@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_user_error, run_module, write_tf1_checkpoint
-from inpainting.checkpoints import store, tf1
+from inpainting.checkpoints import reading, store, tf1
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -55,17 +55,17 @@ def test_weights_are_permuted_from_bgr(reference_variables, official_checkpoint)
 
 def test_resolve_prefix(tmp_path):
     a = write_tf1_checkpoint(tmp_path / "one", {"x": np.zeros(2, np.float32)}, state_file=None)
-    assert tf1.resolve_prefix(tmp_path / "one") == a
-    assert tf1.resolve_prefix(a) == a and tf1.resolve_prefix(a + ".index") == a
+    assert reading.resolve_prefix(tmp_path / "one") == a
+    assert reading.resolve_prefix(a) == a and reading.resolve_prefix(a + ".index") == a
     write_tf1_checkpoint(tmp_path / "two", {"x": np.zeros(2, np.float32)}, "snap-1", None)
     write_tf1_checkpoint(tmp_path / "two", {"x": np.zeros(2, np.float32)}, "snap-2", None)
     with pytest.raises(tf1.CheckpointError, match="several checkpoints .*snap-1, snap-2"):
-        tf1.resolve_prefix(tmp_path / "two")
+        reading.resolve_prefix(tmp_path / "two")
     (tmp_path / "empty").mkdir()
     with pytest.raises(tf1.CheckpointError, match="no \\*.index file"):
-        tf1.resolve_prefix(tmp_path / "empty")
+        reading.resolve_prefix(tmp_path / "empty")
     with pytest.raises(tf1.CheckpointError, match="no such checkpoint folder"):
-        tf1.resolve_prefix(tmp_path / "missing")
+        reading.resolve_prefix(tmp_path / "missing")
 
 
 def test_wrong_version_shape_and_content_errors(tmp_path, reference_variables):
@@ -95,7 +95,7 @@ def test_wrong_version_shape_and_content_errors(tmp_path, reference_variables):
 @pytest.mark.slow
 def test_convert_command_line(tmp_path, official_checkpoint):
     output = tmp_path / "converted"
-    result = run_module("inpainting.checkpoints.tf1", f"--checkpoint={official_checkpoint('v1')}", f"--output={output}")
+    result = run_module("inpainting.checkpoints.convert", f"--checkpoint={official_checkpoint('v1')}", f"--output={output}")
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(output)) == ["checkpoint", "ckpt-0.data-00000-of-00001", "ckpt-0.index",
                                           "model_config.json"]
@@ -108,7 +108,7 @@ def test_convert_command_line(tmp_path, official_checkpoint):
     assert any(name.startswith("critics/") for name in names)
     del critics
     # A second conversion into the same directory must not replace it.
-    again = run_module("inpainting.checkpoints.tf1", f"--checkpoint={official_checkpoint('v1')}", f"--output={output}")
+    again = run_module("inpainting.checkpoints.convert", f"--checkpoint={official_checkpoint('v1')}", f"--output={output}")
     assert_user_error(again, "already holds a checkpoint", "--overwrite")
 
 
@@ -116,7 +116,7 @@ def test_convert_command_line_wrong_version(tmp_path, reference_variables):
     v2_like = dict(reference_variables)
     v2_like["inpaint_net/xconv1/kernel"] = np.zeros((5, 5, 3, 48), np.float32)
     write_tf1_checkpoint(tmp_path / "v2", v2_like)
-    result = run_module("inpainting.checkpoints.tf1", f"--checkpoint={tmp_path / 'v2'}", f"--output={tmp_path / 'out'}")
+    result = run_module("inpainting.checkpoints.convert", f"--checkpoint={tmp_path / 'v2'}", f"--output={tmp_path / 'out'}")
     assert_user_error(result, "DeepFill v2 checkpoint")
     assert not (tmp_path / "out").exists()
     # Only the error line, besides TensorFlow's C++ start-up notices (printed before logging is set up).
@@ -129,7 +129,7 @@ def test_convert_command_line_wrong_version(tmp_path, reference_variables):
 def test_convert_command_line_output_is_a_file(tmp_path, reference_variables):
     write_tf1_checkpoint(tmp_path / "original", reference_variables)
     (tmp_path / "notes.txt").write_text("mine")
-    result = run_module("inpainting.checkpoints.tf1", f"--checkpoint={tmp_path / 'original'}",
+    result = run_module("inpainting.checkpoints.convert", f"--checkpoint={tmp_path / 'original'}",
                         f"--output={tmp_path / 'notes.txt'}", "--overwrite")
     assert_user_error(result, f"{tmp_path / 'notes.txt'}: is a file", "--output must be a folder")
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -141,7 +141,7 @@ def test_convert_command_line_refuses_its_own_folder(tmp_path, reference_variabl
     write_tf1_checkpoint(original, reference_variables)
     before = {name: (original / name).read_bytes() for name in os.listdir(original)}
     for output in (original, original / "snap-0"):
-        result = run_module("inpainting.checkpoints.tf1", f"--checkpoint={output}", f"--output={original}", *overwrite)
+        result = run_module("inpainting.checkpoints.convert", f"--checkpoint={output}", f"--output={original}", *overwrite)
         assert_user_error(result, f"{original}: is the folder of the original checkpoint",
                           "choose another --output")
     assert {name: (original / name).read_bytes() for name in os.listdir(original)} == before

@@ -1,6 +1,6 @@
 """Checkpoint directories of this project: `model_config.json` beside a TF2 checkpoint.
 
-Training writes them (with optimizers and step), `python -m inpainting.checkpoints.tf1` converts original
+Training writes them (with optimizers and step), `python -m inpainting.checkpoints.convert` converts original
 checkpoints into them, and every tool reads them. The generator is stored under the checkpoint
 key `generator` and the critics under `critics`.
 """
@@ -10,20 +10,11 @@ import os
 import tensorflow as tf
 
 from inpainting.checkpoints import tf1
+from inpainting.checkpoints.reading import DAMAGED_ERRORS, damaged_error
 from inpainting.config import CONFIG_FILE, ModelConfig
 from inpainting.errors import CheckpointError
 
 CHECKPOINT_NAME = "ckpt"
-# What TensorFlow raises when a checkpoint's files are shorter than its index says (an
-# interrupted copy or download): the reader's IndexError, or the restore op's DataLossError.
-DAMAGED_ERRORS = (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError)
-
-
-def damaged_error(prefix, err):
-    """The CheckpointError for a checkpoint whose files cannot be read in full."""
-    return CheckpointError(f"{prefix}: the checkpoint is damaged or truncated ({str(err).splitlines()[0]}); "
-                           "its .data file is probably incomplete: copy it again from where it came from "
-                           "(or download it again), or use another checkpoint")
 
 
 def save(directory, generator, critics=None, overwrite=False, step=0):

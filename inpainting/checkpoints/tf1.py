@@ -5,66 +5,17 @@ input channels of the first convolution of each stage (and of each critic) and t
 channels of the last convolution of each stage are permuted, so outputs equal the original's
 with the colour channels reversed.
 
-Command line, converting into a checkpoint directory of this project:
-
-    python -m inpainting.checkpoints.tf1 --checkpoint=release_places2_256 --version=v1 --output=places2_v1
-    python -m inpainting.checkpoints.tf1 --checkpoint=release_places2_256_v2 --version=v2 --output=places2_v2
+The variables are read with `inpainting.checkpoints.reading`; this module is the table from the
+original scopes to this package's layers. `inpainting.checkpoints.convert` writes the result as
+a checkpoint directory of this package.
 """
 
-import os
-import re
-import sys
-
-import numpy as np
-
+from inpainting.checkpoints.reading import DAMAGED_ERRORS, damaged_error, resolve_prefix
 from inpainting.config import VERSIONS, ModelConfig
 from inpainting.errors import CheckpointError
 
 GENERATOR_SCOPE = "inpaint_net"
 CRITIC_SCOPE = "discriminator"
-# Google Drive renames the `checkpoint` state file when a folder is downloaded.
-STATE_FILES = ("checkpoint", "checkpoint.txt")
-
-
-def _prefix_from_state_file(directory):
-    for name in STATE_FILES:
-        path = os.path.join(directory, name)
-        if not os.path.isfile(path):
-            continue
-        with open(path, encoding="utf-8", errors="replace") as f:
-            match = re.search(r'^model_checkpoint_path:\s*"(.*)"', f.read(), re.MULTILINE)
-        if match:
-            # The recorded path may be absolute on the authors' machine: only its name counts.
-            prefix = os.path.join(directory, os.path.basename(match.group(1)))
-            if os.path.isfile(prefix + ".index"):
-                return prefix
-    return None
-
-
-def resolve_prefix(path):
-    """The checkpoint prefix (`.../snap-0`) for a checkpoint folder or prefix.
-
-    Raises:
-        CheckpointError: nothing loadable at `path`.
-    """
-    path = os.fspath(path)
-    if os.path.isfile(path + ".index"):
-        return path
-    if path.endswith(".index") and os.path.isfile(path):
-        return path[:-len(".index")]
-    if not os.path.isdir(path):
-        raise CheckpointError(f"{path}: no such checkpoint folder or prefix (expected a folder with "
-                              "checkpoint, *.index and *.data-* files)")
-    prefix = _prefix_from_state_file(path)
-    if prefix:
-        return prefix
-    indexes = sorted(n[:-len(".index")] for n in os.listdir(path) if n.endswith(".index"))
-    if len(indexes) == 1:
-        return os.path.join(path, indexes[0])
-    if not indexes:
-        raise CheckpointError(f"{path}: no *.index file; this folder holds no TF checkpoint")
-    raise CheckpointError(f"{path}: several checkpoints ({', '.join(indexes)}) and no `checkpoint` "
-                          "file naming one; pass the prefix of one, e.g. " + os.path.join(path, indexes[-1]))
 
 
 def read_variables(path):
@@ -81,10 +32,8 @@ def read_variables(path):
         return {name: reader.get_tensor(name) for name in names
                 if name.startswith((GENERATOR_SCOPE + "/", CRITIC_SCOPE + "/"))
                 and "/Adam" not in name}
-    except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
-        from inpainting.checkpoints import store
-
-        raise store.damaged_error(prefix, err) from None
+    except DAMAGED_ERRORS as err:
+        raise damaged_error(prefix, err) from None
 
 
 def detect_version(variables, path="checkpoint"):
@@ -288,83 +237,3 @@ def load_official_critics(path, version="v1", guided=None):
     check_version(variables, version, path)
     check_guided(variables, guided, path)
     return build_critics(variables, path)
-
-
-def check_output(path, output):
-    """Raises CheckpointError for a conversion `output` that cannot be written or would damage `path`.
-
-    `output` must be a folder (or not exist yet), and not the folder of the original checkpoint,
-    whose `checkpoint` state file the conversion would replace.
-    """
-    output = os.fspath(output)
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise CheckpointError(f"{output}: is a file; {{parameter}} must be a folder (a new one, or one "
-                              "holding a checkpoint to replace)", parameter="output")
-    source = os.path.dirname(resolve_prefix(path)) or "."
-    if os.path.exists(output) and os.path.samefile(source, output):
-        raise CheckpointError(f"{output}: is the folder of the original checkpoint, whose "
-                              "`checkpoint` file the conversion would replace; choose another {parameter}",
-                              parameter="output")
-
-
-def convert(path, output, version="v1", overwrite=False, guided=None):
-    """Converts an original checkpoint into a checkpoint directory of this project.
-
-    The critics are converted too when the checkpoint has them (for fine-tuning).
-
-    Args:
-        path: original checkpoint folder or prefix.
-        output: directory to write (`model_config.json` and a TF2 checkpoint).
-        version: "v1" or "v2".
-        overwrite: replace a checkpoint already in `output`.
-        guided: as for `load_official_generator`.
-
-    Returns:
-        The path of the written checkpoint.
-
-    Raises:
-        CheckpointError: the checkpoint cannot be converted, `output` is a file or the original
-            checkpoint's own folder, or holds a checkpoint and not `overwrite`.
-    """
-    from inpainting.checkpoints import store
-
-    check_output(path, output)
-    variables = read_variables(path)
-    check_version(variables, version, path)
-    check_guided(variables, guided, path)
-    generator = build_generator(variables, path)
-    critics = build_critics(variables, path) if has_critics(variables) else None
-    return store.save(output, generator, critics, overwrite=overwrite)
-
-
-def main(argv):
-    from absl import flags
-
-    from inpainting import cli
-
-    del argv
-    FLAGS = flags.FLAGS
-    with cli.user_errors(flag_names={"path": "checkpoint"}):
-        written = convert(FLAGS.checkpoint, FLAGS.output, FLAGS.version, FLAGS.overwrite, FLAGS.guided)
-        print(f"wrote {written} (model config in {FLAGS.output}/model_config.json)")
-
-
-def define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("checkpoint", None, "Original DeepFill TF1 checkpoint folder or prefix.",
-                        required=True)
-    flags.DEFINE_enum("version", "v1", list(VERSIONS), "DeepFill version of the checkpoint.")
-    flags.DEFINE_string("output", None, "Checkpoint directory to write (not the folder of "
-                        "--checkpoint).", required=True)
-    flags.DEFINE_bool("overwrite", False, "Replace a checkpoint that already exists in --output.")
-    flags.DEFINE_bool("guided", None, "v2: require a sketch-guided (--guided) or an unguided "
-                      "(--noguided) checkpoint; default: take what the checkpoint holds.")
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up notices off the console
-    from absl import app
-
-    define_flags()
-    app.run(main)

@@ -1,0 +1,69 @@
+"""Finding and reading checkpoint files, in this package's format or the original TF1 one.
+
+A checkpoint is named by its prefix (`.../ckpt-4`, `.../snap-0`): the `.index` file and the
+`.data-*` shards beside it. A folder stands for the prefix its `checkpoint` state file names.
+"""
+
+import os
+import re
+
+import tensorflow as tf
+
+from inpainting.errors import CheckpointError
+
+
+# Google Drive renames the `checkpoint` state file when a folder is downloaded.
+STATE_FILES = ("checkpoint", "checkpoint.txt")
+
+
+def _prefix_from_state_file(directory):
+    for name in STATE_FILES:
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            match = re.search(r'^model_checkpoint_path:\s*"(.*)"', f.read(), re.MULTILINE)
+        if match:
+            # The recorded path may be absolute on the authors' machine: only its name counts.
+            prefix = os.path.join(directory, os.path.basename(match.group(1)))
+            if os.path.isfile(prefix + ".index"):
+                return prefix
+    return None
+
+
+def resolve_prefix(path):
+    """The checkpoint prefix (`.../snap-0`) for a checkpoint folder or prefix.
+
+    Raises:
+        CheckpointError: nothing loadable at `path`.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path + ".index"):
+        return path
+    if path.endswith(".index") and os.path.isfile(path):
+        return path[:-len(".index")]
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: no such checkpoint folder or prefix (expected a folder with "
+                              "checkpoint, *.index and *.data-* files)")
+    prefix = _prefix_from_state_file(path)
+    if prefix:
+        return prefix
+    indexes = sorted(n[:-len(".index")] for n in os.listdir(path) if n.endswith(".index"))
+    if len(indexes) == 1:
+        return os.path.join(path, indexes[0])
+    if not indexes:
+        raise CheckpointError(f"{path}: no *.index file; this folder holds no TF checkpoint")
+    raise CheckpointError(f"{path}: several checkpoints ({', '.join(indexes)}) and no `checkpoint` "
+                          "file naming one; pass the prefix of one, e.g. " + os.path.join(path, indexes[-1]))
+
+
+# What TensorFlow raises when a checkpoint's files are shorter than its index says (an
+# interrupted copy or download): the reader's IndexError, or the restore op's DataLossError.
+DAMAGED_ERRORS = (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError)
+
+
+def damaged_error(prefix, err):
+    """The CheckpointError for a checkpoint whose files cannot be read in full."""
+    return CheckpointError(f"{prefix}: the checkpoint is damaged or truncated ({str(err).splitlines()[0]}); "
+                           "its .data file is probably incomplete: copy it again from where it came from "
+                           "(or download it again), or use another checkpoint")
