@@ -143,3 +143,11 @@ def write_tf1_checkpoint(directory, variables, name="snap-0", state_file="checkp
             f.write(f'model_checkpoint_path: "{recorded or name}"\n'
                     f'all_model_checkpoint_paths: "{recorded or name}"\n')
     return prefix
+
+
+@pytest.fixture(scope="module")
+def v2_variables(official_checkpoint):
+    """The variables of the reference v2 (TF1) checkpoint, by name."""
+    from inpainting.checkpoints import tf1
+
+    return tf1.read_variables(official_checkpoint("v2"))

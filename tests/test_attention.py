@@ -7,6 +7,7 @@ import tensorflow as tf
 from conftest import load_reference
 from inpainting.model import attention
 from inpainting.model.attention import ContextualAttention
+from layer_test import run_layer_test
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -299,3 +300,26 @@ def test_chunked_layer_in_a_dynamic_shape_function():
     assert ContextualAttention.from_config(layer.get_config()).block_rows == 3
     with pytest.raises(ValueError, match="block_rows needs implementation='matmul'"):
         ContextualAttention(implementation="patches", block_rows=4)
+
+
+@pytest.mark.parametrize("kwargs,masked", [
+    ({}, True),
+    ({}, False),
+    ({"implementation": "patches", "fuse": False, "flow_upsample": "bilinear", "flow_dtype": "float32",
+      "name": "contextual_attention"}, False),
+    ({"ksize": 5, "rate": 1, "fuse_k": 5, "softmax_scale": 4.0}, True),
+    ({"block_rows": 3}, True),
+    ({"memory_mb": 0.04}, True),  # 3 grid rows per block
+], ids=["default", "no_mask", "patches_v2_flow", "ksize5_rate1", "block_rows", "memory_mb"])
+def test_layer_contract(tmp_path, kwargs, masked):
+    # The traced gradient of the blocks is block_rows' (memory_mb traces both ways, slowly).
+    rng = np.random.default_rng(0)
+    f = rng.uniform(-1, 1, (2, 16, 12, 4)).astype(np.float32)
+    mask = np.zeros((1, 16, 12, 1), np.float32)
+    mask[:, 4:10, 4:8] = 1
+    rate = kwargs.get("rate", 2)
+    run_layer_test(ContextualAttention, kwargs, [f, f[::-1], mask if masked else None], tmp_path=tmp_path,
+                   expected_output_shape={"output": (2, 16, 12, 4), "offsets": (2, 16 // rate, 12 // rate, 2),
+                                          "flow": (2, 16, 12, 3)},
+                   expected_output_dtype={"output": "float32", "offsets": "int32", "flow": "float32"},
+                   differentiable_inputs=(0, 1), traced_gradients="memory_mb" not in kwargs)

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from conftest import REPO, assert_user_error, box_mask, run_module, write_tf1_checkpoint
 from inpainting.checkpoints import store, tf1
-from inpainting.errors import CheckpointError
 from inpainting.config import ConfigError, ModelConfig
+from inpainting.errors import CheckpointError
 from inpainting.model.generator import Generator
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).

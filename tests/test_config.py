@@ -35,3 +35,12 @@ def test_load_errors(tmp_path):
     (tmp_path / "model_config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read"):
         ModelConfig.load(tmp_path)
+
+
+@pytest.mark.onednn_modes
+def test_v2_config_rules():
+    with pytest.raises(ConfigError, match="guided .* only for version v2"):
+        ModelConfig(guided=True)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        ModelConfig(version="v2", cnum=6)
+    assert ModelConfig.from_dict(ModelConfig(version="v2", cnum=48, guided=True).to_dict()).guided

@@ -1,13 +1,17 @@
-"""Tests of the v1 generator: parity with the original, masks, padding modes, gradients."""
+"""Tests of the generator: parity of v1, v2 and guided v2 with the original, masks, padding modes,
+gradients."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import load_reference
+from conftest import load_reference, write_tf1_checkpoint
 from inpainting.checkpoints import tf1
 from inpainting.config import ModelConfig
+from inpainting.errors import CheckpointError
+from inpainting.model.critics import make_critics
 from inpainting.model.generator import Generator
+from layer_test import run_layer_test
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -143,3 +147,84 @@ def test_rejects_bad_shapes(tiny):
 def test_config_round_trip(tiny):
     clone = Generator.from_config(tiny.get_config())
     assert clone.config == tiny.config and clone.attention_implementation == "matmul"
+
+
+# ------------------------------------------------------------------------------------- v2
+
+@pytest.fixture(scope="module")
+def official_v2(official_checkpoint):
+    return {impl: tf1.load_official_generator(official_checkpoint("v2"), version="v2", attention=impl)
+            for impl in ("matmul", "patches")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("implementation", ["matmul", "patches"])
+@pytest.mark.parametrize("case", CASES)
+def test_v2_matches_original(official_v2, case, implementation):
+    ref = load_reference("v2", f"{case}.npz")
+    out = official_v2[implementation]([ref["image"][..., ::-1], ref["mask"]])
+    assert np.abs(out["coarse"].numpy()[..., ::-1] - ref["x_stage1"]).max() <= 1e-4  # measured 4.9e-6
+    assert np.abs(out["refined"].numpy()[..., ::-1] - ref["x_stage2"]).max() <= 1e-4  # measured 3.9e-6
+    assert np.mean(np.all(out["offsets"].numpy() == ref["offsets_raw"], axis=-1)) >= 0.99  # measured 1.0
+    # v2 enlarges the flow bilinearly; the colours are exact.
+    assert np.mean(out["flow"].numpy() == ref["offset_flow"]) >= 0.99  # measured 1.0
+
+
+@pytest.mark.slow
+def test_guided_v2_matches_original(v2_variables, tmp_path):
+    ref = load_reference("v2", "g_guided_256x256_b1.npz")
+    variables = dict(v2_variables, **{"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]})
+    generator = tf1.build_generator(variables)
+    assert generator.config.guided and generator.config.version == "v2"
+    out = generator([ref["image"][..., ::-1], ref["mask"], ref["edge"]])
+    assert np.abs(out["coarse"].numpy()[..., ::-1] - ref["x_stage1"]).max() <= 1e-4
+    assert np.abs(out["refined"].numpy()[..., ::-1] - ref["x_stage2"]).max() <= 1e-4
+    assert np.mean(np.all(out["offsets"].numpy() == ref["offsets_raw"], axis=-1)) >= 0.99
+    # The sketch counts only inside the hole, and it does change the result there.
+    outside = generator([ref["image"][..., ::-1], ref["mask"], ref["edge"] * (1 - ref["mask"])])
+    blank = generator([ref["image"][..., ::-1], ref["mask"], np.zeros_like(ref["edge"])])
+    np.testing.assert_array_equal(outside["refined"], blank["refined"])
+    assert np.abs(blank["refined"].numpy() - out["refined"].numpy()).max() > 1e-2
+    # Loading through a checkpoint folder recognises the guided model too.
+    write_tf1_checkpoint(tmp_path, variables)
+    loaded = tf1.load_official_generator(tmp_path, version="v2", guided=True)
+    assert loaded.config.guided
+    with pytest.raises(CheckpointError, match="holds a guided .sketch. generator .* pass guided=True"):
+        tf1.load_official_generator(tmp_path, version="v2", guided=False)
+    with pytest.raises(ValueError, match=r"a guided v2 generator takes \[image, mask, sketch\]"):
+        loaded([ref["image"], ref["mask"]])
+
+
+def test_tiny_v2_generator_and_critic_shapes():
+    config = ModelConfig(version="v2", cnum=8, guided=True, image_size=(64, 64), local_size=(32, 32))
+    generator = Generator(config)
+    generator.build()
+    image, mask = tf.zeros([2, 64, 64, 3]), tf.zeros([1, 64, 64, 1])
+    out = generator([image, mask, tf.zeros([2, 64, 64, 1])])
+    assert out["refined"].shape == (2, 64, 64, 3) and out["flow"].shape == (2, 16, 16, 3)
+    assert generator.conv1.kernel.shape == (5, 5, 6, 8) and generator.xconv1.kernel.shape == (5, 5, 3, 8)
+    critic = make_critics(config)
+    critic.build()
+    assert critic([image, mask, tf.zeros([2, 64, 64, 1])])["patches"].shape == (2, 1 * 1 * 256)
+    assert critic.conv1.kernel.shape == (5, 5, 5, 64)
+
+
+# ------------------------------------------------------------------ the layer contract (layer_test)
+
+@pytest.mark.parametrize("kwargs", [
+    {"config": ModelConfig(cnum=4, padding="reflect", image_size=(32, 32), local_size=(16, 16)),
+     "attention": "patches"},
+    {"config": ModelConfig(version="v2", cnum=4, guided=True, image_size=(32, 32), local_size=(16, 16)),
+     "flow_dtype": "float32", "attention_memory_mb": 64, "name": "guided_net"},
+], ids=["v1", "v2_guided"])
+def test_generator_model_contract(tmp_path, kwargs):
+    # The gradients in a tf.function are the training tests' (tracing them here is slow).
+    image, mask = _inputs(2, size=(24, 32))
+    inputs = [image, mask[:1]] + [mask[::-1]] * kwargs["config"].guided
+    generator = run_layer_test(
+        Generator, kwargs, inputs, tmp_path=tmp_path,
+        expected_output_shape={"coarse": (2, 24, 32, 3), "refined": (2, 24, 32, 3), "flow": (2, 6, 8, 3),
+                               "offsets": (2, 3, 4, 2)},
+        expected_output_dtype={"coarse": "float32", "refined": "float32", "flow": "float32", "offsets": "int32"},
+        traced_gradients=False)
+    assert generator.contextual_attention.memory_mb == kwargs.get("attention_memory_mb")

@@ -1,4 +1,5 @@
-"""Tests of whole-image inference (any size, pixels outside the hole untouched) and the inpaint CLI."""
+"""Tests of the inpaint command line: single images and folders, pixels outside the hole untouched,
+and its errors (the library it runs is tested in test_inference.py)."""
 
 import os
 
@@ -7,52 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_user_error, box_mask, load_reference, run_module, write_tf1_checkpoint
-from inpainting.checkpoints import store, tf1
-from inpainting.errors import ImageError
-from inpainting.inference.inpainter import Inpainter
-
-
-@pytest.fixture(scope="module")
-def tiny_inpainter(tiny_checkpoint):
-    return Inpainter(store.load_generator(tiny_checkpoint))
-
-
-def test_any_size_is_padded_and_cropped_back(tiny_inpainter):
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
-    mask = box_mask(37, 53, 10, 12, 9, 20)
-    result = tiny_inpainter(rgb, mask)
-    assert result["filled"].shape == (37, 53, 3) and result["flow"].shape == (37, 53, 3)
-    # Same as running the generator on the mirror-padded 40x56 image and cropping.
-    padded = np.pad(rgb, ((0, 3), (0, 3), (0, 0)), mode="symmetric").astype(np.float32) / 127.5 - 1
-    holes = np.pad(mask, ((0, 3), (0, 3)))[None, :, :, None]
-    refined = tiny_inpainter.generator([padded[None], holes])["refined"].numpy()[0]
-    np.testing.assert_allclose(result["filled"], ((refined + 1) * 127.5)[:37, :53], atol=1e-3)
-    assert tiny_inpainter._run.experimental_get_tracing_count() == 1
-    tiny_inpainter(rgb[:20, :9], mask[:20, :9])  # another size, same graph
-    assert tiny_inpainter._run.experimental_get_tracing_count() == 1
-
-
-def test_tiny_image(tiny_inpainter):
-    result = tiny_inpainter(np.full((1, 1, 3), 200, np.uint8), np.ones((1, 1), np.float32))
-    assert result["filled"].shape == (1, 1, 3)
-
-
-def test_huge_image_is_refused_before_running(tiny_inpainter):
-    with pytest.raises(ImageError, match="too large to inpaint at full size"):
-        tiny_inpainter.check_size(400000, 400000)
-
-
-@pytest.mark.slow
-def test_reference_photo_through_inpainter(official_checkpoint):
-    # The full pipeline on the reference photo: uint8 in, the original network's refined output
-    # pasted into the hole out.
-    ref = load_reference("v1", "g_256x256_b1.npz")
-    inpainter = Inpainter(store.load_generator(official_checkpoint("v1")))
-    rgb = ref["image_u8_bgr"][0][..., ::-1]
-    result = inpainter(rgb, ref["mask"][0, :, :, 0])
-    expected = (ref["x_stage2"][0][..., ::-1] + 1) * 127.5
-    assert np.abs(result["filled"] - expected).max() <= 1e-4 * 127.5 * 2
+from inpainting.checkpoints import tf1
 
 
 def _write(path, array):
@@ -170,22 +126,6 @@ def test_cli_checkpoint_that_fits_no_network(files, official_checkpoint):
     assert_user_error(result, "inpaint_net/conv2_downsample/kernel has shape [3, 3, 32, 64], expected "
                               "[3, 3, 16, 64]")
     assert not (files / "out.png").exists()
-
-
-def test_attention_memory_budget_gives_the_same_result(tiny_checkpoint):
-    whole = Inpainter(store.load_generator(tiny_checkpoint))
-    # 0.05 MB holds a few grid rows of the 12x20 grid's scores: several blocks, and one piece below.
-    budget = Inpainter(store.load_generator(tiny_checkpoint, attention_memory_mb=0.05))
-    rng = np.random.default_rng(4)
-    for height, width in ((90, 157), (20, 24)):
-        rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-        mask = box_mask(height, width, height // 4, width // 3, height // 2, width // 4)
-        expected, got = whole(rgb, mask), budget(rgb, mask)
-        np.testing.assert_allclose(got["filled"], expected["filled"], atol=1e-3)
-        np.testing.assert_array_equal(got["flow"], expected["flow"])
-    assert budget._run.experimental_get_tracing_count() == 1
-    # Large images are streamed: memory grows with the area, not with its square.
-    budget.check_size(8000, 8000)
 
 
 def _folder(root, names, size=(30, 41)):

@@ -5,6 +5,8 @@ import pytest
 import tensorflow as tf
 
 from inpainting.model import layers
+from inpainting.model.layers import Conv, UpConv
+from layer_test import global_policy, run_layer_test
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -249,3 +251,59 @@ def test_dilated_conv_formulation_variable_is_checked(monkeypatch):
     monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "fast")
     with pytest.raises(ValueError, match="INPAINTING_DILATED_CONV must be one of .*got 'fast'"):
         layers.Conv(2, 3, dilation_rate=2)(tf.zeros([1, 8, 8, 1]))
+
+
+def test_gated_conv_is_activation_times_sigmoid_gate():
+    tf.keras.utils.set_random_seed(3)
+    x = tf.random.normal([2, 12, 10, 5])
+    conv = Conv(8, 3, gated=True)
+    y = conv(x)
+    assert y.shape == (2, 12, 10, 4) and conv.compute_output_shape(x.shape) == (2, 12, 10, 4)
+    raw = tf.nn.bias_add(tf.nn.conv2d(x, conv.kernel, 1, "SAME"), conv.bias)
+    np.testing.assert_allclose(y, tf.nn.elu(raw[..., :4]) * tf.sigmoid(raw[..., 4:]), atol=1e-6)
+    # Without an activation there is no gate (the original's output layers).
+    assert Conv(3, 3, activation=None, gated=True)(x).shape[-1] == 3
+    assert UpConv(8, gated=True)(x).shape == (2, 24, 20, 4)
+    with pytest.raises(ValueError, match="even number of filters"):
+        Conv(7, 3, gated=True)
+    restored = Conv.from_config(conv.get_config())
+    assert restored.gated and restored.filters == 8
+
+
+# ------------------------------------------------------------------ the layer contract (layer_test)
+
+@pytest.mark.parametrize("kwargs,shape,expected", [
+    ({"filters": 4, "kernel_size": 3}, (2, 8, 10, 3), (2, 8, 10, 4)),
+    ({"filters": 6, "kernel_size": 5, "strides": 2, "padding": "reflect", "activation": "leaky_relu",
+      "name": "conv2_downsample"}, (2, 9, 8, 3), (2, 5, 4, 6)),
+    ({"filters": 4, "kernel_size": 3, "dilation_rate": 2, "padding": "symmetric", "activation": "relu"},
+     (1, 8, 7, 2), (1, 8, 7, 4)),
+    ({"filters": 8, "kernel_size": 3, "gated": True}, (2, 8, 8, 3), (2, 8, 8, 4)),
+    ({"filters": 3, "kernel_size": 3, "activation": None, "gated": True}, (2, 8, 8, 3), (2, 8, 8, 3)),
+])
+def test_conv_layer_contract(tmp_path, kwargs, shape, expected):
+    run_layer_test(Conv, kwargs, input_shapes=shape, tmp_path=tmp_path, expected_output_shape=expected,
+                   expected_output_dtype="float32")
+
+
+@pytest.mark.parametrize("kwargs,shape,expected", [
+    ({"filters": 4}, (2, 4, 6, 3), (2, 8, 12, 4)),
+    ({"filters": 8, "padding": "reflect", "gated": True, "name": "conv13_upsample"}, (1, 5, 3, 2), (1, 10, 6, 4)),
+    ({"filters": 3, "padding": "symmetric", "activation": None}, (2, 3, 3, 4), (2, 6, 6, 3)),
+])
+def test_upconv_layer_contract(tmp_path, kwargs, shape, expected):
+    run_layer_test(UpConv, kwargs, input_shapes=shape, tmp_path=tmp_path, expected_output_shape=expected,
+                   expected_output_dtype="float32")
+
+
+@pytest.mark.parametrize("layer_cls,kwargs", [
+    (Conv, {"filters": 8, "kernel_size": 3, "gated": True}),
+    (Conv, {"filters": 4, "kernel_size": 3, "dilation_rate": 2}),
+    (UpConv, {"filters": 4, "gated": True}),
+])
+def test_layers_under_mixed_precision(tmp_path, layer_cls, kwargs):
+    # Training with --precision=mixed_bfloat16 sets the global policy before building the model.
+    with global_policy("mixed_bfloat16"):
+        layer = run_layer_test(layer_cls, kwargs, input_shapes=(2, 6, 6, 3), tmp_path=tmp_path,
+                               expected_output_dtype="bfloat16", function_rtol=5e-2)
+    assert all(weight.dtype == "float32" for weight in layer.weights)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import load_reference
+from inpainting.checkpoints import tf1
 from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
 from inpainting.training import losses
 
@@ -86,3 +87,28 @@ def test_wgan_terms_and_crop_box():
     np.testing.assert_array_equal(losses.crop_box(x, tf.constant([1, 2, 3, 2]), (3, 2)), x[:, 1:4, 2:4])
     crop = losses.crop_box(x, tf.constant([[1, 2, 3, 2], [0, 3, 3, 2]]), (3, 2))
     np.testing.assert_array_equal(crop, np.stack([x[0, 1:4, 2:4], x[1, 0:3, 3:5]]))
+
+
+@pytest.mark.slow
+def test_v2_losses_match_original(official_checkpoint):
+    ref = load_reference("v2", "losses.npz")
+    path = official_checkpoint("v2")
+    generator = tf1.load_official_generator(path, version="v2")
+    images = tf.constant(ref["batch_data_u8_bgr"][..., ::-1].astype(np.float32) / 127.5 - 1)
+    mask = tf.constant(ref["mask"])
+    outputs = generator([images, mask])
+    completed = losses.paste(images, outputs["refined"], mask)
+    # Both losses come from the checkpoint's u in the original's single graph: fresh critics.
+    d = losses.v2_critic_losses(tf1.load_official_critics(path, version="v2"), images, completed, mask)
+    g = losses.v2_generator_losses(tf1.load_official_critics(path, version="v2"), images, outputs, mask)
+    for name, value, expected in (("ae", g["ae"], ref["ae_loss"]), ("g_loss", g["g_loss"], ref["g_loss"]),
+                                  ("d_loss", d["d_loss"], ref["d_loss"])):
+        assert float(tf.reduce_mean(value)) == pytest.approx(float(expected), rel=1e-5), name  # measured 1e-7
+
+
+def test_hinge_losses_by_hand():
+    real = tf.constant([[2.0, 0.5, -1.0, 1.0]])
+    fake = tf.constant([[-2.0, 0.0, 1.0, -0.5]])
+    # relu(1 - real) = [0, .5, 2, 0] -> mean .625; relu(1 + fake) = [0, 1, 2, .5] -> mean .875.
+    assert float(losses.hinge_critic_loss(real, fake)[0]) == pytest.approx(0.5 * 0.625 + 0.5 * 0.875)
+    assert float(losses.hinge_generator_loss(fake)[0]) == pytest.approx(0.375)

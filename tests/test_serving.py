@@ -22,7 +22,8 @@ from inpainting.config import ModelConfig
 from inpainting.data import masks, pipeline
 from inpainting.errors import ExportError, ImageError
 from inpainting.export import job, saved_model, signatures
-from inpainting.inference import Inpainter, runners
+from inpainting.inference import runners
+from inpainting.inference.inpainter import Inpainter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TF Serving's REST and gRPC APIs run the graph loader; so do these fresh processes, which never

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from conftest import assert_user_error, run_module, write_tf1_checkpoint
 from inpainting.checkpoints import reading, store, tf1
+from inpainting.errors import CheckpointError
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -145,3 +146,9 @@ def test_convert_command_line_refuses_its_own_folder(tmp_path, reference_variabl
         assert_user_error(result, f"{original}: is the folder of the original checkpoint",
                           "choose another --output")
     assert {name: (original / name).read_bytes() for name in os.listdir(original)} == before
+
+
+def test_version_mismatch_is_refused(v2_variables, tmp_path):
+    write_tf1_checkpoint(tmp_path, v2_variables)
+    with pytest.raises(CheckpointError, match="is a DeepFill v2 checkpoint .* pass version=v2"):
+        tf1.load_official_generator(tmp_path, version="v1")

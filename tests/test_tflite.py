@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from conftest import load_reference, run_module
 from inpainting import evaluate, imageio
-from inpainting.checkpoints import store
+from inpainting.checkpoints import store, tf1
 from inpainting.errors import CheckpointError, ExportError
 from inpainting.export import job, signatures, tflite
 from inpainting.inference import runners
@@ -149,3 +149,42 @@ def test_reference_v1_tflite_matches_saved_model(official_checkpoint, tmp_path, 
               f"(max {diff['int8_dynamic'].max():.1f}) on 0..255")
         # Dynamic-range quantization changes the fill, not the kind of fill.
         assert diff["int8_dynamic"].mean() < 2.0, name
+
+
+@pytest.mark.slow
+@pytest.mark.onednn_modes
+def test_guided_v2_exports_to_saved_model_and_builtin_tflite(v2_variables, tmp_path):
+    import subprocess
+    import sys
+
+    from inpainting.export import saved_model
+    from inpainting.inference.inpainter import Inpainter
+    from inpainting.inference.runners import TFLiteRunner
+
+    ref = load_reference("v2", "g_guided_256x256_b1.npz")
+    generator = tf1.build_generator(dict(v2_variables, **{"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]}))
+    directory = saved_model.export_saved_model(
+        generator, tmp_path / "export", extra=lambda path: tflite.write_models(generator, path, quantizations=("fp32",)))
+    rgb, mask, edge = ref["image_u8_bgr"][0][..., ::-1], ref["mask"][0, :, :, 0], ref["edge"][0, :, :, 0]
+    filled = Inpainter(generator)(rgb, mask, sketch=edge)["filled"]
+    expected = np.where(mask[..., None] > 0.5, filled, rgb.astype(np.float32))
+    # The graph loader, in a fresh process, with the sketch input of the guided signature.
+    for name, value in (("image", rgb[None]), ("mask", mask[None, :, :, None]), ("sketch", edge[None, :, :, None])):
+        np.save(tmp_path / f"{name}.npy", value.astype(np.float32))
+    inputs = ";".join(f"{name}={tmp_path / name}.npy" for name in ("image", "mask", "sketch"))
+    result = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "saved_model_cli"), "run", "--dir", directory,
+         "--tag_set", "serve", "--signature_def", "inpaint", "--inputs", inputs, "--outdir", tmp_path / "out"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "out" / "inpainted.npy")[0]
+    assert np.abs(served - expected).max() <= 0.05
+    model = os.path.join(directory, tflite.model_file("fp32"))
+    ops = tflite.op_names(model)
+    assert not [op for op in ops if op.lower().startswith("flex")] and "LOGISTIC" in ops  # the gates
+    out = TFLiteRunner(model).run(rgb, mask, sketch=edge)
+    assert np.abs(out.filled - served).max() <= 0.05
+    # The warm-up requests carry a sketch too, and the bytes signature takes sketch_bytes.
+    loaded = tf.saved_model.load(directory)
+    assert sorted(loaded.signatures["serving_default"].structured_input_signature[1]) == [
+        "image_bytes", "mask_bytes", "sketch_bytes"]
