@@ -607,7 +607,7 @@ def main(argv):
         os.makedirs(output_dir, exist_ok=True)
         train_list, held_list = write_lists(output_dir, train, held)
         progress(f"{len(train) + len(held)} images: {len(train)} to train on ({TRAIN_LIST}), "
-                 f"{len(held)} held out ({HELD_OUT_LIST}: every {every}th from the {every}th)")
+                 f"{len(held)} held out ({HELD_OUT_LIST}: every k-th file from the k-th, k = {every})")
         start = time.perf_counter()
         samples = held_out_samples(held, args.images, args.eval_size)
         baseline_metrics = baselines(samples)
