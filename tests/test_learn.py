@@ -1,4 +1,4 @@
-"""bench/learn.py: the split of a photo folder, the held-out masks, the charts, and a learning curve end to end."""
+"""bench/learn.py: the split, the held-out masks, the charts, and a learning curve end to end."""
 
 import json
 import math
