@@ -8,11 +8,11 @@ does not change). Values that are None or not finite are left out.
 
 import dataclasses
 import math
-import os
-import tempfile
 
 import cv2
 import numpy as np
+
+from inpainting import files
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 INK = (40, 40, 40)
@@ -200,13 +200,4 @@ def write_png(path, image):
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the figure")
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temp = tempfile.mkstemp(dir=folder, suffix=".png.tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(encoded.tobytes())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    files.write_bytes(path, encoded.tobytes())

@@ -9,6 +9,7 @@ import json
 import os
 
 from inpainting.errors import ConfigError
+from inpainting.files import write_json
 
 CONFIG_FILE = "model_config.json"
 VERSIONS = ("v1", "v2")
@@ -16,27 +17,6 @@ PADDINGS = ("same", "reflect", "symmetric")
 # The largest height x width an exported SavedModel accepts by default (export.py --max_pixels):
 # contextual attention at 1024x1024 needs about 6 GB in one piece.
 DEFAULT_MAX_PIXELS = 1024 * 1024
-
-
-def write_text(path, text):
-    """Writes `text` to `path` through a temporary file renamed into place (creating the folder).
-
-    An interrupted write never leaves a partial file, nor destroys the one that was there.
-    """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    temp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-
-
-def write_json(path, values):
-    """Writes `values` as JSON to `path` (see `write_text`)."""
-    write_text(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 @dataclasses.dataclass(frozen=True)

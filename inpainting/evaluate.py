@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags
 
 from inpainting import imageio, metrics
-from inpainting.config import write_json, write_text
+from inpainting.files import write_json, write_text
 from inpainting.errors import InpaintingError
 
 FLAGS = flags.FLAGS

@@ -31,11 +31,11 @@ Output files
 
 import dataclasses
 import os
-import secrets
 
 import cv2
 import numpy as np
 
+from inpainting import files
 from inpainting.errors import ImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -321,39 +321,12 @@ def write_image(path, array, overwrite=False):
     if not ok:
         raise ImageError(f"{name}: OpenCV cannot encode a {array.dtype} image of shape "
                          f"{array.shape} as {ext}")
-    directory = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
-        os.makedirs(directory, exist_ok=True)
-        # O_EXCL: never follow or reuse an existing name; 0o666 lets the umask decide permissions.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        handle = os.open(temp, flags, 0o666)
-        with os.fdopen(handle, "wb") as out:
-            out.write(encoded.tobytes())
-            out.flush()
-            os.fsync(out.fileno())
-        _move_into_place(temp, path, overwrite)
+        files.write_bytes(path, encoded.tobytes(), overwrite)
+    except FileExistsError:  # it appeared since the check above
+        raise ImageError(f"{name}: file exists; pass {{parameter}} to replace it", parameter="overwrite") from None
     except OSError as err:
         raise ImageError(f"{name}: cannot write the file ({err.strerror or err})") from None
-    finally:
-        if os.path.lexists(temp):
-            os.remove(temp)
-
-
-def _move_into_place(temp, path, overwrite):
-    """Renames `temp` to `path`; without `overwrite`, fails instead of replacing a file that
-    appeared since the caller's check (when the file system supports hard links)."""
-    if not overwrite:
-        try:
-            os.link(temp, path)
-            return
-        except FileExistsError:
-            raise ImageError(f"{_show(path)}: file exists; pass {{parameter}} to replace it",
-                             parameter="overwrite") from None
-        except OSError:
-            if os.path.lexists(path):
-                raise
-    os.replace(temp, path)
 
 
 def pad_to_multiple(array, multiple=8, mode="symmetric"):
@@ -420,14 +393,14 @@ def image_files(directory, extensions=IMAGE_EXTENSIONS, follow_links=False):
     """
     directory = os.fspath(directory)
     found, seen = [], set()
-    for root, dirs, files in os.walk(directory, followlinks=follow_links):
+    for root, dirs, names in os.walk(directory, followlinks=follow_links):
         real = os.path.realpath(root)
         if real in seen:
             dirs[:] = []
             continue
         seen.add(real)
         dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found += [os.path.relpath(os.path.join(root, name), directory) for name in files
+        found += [os.path.relpath(os.path.join(root, name), directory) for name in names
                   if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions]
     return sorted(found, key=lambda rel: rel.split(os.sep))
 

@@ -27,6 +27,7 @@ import tempfile
 
 import tensorflow as tf
 
+from inpainting import files
 from inpainting.errors import ExportError
 from inpainting.export.signatures import GeneratorModule, inpaint_graph
 
@@ -148,8 +149,6 @@ def write_models(generator, directory, size=None, quantizations=QUANTIZATIONS):
         for quantization in quantizations:
             model = convert_saved_model(saved, quantization)
             path = os.path.join(directory, model_file(quantization))
-            with open(path + ".tmp", "wb") as f:
-                f.write(model)
-            os.replace(path + ".tmp", path)
+            files.write_bytes(path, model)
             paths[quantization] = path
     return paths
