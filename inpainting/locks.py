@@ -1,6 +1,6 @@
 """A folder that is not a file, and an exclusive lock on a folder held by one process at a time.
 
-    with DirectoryLock("runs/places2", "train.py", "--model_dir"):
+    with DirectoryLock("runs/places2", "train.py run", "model_dir"):
         ...  # no other holder of this lock until the block ends
 
 The lock is `fcntl.flock` on a lock file inside the folder. The kernel releases it when the
@@ -22,16 +22,25 @@ import socket
 import sys
 import time
 
-from inpainting.errors import InpaintingError
+from inpainting.errors import PLACEHOLDER, InpaintingError
 
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+def _error(error, flag, message):
+    """`error(message)`, whose `{parameter}` is `flag`: a parameter's name, which the command-line
+    tools print as a flag, or a name beginning with "--", which is written as it is."""
+    if flag.startswith("-"):
+        return error(message.replace(PLACEHOLDER, flag))
+    return error(message, parameter=flag)
 
 
 def refuse_file(path, flag, error=InpaintingError):
     """`error` naming `flag` if `path` is an existing file (or anything else but a folder)."""
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise error(f"{flag}={path} is a file, not a folder; give a folder path (it is created if missing)")
+        raise _error(error, flag, f"{{parameter}}={path} is a file, not a folder; give a folder path (it "
+                     "is created if missing)")
 
 
 def make_directory(path, flag, error=InpaintingError):
@@ -43,7 +52,8 @@ def make_directory(path, flag, error=InpaintingError):
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:  # a parent that is a file, no permission, read-only file system, ...
-        raise error(f"{flag}={path}: cannot create the folder: {err.strerror or err}") from None
+        raise _error(error, flag, f"{{parameter}}={path}: cannot create the folder: "
+                     f"{err.strerror or err}") from None
     return path
 
 
@@ -53,7 +63,8 @@ class DirectoryLock:
     Args:
         directory: the folder (created if missing).
         holder: who takes the lock, for messages, e.g. "train.py".
-        flag: the flag that named the folder, for messages, e.g. "--model_dir".
+        flag: the parameter that named the folder, for messages, e.g. "model_dir" (which the
+            command-line tools print as `--model_dir`), or a flag as it is written, "--model_dir".
         name: the lock file's name inside the folder.
         error: the `InpaintingError` subclass raised when the folder is locked or unusable.
 
@@ -84,22 +95,22 @@ class DirectoryLock:
         try:
             file = open(self.path, "a+", encoding="utf-8")
         except OSError as err:
-            raise self.error(f"{self.flag}={self.directory}: cannot create the lock file {self.path}: "
-                             f"{err.strerror or err}") from None
+            raise _error(self.error, self.flag, f"{{parameter}}={self.directory}: cannot create the lock "
+                         f"file {self.path}: {err.strerror or err}") from None
         try:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.seek(0)
             owner = file.read().strip()
             file.close()
-            raise self.error(f"{self.flag}={self.directory} is in use by another {self.holder} "
-                             f"({owner or 'a process starting now'}); wait for it to end or stop it, "
-                             f"or use another {self.flag}") from None
+            raise _error(self.error, self.flag, f"{{parameter}}={self.directory} is in use by another "
+                         f"{self.holder} ({owner or 'a process starting now'}); wait for it to end or "
+                         "stop it, or use another {parameter}") from None
         except OSError as err:
             if err.errno not in _NO_LOCKS:
                 file.close()
-                raise self.error(f"{self.flag}={self.directory}: cannot lock {self.path}: "
-                                 f"{err.strerror or err}") from None
+                raise _error(self.error, self.flag, f"{{parameter}}={self.directory}: cannot lock "
+                             f"{self.path}: {err.strerror or err}") from None
             _warn(f"the file system of {self.flag}={self.directory} does not support locks "
                   f"({err.strerror}): nothing stops a second {self.holder} from using it at the same time")
         file.seek(0)
