@@ -117,17 +117,17 @@ def main():
             trainer = training.Trainer(config)
             iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
             with common.dilated_conv(formulation):
-                trainer._one_step(iterator, 1)
+                trainer.train_step(iterator, 1)
             runs[formulation] = trainer, iterator
         timings = {
             "iteration": common.time_interleaved(
-                {f: lambda t=t, i=i: t._one_step(i, 1) for f, (t, i) in runs.items()},
+                {f: lambda t=t, i=i: t.train_step(i, 1) for f, (t, i) in runs.items()},
                 args.iterations, warmup=0, wait=wait),
             "critic_update": common.time_interleaved(
-                {f: lambda t=t, i=i: t._checked_update("critic", i) for f, (t, i) in runs.items()},
+                {f: lambda t=t, i=i: t.checked_update("critic", i) for f, (t, i) in runs.items()},
                 3 * args.iterations, warmup=0, wait=wait),
             "generator_update": common.time_interleaved(
-                {f: lambda t=t, i=i: t._checked_update("generator", i) for f, (t, i) in runs.items()},
+                {f: lambda t=t, i=i: t.checked_update("generator", i) for f, (t, i) in runs.items()},
                 args.iterations, warmup=0, wait=wait),
         }
     gflops, matmul = common.matmul_gflops(wait=wait)
@@ -213,7 +213,7 @@ def multi_worker_task(args):
     trainer = training.Trainer(config, strategy)
     iterator = distribution.distribute(strategy, constant_batches(config))
     # No waiting for a quiet CPU: the other local workers keep it busy by design.
-    iteration = common.time_runs(lambda: trainer._one_step(iterator, 1), args.iterations,
+    iteration = common.time_runs(lambda: trainer.train_step(iterator, 1), args.iterations,
                                  warmup=1, wait=False)
     if distribution.is_chief(strategy):
         workers = strategy.cluster.num_tasks

@@ -6,9 +6,10 @@ Every tool rebuilds the same network from a checkpoint directory alone by readin
 
 import dataclasses
 import json
+import numbers
 import os
 
-from inpainting.errors import ConfigError
+from inpainting.errors import ConfigError, mention
 from inpainting.files import write_json
 
 CONFIG_FILE = "model_config.json"
@@ -48,24 +49,31 @@ class ModelConfig:
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
         object.__setattr__(self, "local_size", tuple(int(v) for v in self.local_size))
         if self.version not in VERSIONS:
-            raise ConfigError(f"version must be one of {', '.join(VERSIONS)}, got {self.version!r}")
+            raise ConfigError(f"{{parameter}} must be one of {', '.join(VERSIONS)}, got {self.version!r}",
+                              parameter="version")
         if self.padding not in PADDINGS:
-            raise ConfigError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
+            raise ConfigError(f"{{parameter}} must be one of {', '.join(PADDINGS)}, got {self.padding!r}",
+                              parameter="padding")
         if not isinstance(self.cnum, int) or self.cnum < 2 or self.cnum % 2:
-            raise ConfigError(f"cnum must be an even integer >= 2, got {self.cnum!r}")
+            raise ConfigError(f"{{parameter}} must be an even integer >= 2, got {self.cnum!r}",
+                              parameter="cnum")
         if self.version == "v2" and self.cnum % 4:
-            raise ConfigError(f"v2's gated convolutions halve cnum // 2 filters: cnum must be a "
-                              f"multiple of 4, got {self.cnum}")
+            raise ConfigError(f"v2's gated convolutions halve cnum // 2 filters: {{parameter}} must be a "
+                              f"multiple of 4, got {self.cnum}", parameter="cnum")
         if not isinstance(self.guided, bool):
-            raise ConfigError(f"guided must be true or false, got {self.guided!r}")
+            raise ConfigError(f"{{parameter}} must be true or false, got {self.guided!r}",
+                              parameter="guided")
         if self.guided and self.version != "v2":
-            raise ConfigError("guided (sketch input) exists only for version v2")
+            raise ConfigError(f"{{parameter}} (sketch input) exists only for {mention('version')} v2",
+                              parameter="guided")
         for name in ("image_size", "local_size"):
             size = getattr(self, name)
             if len(size) != 2 or min(size) < 16 or any(v % 16 for v in size):
-                raise ConfigError(f"{name} must be (height, width), multiples of 16, got {size}")
+                raise ConfigError(f"{{parameter}} must be (height, width), multiples of 16, got {size}",
+                                  parameter=name)
         if any(l > i for l, i in zip(self.local_size, self.image_size)):
-            raise ConfigError(f"local_size {self.local_size} is larger than image_size {self.image_size}")
+            raise ConfigError(f"{{parameter}} {self.local_size} is larger than {mention('image_size')} "
+                              f"{self.image_size}", parameter="local_size")
 
     @classmethod
     def coerce(cls, value):
@@ -112,8 +120,13 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 PREPROCESSING = ("crop", "resize")
 
 
+def is_int(value):
+    """Whether `value` is an integer: a Python or NumPy one, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def parse_size(value, name):
-    """(height, width) from "256", "256x384", a number or a pair; ConfigError naming `--name`."""
+    """(height, width) from "256", "256x384", a number or a pair; ConfigError naming parameter `name`."""
     if isinstance(value, str):
         parts = value.lower().replace(",", "x").split("x")
     elif isinstance(value, int):
@@ -127,11 +140,12 @@ def parse_size(value, name):
     if len(size) == 1:
         size = size * 2
     if len(size) != 2 or min(size) < 0:
-        raise ConfigError(f"--{name} must be a size like 256 or 256x384 (height x width), got {value!r}")
+        raise ConfigError(f"{{parameter}} must be a size like 256 or 256x384 (height x width), got "
+                          f"{value!r}", parameter=name)
     return size
 
 
-# Fields whose default depends on --version: the released models' values. A field left at None
+# Fields whose default depends on the version: the released models' values. A field left at None
 # takes its version's value when the config is created.
 VERSION_DEFAULTS = {
     "v1": {"cnum": 32, "critic_steps": 5, "beta2": 0.9, "coarse_weight": 1.2, "ae_weight": 1.2,
@@ -139,7 +153,7 @@ VERSION_DEFAULTS = {
     "v2": {"cnum": 48, "critic_steps": 1, "beta2": 0.999, "coarse_weight": 1.0, "ae_weight": 1.0,
            "gan_weight": 1.0, "free_form_masks": True},
 }
-# v1's loss terms that v2 does not have: with --version=v2 they must keep their defaults.
+# v1's loss terms that v2 does not have: with version v2 they must keep their defaults.
 V1_ONLY = ("l1_weight", "global_gan_weight", "gradient_penalty", "discount_gamma")
 
 
@@ -147,9 +161,9 @@ V1_ONLY = ("l1_weight", "global_gan_weight", "gradient_penalty", "discount_gamma
 class TrainConfig:
     """Everything a training run needs; one field per flag of `train.py` (see `inpainting.training.flags`).
 
-    It is validated when created (errors name the flag) and written into `model_dir` as
-    `train_config.json`. Fields that default to None take the value of their --version in
-    `VERSION_DEFAULTS` (those of the released models).
+    It is validated when created (a `ConfigError` names the field, which `train.py` prints as
+    its flag) and written into `model_dir` as `train_config.json`. Fields that default to None
+    take the value of their `version` in `VERSION_DEFAULTS` (those of the released models).
     """
 
     model_dir: str = "runs/inpainting"
@@ -211,8 +225,8 @@ class TrainConfig:
         self._check()
 
     def _check(self):
-        def fail(flag, message):
-            raise ConfigError(f"--{flag}: {message}")
+        def fail(field, message):
+            raise ConfigError("{parameter}: " + message, parameter=field)
 
         if not self.model_dir:
             fail("model_dir", "is empty; give the directory where checkpoints and logs go")
@@ -222,13 +236,13 @@ class TrainConfig:
             if getattr(self, name) not in choices:
                 fail(name, f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.free_form_masks and self.mask_dir:
-            fail("free_form_masks", "cannot be combined with --mask_dir, whose masks are the holes; "
-                 "leave one out")
+            fail("free_form_masks", f"cannot be combined with {mention('mask_dir')}, whose masks are "
+                 "the holes; leave one out")
         if self.version == "v2":
             for name in V1_ONLY:
                 if getattr(self, name) != TrainConfig.__dataclass_fields__[name].default:
                     fail(name, "is a term of the v1 loss; DeepFill v2 has no such term (leave it out "
-                         "with --version=v2)")
+                         f"with {mention('version')}=v2)")
         for name in ("batch_size", "critic_steps", "max_steps", "checkpoint_every", "keep_checkpoints",
                      "summary_every", "validation_every", "validation_images", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -252,15 +266,17 @@ class TrainConfig:
             fail("cpu_devices", f"must be 0 (leave the CPU as one device) or more, got {self.cpu_devices}")
         box, image = self.box_size, self.image_size
         if any(b + 2 * m > i for b, m, i in zip(box, self.margins, image)):
-            fail("box_size", f"{box[0]}x{box[1]} plus --margins {self.margins[0]}x{self.margins[1]} on "
-                 f"each side does not fit in --image_size {image[0]}x{image[1]}")
+            fail("box_size", f"{box[0]}x{box[1]} plus {mention('margins')} {self.margins[0]}x"
+                 f"{self.margins[1]} on each side does not fit in {mention('image_size')} "
+                 f"{image[0]}x{image[1]}")
         if any(d > b for d, b in zip(self.max_delta, box)):
-            fail("max_delta", f"{self.max_delta} is larger than --box_size {box}")
+            fail("max_delta", f"{self.max_delta} is larger than {mention('box_size')} {box}")
         try:
             self.model_config()
-        except ConfigError as err:
-            message = str(err).replace("image_size", "--image_size").replace("local_size", "--box_size")
-            raise ConfigError(message) from None
+        except ConfigError as err:  # named by the fields of this config
+            fields = {"local_size": "box_size"}
+            template = err.template.replace(mention("local_size"), mention("box_size"))
+            raise ConfigError(template, parameter=fields.get(err.parameter, err.parameter)) from None
 
     def model_config(self):
         """The `ModelConfig` of the network this run trains."""

@@ -5,7 +5,21 @@ command-line tools print them with flag names instead (`error: --version must be
 with status 1, without a traceback (`inpainting.cli.user_errors`).
 """
 
+import re
+
 PLACEHOLDER = "{parameter}"
+# Another parameter a message mentions besides the one it concerns: `{parameter:NAME}`.
+MENTION = re.compile(r"\{parameter:(\w+)\}")
+
+
+def mention(parameter):
+    """The placeholder of another parameter a message names: `{parameter:<parameter>}`.
+
+    Example:
+        >>> str(ConfigError(f"{{parameter}} does not fit in {mention('image_size')} 64", "box_size"))
+        'box_size does not fit in image_size 64'
+    """
+    return "{parameter:" + parameter + "}"
 
 
 class InpaintingError(ValueError):
@@ -13,7 +27,8 @@ class InpaintingError(ValueError):
 
     Args:
         message: one line. Where it names the parameter the caller got wrong, it says `{parameter}`
-            (literally; no other braces are interpreted).
+            (literally); another parameter it mentions, `{parameter:NAME}` (see `mention`). No
+            other braces are interpreted.
         parameter: the name of that parameter, as the raising function spells it. The command-line
             tools name it as the flag `--<parameter>` (or the flag a tool maps it to).
 
@@ -37,12 +52,13 @@ class InpaintingError(ValueError):
             flags: name the parameter `--<flag>` instead of `<parameter>`.
             flag_names: {parameter: flag name} where a tool's flag is not named like the parameter.
         """
-        if self.parameter is None:
-            return self.template
-        name = self.parameter
-        if flags:
-            name = "--" + (flag_names or {}).get(name, name)
-        return self.template.replace(PLACEHOLDER, name)
+        def spell(name):
+            return "--" + (flag_names or {}).get(name, name) if flags else name
+
+        text = self.template
+        if self.parameter is not None:
+            text = text.replace(PLACEHOLDER, spell(self.parameter))
+        return MENTION.sub(lambda match: spell(match.group(1)), text)
 
 
 class ConfigError(InpaintingError):

@@ -46,8 +46,8 @@ import numpy as np
 from absl import app, flags
 
 from inpainting import imageio, metrics
-from inpainting.files import write_json, write_text
 from inpainting.errors import InpaintingError
+from inpainting.files import write_json, write_text
 
 FLAGS = flags.FLAGS
 

@@ -5,7 +5,8 @@ import pickle
 import pytest
 
 from inpainting import cli
-from inpainting.errors import CheckpointError, ExportError, InpaintingError
+from inpainting.errors import (CheckpointError, ConfigError, ExportError, InpaintingError,
+                               TrainingError, mention)
 
 
 def test_an_error_names_the_parameter_for_python_and_the_flag_for_the_command_line():
@@ -21,6 +22,17 @@ def test_an_error_without_a_parameter_keeps_its_message_and_its_braces():
     err = CheckpointError("ckpt: {not a placeholder} is damaged")
     assert str(err) == err.describe(flags=True) == "ckpt: {not a placeholder} is damaged"
     assert isinstance(err, ValueError)
+
+
+def test_an_error_names_the_other_parameters_it_mentions_the_same_way():
+    err = ConfigError(f"{{parameter}} 96 plus {mention('margins')} 0 does not fit in {mention('size')} 64",
+                      parameter="box_size")
+    assert str(err) == "box_size 96 plus margins 0 does not fit in size 64"
+    assert err.describe(flags=True, flag_names={"size": "image_size"}) == (
+        "--box_size 96 plus --margins 0 does not fit in --image_size 64")
+    lone = TrainingError(f"lower {mention('learning_rate')}, or {{not a placeholder}}")
+    assert str(lone) == "lower learning_rate, or {not a placeholder}"
+    assert cli.message(lone) == "lower --learning_rate, or {not a placeholder}"
 
 
 def test_a_pickled_error_keeps_its_message():

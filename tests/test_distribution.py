@@ -190,13 +190,13 @@ def test_strategy_selection(tmp_path):
     assert chosen("auto", one) is None and chosen("auto", "") is None
     assert chosen("multi_worker", one) == 1
     assert chosen("mirrored", two) is None and chosen("one_device", two) is None
-    with pytest.raises(TrainingError, match=r"^--strategy=multi_worker needs the TF_CONFIG "
+    with pytest.raises(TrainingError, match=r"^strategy=multi_worker needs the TF_CONFIG "
                                             r"environment variable \(the cluster and this task\)"):
         chosen("multi_worker", "")
 
 
 def test_worker_timeout_must_be_positive(tmp_path):
-    with pytest.raises(ConfigError, match=r"^--worker_timeout: must be positive \(seconds\), got 0"):
+    with pytest.raises(ConfigError, match=r"^worker_timeout: must be positive \(seconds\), got 0"):
         TrainConfig(model_dir=str(tmp_path), worker_timeout=0)
 
 def test_train_py_refuses_a_bad_tf_config(tmp_path, image_folder):

@@ -64,19 +64,22 @@ def test_v2_configs_hold_the_original_v2_hyper_parameters():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(batch_size=0), "--batch_size: must be a positive integer, got 0"),
-    (dict(image_size="264"), "--image_size must be (height, width), multiples of 16, got (264, 264)"),
-    (dict(box_size="96x300"), "--box_size: 96x300 plus --margins 0x0 on each side does not fit"),
-    (dict(image_size="two"), "--image_size must be a size like 256 or 256x384"),
-    (dict(beta2=1.0), "--beta2: must be in [0, 1), got 1.0"),
-    (dict(discount_gamma=0.0), "--discount_gamma: must be in (0, 1], got 0.0"),
-    (dict(max_delta=200), "--max_delta: (200, 200) is larger than --box_size (128, 128)"),
-    (dict(precision="float8"), "--precision: must be one of float32, mixed_bfloat16, got 'float8'"),
+    (dict(batch_size=0), "batch_size: must be a positive integer, got 0"),
+    (dict(image_size="264"), "image_size must be (height, width), multiples of 16, got (264, 264)"),
+    (dict(box_size="96x300"), "box_size: 96x300 plus margins 0x0 on each side does not fit"),
+    (dict(image_size="two"), "image_size must be a size like 256 or 256x384"),
+    (dict(beta2=1.0), "beta2: must be in [0, 1), got 1.0"),
+    (dict(discount_gamma=0.0), "discount_gamma: must be in (0, 1], got 0.0"),
+    (dict(max_delta=200), "max_delta: (200, 200) is larger than box_size (128, 128)"),
+    (dict(precision="float8"), "precision: must be one of float32, mixed_bfloat16, got 'float8'"),
+    (dict(box_size="256", image_size="240"), "box_size: 256x256 plus margins 0x0 on each side does not "
+                                             "fit in image_size 240x240"),
 ])
-def test_invalid_values_name_the_flag(overrides, message):
+def test_invalid_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError) as err:
         TrainConfig(**overrides)
-    assert message in str(err.value)
+    assert str(err.value).startswith(message)
+    assert "--" not in str(err.value)
 
 
 def _train_cli(*args):
@@ -91,6 +94,29 @@ def test_cli_errors_are_one_line(tmp_path):
                         "--max_delta=8", "--dataset=folder:/no/such/folder")
     assert_user_error(result, "/no/such/folder")
     assert not (tmp_path / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("argv, overrides, library, command_line", [
+    (["--max_steps=0"], dict(max_steps=0), "max_steps: must be a positive integer, got 0",
+     "--max_steps: must be a positive integer, got 0"),
+    # Checked by ModelConfig, whose local_size is the box_size field.
+    (["--box_size=24", "--max_delta=8"], dict(box_size=24, max_delta=8),
+     "box_size must be (height, width), multiples of 16, got (24, 24)",
+     "--box_size must be (height, width), multiples of 16, got (24, 24)"),
+    # A message that mentions another field besides the one it concerns.
+    (["--version=v2", "--gradient_penalty=5"], dict(version="v2", gradient_penalty=5.0),
+     "gradient_penalty: is a term of the v1 loss; DeepFill v2 has no such term (leave it out with "
+     "version=v2)", "--gradient_penalty: is a term of the v1 loss; DeepFill v2 has no such term "
+     "(leave it out with --version=v2)"),
+], ids=["max_steps", "box_size", "gradient_penalty"])
+def test_the_library_names_the_field_and_train_py_the_flag(tmp_path, argv, overrides, library,
+                                                           command_line):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(model_dir=str(tmp_path), **overrides)
+    assert str(err.value) == library
+    result = _train_cli(f"--model_dir={tmp_path}", *argv)
+    assert_user_error(result, command_line)
+    assert f"error: {command_line}\n" in result.stderr
 
 
 def test_help_documents_the_flags():

@@ -7,6 +7,8 @@ import tensorflow as tf
 from conftest import load_reference
 from inpainting.checkpoints import tf1
 from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
+from inpainting.config import ModelConfig, TrainConfig
+from inpainting.model.critics import make_critics
 from inpainting.training import losses
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
@@ -27,14 +29,24 @@ def test_matches_original_losses(official_checkpoint):
     bbox = tf.constant(ref["bbox_tlhw"])
 
     outputs = generator([images, mask])
-    g = losses.generator_losses(critics, images, outputs, mask, bbox, (h, w))
+    g = losses.v1_generator_losses(critics, images, outputs, mask, bbox, (h, w))
     completed = losses.paste(images, outputs["refined"], mask)
-    d = losses.critic_losses(critics, images, completed, mask, bbox, ref["alpha_local"],
-                             ref["alpha_global"], (h, w))
+    d = losses.v1_critic_losses(critics, images, completed, mask, bbox, ref["alpha_local"],
+                                ref["alpha_global"], (h, w))
     ours = {"l1_loss": g["l1"], "ae_loss": g["ae"], "g_loss": g["g_loss"], "d_loss": d["d_loss"],
             "gp_loss": d["gp"]}
     for key, value in ours.items():
         assert float(tf.reduce_mean(value)) == pytest.approx(float(ref[key]), rel=1e-5), key
+    # The v1 objective gives the same numbers, taking the batch pieces both versions share.
+    objective = losses.V1Objective(local_size=(h, w))
+    same = {"g": (objective.generator_losses(critics, images, outputs, mask, sketch=None, bbox=bbox), g),
+            "d": (objective.critic_losses(critics, images, completed, mask, sketch=None, bbox=bbox,
+                                          alpha_local=ref["alpha_local"],
+                                          alpha_global=ref["alpha_global"]), d)}
+    for name, (by_objective, by_function) in same.items():
+        assert by_objective.keys() == by_function.keys(), name
+        for key, value in by_function.items():
+            np.testing.assert_array_equal(by_objective[key], value, err_msg=f"{name} {key}")
 
 
 def test_spatial_discounting_mask_values():
@@ -112,3 +124,72 @@ def test_hinge_losses_by_hand():
     # relu(1 - real) = [0, .5, 2, 0] -> mean .625; relu(1 + fake) = [0, 1, 2, .5] -> mean .875.
     assert float(losses.hinge_critic_loss(real, fake)[0]) == pytest.approx(0.5 * 0.625 + 0.5 * 0.875)
     assert float(losses.hinge_generator_loss(fake)[0]) == pytest.approx(0.375)
+
+
+def _tiny_batch(seed, guided=False):
+    """Images, outputs, mask, sketch and box of a random 64x64 batch of 2 with a 32x32 box."""
+    rng = np.random.default_rng(seed)
+    images, coarse, refined = (tf.constant(rng.uniform(-1, 1, [2, 64, 64, 3]), tf.float32)
+                               for _ in range(3))
+    mask = np.zeros([1, 64, 64, 1], np.float32)
+    mask[:, 10:38, 20:46] = 1.0
+    sketch = tf.constant(rng.integers(0, 2, [2, 64, 64, 1]), tf.float32) if guided else None
+    return images, {"coarse": coarse, "refined": refined}, tf.constant(mask), sketch, tf.constant([8, 16, 32, 32])
+
+
+def test_v2_objective_gives_the_v2_functions_values():
+    tf.keras.utils.set_random_seed(4)
+    critic = make_critics(ModelConfig(version="v2", cnum=4, image_size=(64, 64), local_size=(32, 32),
+                                      guided=True))
+    critic.build()
+    start = critic.get_weights()  # every call advances the spectral norms' u: restart from here
+    images, outputs, mask, sketch, bbox = _tiny_batch(0, guided=True)
+    completed = losses.paste(images, outputs["refined"], mask)
+    weights = losses.V2LossWeights(coarse=0.5, ae=2.0, gan=0.25)
+    objective = losses.V2Objective(weights)
+    by_function = [losses.v2_critic_losses(critic, images, completed, mask, sketch),
+                   losses.v2_generator_losses(critic, images, outputs, mask, sketch, weights),
+                   losses.v2_reconstruction_losses(images, outputs, weights)]
+    after = critic.get_weights()
+    assert any(np.any(a != b) for a, b in zip(after, start))
+    critic.set_weights(start)
+    # The box and the penalty weights are v1's: v2 ignores them.
+    by_objective = [objective.critic_losses(critic, images, completed, mask, sketch=sketch, bbox=bbox,
+                                            alpha_local=tf.zeros([2, 1]), alpha_global=tf.zeros([2, 1])),
+                    objective.generator_losses(critic, images, outputs, mask, sketch=sketch, bbox=bbox),
+                    objective.reconstruction_losses(images, outputs, mask, bbox=bbox)]
+    for ours, theirs in zip(by_objective, by_function):
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            np.testing.assert_array_equal(ours[key], value, err_msg=key)
+    for ours, theirs in zip(critic.get_weights(), after):  # one power iteration per critic call, as before
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_v1_objective_reconstruction_and_its_required_pieces():
+    images, outputs, mask, sketch, bbox = _tiny_batch(1)
+    weights = losses.V1LossWeights(coarse=0.7, discount_gamma=0.5)
+    objective = losses.V1Objective(weights, local_size=(32, 32))
+    ours = objective.reconstruction_losses(images, outputs, mask, bbox=bbox)
+    theirs = losses.v1_reconstruction_losses(images, outputs, mask, bbox, (32, 32), weights)
+    for key in ("l1", "ae"):
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+    critics = make_critics(ModelConfig(cnum=4, image_size=(64, 64), local_size=(32, 32)))
+    critics.build()
+    with pytest.raises(TypeError, match="the v1 objective needs bbox"):
+        objective.generator_losses(critics, images, outputs, mask)
+    with pytest.raises(TypeError, match="the v1 objective needs alpha_local, alpha_global"):
+        objective.critic_losses(critics, images, images, mask, bbox=bbox)
+
+
+def test_make_objective_takes_the_version_weights_and_box_of_a_train_config():
+    v1 = losses.make_objective(TrainConfig(image_size=128, box_size=64, max_delta=16, l1_weight=2.0,
+                                           gradient_penalty=5.0, discount_gamma=0.8, gan_weight=0.01))
+    assert isinstance(v1, losses.V1Objective) and v1.version == "v1" and v1.local_size == (64, 64)
+    assert v1.weights == losses.V1LossWeights(coarse=1.2, l1=2.0, ae=1.2, gan=0.01, global_gan=1.0,
+                                              gradient_penalty=5.0, discount_gamma=0.8)
+    assert losses.make_objective(TrainConfig()).weights == losses.V1LossWeights()
+    v2 = losses.make_objective(TrainConfig(version="v2", ae_weight=3.0))
+    assert isinstance(v2, losses.V2Objective) and v2.version == "v2"
+    assert v2.weights == losses.V2LossWeights(coarse=1.0, ae=3.0, gan=1.0)
+    assert losses.make_objective(TrainConfig(version="v2")).weights == losses.V2LossWeights()

@@ -17,10 +17,11 @@ import tensorflow as tf
 from conftest import REPO, assert_user_error
 from inpainting import locks
 from inpainting.checkpoints import store
-from inpainting.checkpoints.tf1 import load_official_generator
+from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
 from inpainting.config import ModelConfig, TrainConfig
 from inpainting.errors import ConfigError, TrainingError
 from inpainting.model.critics import Critics
+from inpainting.model.generator import Generator
 from inpainting.training import trainer as training
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
@@ -170,13 +171,13 @@ print(max(float(np.abs(results["two"][k] - v).max()) for k, v in results["one"].
 
 
 def test_v2_flag_rules(tmp_path, image_folder):
-    with pytest.raises(ConfigError, match="--gradient_penalty: is a term of the v1 loss"):
+    with pytest.raises(ConfigError, match="^gradient_penalty: is a term of the v1 loss"):
         tiny_config(tmp_path, image_folder, gradient_penalty=5.0, **V2)
     with pytest.raises(ConfigError, match="guided .* only for version v2"):
         tiny_config(tmp_path, image_folder, guided=True)
     # A mask folder gives the holes: v2's brush strokes are off unless asked for, which is an error.
     assert not tiny_config(tmp_path, image_folder, mask_dir=str(image_folder), **V2).free_form_masks
-    with pytest.raises(ConfigError, match="--free_form_masks: cannot be combined with --mask_dir"):
+    with pytest.raises(ConfigError, match="^free_form_masks: cannot be combined with mask_dir"):
         tiny_config(tmp_path, image_folder, mask_dir=str(image_folder), free_form_masks=True, **V2)
 
 
@@ -222,7 +223,7 @@ def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder, tiny_check
     model_dir = tmp_path / "run"
     shutil.copytree(tiny_checkpoint, model_dir)
     with pytest.raises(TrainingError, match=r"holds a model with cnum=4 \(flags say 8\); use a new "
-                                            r"--model_dir"):
+                                            r"model_dir"):
         training.Trainer(tiny_config(model_dir, image_folder, cnum=8))
     assert ModelConfig.load(model_dir).cnum == 4
     locks.DirectoryLock(model_dir, "test", "--model_dir", name=training.LOCK_FILE).acquire().release()
@@ -266,6 +267,33 @@ def test_init_checkpoint_from_this_project_and_from_the_original(tmp_path, image
                                   load_official_generator(official).xconv1.kernel.numpy())
     with pytest.raises(TrainingError, match="holds a v1 model with cnum=32; the flags ask for v1 with cnum=4"):
         training.Trainer(tiny_config(tmp_path / "c", image_folder, init_checkpoint=str(official)))
+
+
+def test_init_checkpoint_of_either_version_with_or_without_critics(tmp_path, image_folder,
+                                                                   official_checkpoint):
+    # An original v2 checkpoint: the SN-PatchGAN takes any image size, so its weights (and
+    # power-iteration vectors) initialise the critic of a 64x64 run.
+    official = official_checkpoint("v2")
+    trainer = training.Trainer(tiny_config(tmp_path / "v2", image_folder, version="v2", cnum=48,
+                                           critic_steps=1, init_checkpoint=str(official)))
+    assert trainer.restored == f"initialised the generator and critics from {official}"
+    expected = load_official_critics(official, version="v2")
+    assert len(trainer.critics.weights) == len(expected.weights) == 18
+    for ours, theirs in zip(trainer.critics.weights + trainer.generator.weights,
+                            expected.weights + load_official_generator(official, version="v2").weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+    trainer.close()
+    # A checkpoint of this project that holds no critics.
+    keras.utils.set_random_seed(2)
+    generator = Generator(ModelConfig(cnum=4, image_size=(64, 64), local_size=(32, 32)))
+    generator.build()
+    store.save(tmp_path / "alone", generator)
+    trainer = training.Trainer(tiny_config(tmp_path / "v1", image_folder,
+                                           init_checkpoint=str(tmp_path / "alone")))
+    assert trainer.restored == f"initialised the generator (critics random) from {tmp_path / 'alone'}"
+    for ours, theirs in zip(trainer.generator.weights, generator.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    trainer.close()
 
 
 def _train_args(model_dir, folder, *extra):
@@ -405,7 +433,7 @@ def test_unreadable_data_stops_with_an_error(tmp_path, image_folder):
     trainer = training.Trainer(tiny_config(tmp_path / "two", broken, deterministic=False,
                                            validation_dataset=f"folder:{image_folder}"))
     with pytest.raises(TrainingError, match=r"^step 1: the training data ran out; no image of "
-                                            r"--dataset=folder:.* could be read"):
+                                            r"dataset=folder:.* could be read"):
         trainer.fit()
     assert tf.train.latest_checkpoint(str(tmp_path / "two")) is None
 

@@ -91,30 +91,67 @@ def load_generator(path, attention="matmul", flow_dtype="float64", attention_mem
     Raises:
         CheckpointError, ConfigError: nothing loadable at `path`.
     """
+    return _load(path, False, attention=attention, flow_dtype=flow_dtype,
+                 attention_memory_mb=attention_memory_mb)[0]
+
+
+def load_networks(path, attention="matmul", flow_dtype="float64", attention_memory_mb=None):
+    """Loads a generator and the critics stored with it, from either kind of checkpoint.
+
+    Args: those of `load_generator`.
+
+    Returns:
+        (a built `Generator`, its built critics, `Critics` or `SNPatchGAN` by the version, or
+        None when the checkpoint holds none).
+
+    Raises:
+        CheckpointError, ConfigError: nothing loadable at `path`.
+    """
+    return _load(path, True, attention=attention, flow_dtype=flow_dtype,
+                 attention_memory_mb=attention_memory_mb)
+
+
+def _load(path, with_critics, **generator_options):
+    """(generator, critics or None) of `path`; the critics only `with_critics`."""
+    from inpainting.model.critics import make_critics
     from inpainting.model.generator import Generator
 
     found = our_checkpoint(path)
     if found is None:
         variables = tf1.read_variables(path)
         tf1.check_version(variables, None, path)
-        return tf1.build_generator(variables, path, attention=attention, flow_dtype=flow_dtype,
-                                   attention_memory_mb=attention_memory_mb)
+        generator = tf1.build_generator(variables, path, **generator_options)
+        has_critics = with_critics and tf1.has_critics(variables)
+        return generator, tf1.build_critics(variables, path) if has_critics else None
     directory, prefix = found
     config = ModelConfig.load(directory)
     _check_generator_shapes(prefix, config, os.path.join(directory, CONFIG_FILE))
-    generator = Generator(config, attention=attention, flow_dtype=flow_dtype,
-                          attention_memory_mb=attention_memory_mb)
+    generator = Generator(config, **generator_options)
     generator.build()
+    objects = {"generator": generator}
+    if with_critics and _holds_critics(prefix):
+        objects["critics"] = make_critics(config)
+        objects["critics"].build()
     try:
-        status = tf.train.Checkpoint(generator=generator).restore(prefix).expect_partial()
+        status = tf.train.Checkpoint(**objects).restore(prefix).expect_partial()
         status.assert_existing_objects_matched()
     except DAMAGED_ERRORS as err:
         raise damaged_error(prefix, err) from None
     except (AssertionError, ValueError, tf.errors.OpError) as err:
-        raise CheckpointError(f"{prefix}: cannot restore the generator described by "
+        raise CheckpointError(f"{prefix}: cannot restore the {' and '.join(objects)} described by "
                               f"{os.path.join(directory, CONFIG_FILE)} "
                               f"({str(err).splitlines()[0]})") from None
-    return generator
+    return generator, objects.get("critics")
+
+
+def _holds_critics(prefix):
+    """Whether the checkpoint at `prefix` holds critics (an unreadable index: False, the restore
+    reports it)."""
+    try:
+        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except Exception:  # noqa: BLE001 - any unreadable index
+        return False
+    return any(key.startswith("critics/") for key in keys)
 
 
 def _describe(version, cnum, guided):

@@ -33,6 +33,7 @@ import math
 
 import tensorflow as tf
 
+from inpainting.config import is_int
 from inpainting.errors import DataError
 
 # Parts folded into the user seed so that the streams drawn from one seed are independent.
@@ -328,10 +329,6 @@ def fixed_masks(mask_dir, image_size, count):
 
 # ------------------------------------------------------------------------ brush strokes
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclasses.dataclass(frozen=True)
 class StrokeConfig:
     """The distribution of DeepFill v2 free-form brush strokes; the defaults are the original's.
@@ -365,12 +362,12 @@ class StrokeConfig:
     max_width: int = 40
 
     def __post_init__(self):
-        if not _is_int(self.max_strokes) or self.max_strokes < 1:
+        if not is_int(self.max_strokes) or self.max_strokes < 1:
             raise DataError(f"StrokeConfig: max_strokes must be an integer >= 1, got "
                             f"{self.max_strokes!r}")
         for low, high in (("min_vertices", "max_vertices"), ("min_width", "max_width")):
             first, second = getattr(self, low), getattr(self, high)
-            if not (_is_int(first) and _is_int(second)) or not 1 <= first < second:
+            if not (is_int(first) and is_int(second)) or not 1 <= first < second:
                 raise DataError(f"StrokeConfig: {low} and {high} must be integers with "
                                 f"1 <= {low} < {high} ({high} is an exclusive bound), got "
                                 f"{first!r} and {second!r}")

@@ -42,6 +42,8 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from inpainting.config import is_int
+
 MODES = ("native", "resize", "crop")
 DEFAULT_WORK_SIZE = 512
 DEFAULT_MARGIN = 128
@@ -49,11 +51,6 @@ MIN_WORK_SIZE = 64
 NO_FLOW = 255  # white in every channel: the flow colour of a zero offset
 _TILE = 1024  # the fill is enlarged in tiles of at most this many pixels square
 _CUBIC_A = -0.75  # OpenCV's bicubic kernel parameter
-
-
-def _is_int(value):
-    """Whether a value is an integer (bool is not)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def working_size(height, width, work_size):
@@ -235,9 +232,9 @@ class HighResInpainter:
                  progress=None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if not _is_int(work_size) or work_size < MIN_WORK_SIZE:
+        if not is_int(work_size) or work_size < MIN_WORK_SIZE:
             raise ValueError(f"work_size must be an integer of at least {MIN_WORK_SIZE}, got {work_size!r}")
-        if not _is_int(margin) or margin < 0:
+        if not is_int(margin) or margin < 0:
             raise ValueError(f"margin must be an integer of 0 or more, got {margin!r}")
         self.inpainter = inpainter
         self.mode = mode

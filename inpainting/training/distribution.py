@@ -37,7 +37,7 @@ import sys
 
 import tensorflow as tf
 
-from inpainting.errors import TrainingError
+from inpainting.errors import TrainingError, mention
 
 ENV = "TF_CONFIG"
 JOBS = ("chief", "worker")
@@ -142,8 +142,8 @@ def wants_multi_worker(config, environ=None):
     cluster = cluster_from_environment(environ)
     if config.strategy == "multi_worker":
         if cluster is None:
-            raise TrainingError(f"--strategy=multi_worker needs the {ENV} environment variable "
-                                f"(the cluster and this task), e.g. {ENV}='{EXAMPLE}'")
+            raise TrainingError(f"{{parameter}}=multi_worker needs the {ENV} environment variable "
+                                f"(the cluster and this task), e.g. {ENV}='{EXAMPLE}'", parameter="strategy")
         return cluster
     if config.strategy == "auto" and cluster is not None and cluster.num_tasks > 1:
         return cluster
@@ -170,18 +170,19 @@ def make_strategy(config, cluster):
         spec, task_type=cluster.task_type, task_id=cluster.task_index, rpc_layer="grpc")
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.worker_timeout)
     # The first task (the coordination service's) waits inside TensorFlow for the others without a
-    # time limit of its own (the others fail after --worker_timeout); a watchdog ends it a little later.
-    watchdog = _watchdog(config.worker_timeout + 15, (
-        f"{cluster.name}: the cluster of {ENV} did not assemble within --worker_timeout="
+    # time limit of its own (the others fail after worker_timeout); a watchdog ends it a little later,
+    # printing the error as the command line prints the others (the process cannot: it is killed).
+    watchdog = _watchdog(config.worker_timeout + 15, TrainingError(
+        f"{cluster.name}: the cluster of {ENV} did not assemble within {{parameter}}="
         f"{config.worker_timeout:g} s (+15); start every task it lists ({cluster.num_tasks}), with the "
-        f"addresses reachable from each other"))
+        f"addresses reachable from each other", parameter="worker_timeout").describe(flags=True))
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(resolver, communication_options=options)
     except (tf.errors.OpError, RuntimeError, ValueError) as err:
         raise TrainingError(f"{cluster.name}: cannot join the cluster of {ENV} within "
-                            f"--worker_timeout={config.worker_timeout:g} s ({_first_line(err)}); "
+                            f"{{parameter}}={config.worker_timeout:g} s ({_first_line(err)}); "
                             f"start every task it lists ({cluster.num_tasks}), check the addresses "
-                            "and that each port is free on its machine") from None
+                            "and that each port is free on its machine", parameter="worker_timeout") from None
     finally:
         watchdog.stdin.close()  # cancels it
         watchdog.wait()
@@ -220,13 +221,13 @@ def cluster_of(strategy):
 
 
 def check_batch(config, strategy):
-    """TrainingError unless `--batch_size` (global) divides over all replicas of all workers."""
+    """TrainingError unless `config.batch_size` (global) divides over all replicas of all workers."""
     cluster = cluster_of(strategy)
     replicas = strategy.num_replicas_in_sync
     if cluster is not None and config.batch_size % replicas:
-        raise TrainingError(f"--batch_size={config.batch_size} (the global batch) cannot be split "
+        raise TrainingError(f"{{parameter}}={config.batch_size} (the global batch) cannot be split "
                             f"evenly over the {replicas} replicas of {cluster.num_tasks} workers; "
-                            f"give a multiple of {replicas}")
+                            f"give a multiple of {replicas}", parameter="batch_size")
 
 
 def config_hash(config):
@@ -239,7 +240,7 @@ def check_same_config(config, strategy):
     """TrainingError unless every task of the cluster runs with the same `TrainConfig`.
 
     Each task publishes its config (and its hash) in the coordination service's key-value store
-    and reads every other task's, waiting at most `--worker_timeout` seconds.
+    and reads every other task's, waiting at most `config.worker_timeout` seconds.
     """
     cluster = cluster_of(strategy)
     if cluster is None:
@@ -258,12 +259,12 @@ def check_same_config(config, strategy):
                 _KEY + f"{job}/{index}", timeout_in_ms=int(config.worker_timeout * 1000))
         except tf.errors.OpError as err:
             raise TrainingError(f"{cluster.name}: {job} {index} did not report its flags within "
-                                f"--worker_timeout={config.worker_timeout:g} s ({_first_line(err)}); "
-                                "start every worker of TF_CONFIG") from None
+                                f"{{parameter}}={config.worker_timeout:g} s ({_first_line(err)}); "
+                                "start every worker of TF_CONFIG", parameter="worker_timeout") from None
         theirs = json.loads(text)
         if theirs["hash"] != config_hash(config):
             other = "chief" if job == "chief" else f"worker {index}"
-            differ = [f"--{key}={json.dumps(theirs['config'].get(key), default=list)} there, "
+            differ = [f"{mention(key)}={json.dumps(theirs['config'].get(key), default=list)} there, "
                       f"{json.dumps(value, default=list)} here"
                       for key, value in own.items()
                       if json.loads(json.dumps(value, default=list)) != theirs["config"].get(key)]
@@ -412,9 +413,10 @@ def peer_failures(config, strategy):
         if cluster is None:
             raise
         raise TrainingError(f"{cluster.name}: lost contact with another worker of the cluster "
-                            f"(no answer within --worker_timeout={config.worker_timeout:g} s: "
+                            f"(no answer within {{parameter}}={config.worker_timeout:g} s: "
                             f"{_first_line(err)}); restart every worker with the same command, the "
-                            "run resumes from the last checkpoint in --model_dir") from None
+                            f"run resumes from the last checkpoint in {mention('model_dir')}",
+                            parameter="worker_timeout") from None
 
 
 def _first_line(err):

@@ -22,6 +22,9 @@ https://arxiv.org/abs/1806.03589), with the SN-PatchGAN critic D scoring every p
     ae      = mean|x - coarse| + mean|x - refined|                     over the whole image
     g_loss  = -mean(D(completed)) + ae
     d_loss  = 0.5 * mean(relu(1 - D(x))) + 0.5 * mean(relu(1 + D(completed)))
+
+The functions `v1_*` and `v2_*` compute them; `V1Objective` and `V2Objective` offer each version's
+behind one interface, the one a trainer uses without knowing the version (`make_objective`).
 """
 
 import dataclasses
@@ -31,7 +34,7 @@ import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
-class LossWeights:
+class V1LossWeights:
     """Weights of the v1 objective; the defaults are those of the released models.
 
     Attributes:
@@ -168,7 +171,7 @@ def paste(image, prediction, mask):
     return prediction * mask + image * (1.0 - mask)
 
 
-def reconstruction_losses(images, outputs, mask, bbox, local_size, weights=LossWeights()):
+def v1_reconstruction_losses(images, outputs, mask, bbox, local_size, weights=V1LossWeights()):
     """The two L1 terms of the generator loss.
 
     Args:
@@ -177,7 +180,7 @@ def reconstruction_losses(images, outputs, mask, bbox, local_size, weights=LossW
         mask: [B, H, W, 1] or [1, H, W, 1], 1 = hole.
         bbox: the hole box (see `crop_box`); the discounted L1 is taken over it.
         local_size: (h, w) of the box.
-        weights: a `LossWeights`.
+        weights: a `V1LossWeights`.
 
     Returns:
         A dict of per-example `l1` and `ae`.
@@ -191,8 +194,8 @@ def reconstruction_losses(images, outputs, mask, bbox, local_size, weights=LossW
     return {"l1": l1, "ae": ae}
 
 
-def critic_losses(critics, images, completed, mask, bbox, alpha_local, alpha_global, local_size,
-                  weights=LossWeights()):
+def v1_critic_losses(critics, images, completed, mask, bbox, alpha_local, alpha_global, local_size,
+                     weights=V1LossWeights()):
     """The WGAN-GP loss of the local and global critics.
 
     Args:
@@ -203,7 +206,7 @@ def critic_losses(critics, images, completed, mask, bbox, alpha_local, alpha_glo
         bbox: the hole box; the local critic sees it.
         alpha_local, alpha_global: per-example interpolation weights [B] or [B, 1], uniform in [0, 1).
         local_size: (h, w) of the box.
-        weights: a `LossWeights`.
+        weights: a `V1LossWeights`.
 
     Returns:
         A dict of per-example values: `d_loss` (the total), `d_local`, `d_global`, `gp`,
@@ -228,7 +231,7 @@ def critic_losses(critics, images, completed, mask, bbox, alpha_local, alpha_glo
             "fake_global": tf.reshape(global_scores[batch:], [-1])}
 
 
-def generator_losses(critics, images, outputs, mask, bbox, local_size, weights=LossWeights()):
+def v1_generator_losses(critics, images, outputs, mask, bbox, local_size, weights=V1LossWeights()):
     """The v1 generator loss: adversarial terms plus the two L1 terms.
 
     The critics only score the completed images (the real half of the original's joint call
@@ -242,7 +245,7 @@ def generator_losses(critics, images, outputs, mask, bbox, local_size, weights=L
     fake_global = _scores(critics.global_, completed)
     adversarial = (weights.global_gan * wgan_generator_loss(fake_global)
                    + wgan_generator_loss(fake_local))
-    terms = reconstruction_losses(images, outputs, mask, bbox, local_size, weights)
+    terms = v1_reconstruction_losses(images, outputs, mask, bbox, local_size, weights)
     g_loss = weights.gan * adversarial + weights.l1 * terms["l1"] + weights.ae * terms["ae"]
     return {"g_loss": g_loss, "g_adversarial": adversarial, **terms}
 
@@ -322,3 +325,140 @@ def v2_generator_losses(critic, images, outputs, mask, sketch=None, weights=V2Lo
     terms = v2_reconstruction_losses(images, outputs, weights)
     return {"g_loss": weights.gan * adversarial + weights.ae * terms["ae"],
             "g_adversarial": adversarial, **terms}
+
+
+class Objective:
+    """The losses of one DeepFill version behind the interface both versions share.
+
+    Every method takes the pieces of a batch either version needs; a version ignores those it
+    has no use for (v1 the sketch, v2 the box and the gradient-penalty weights). The values are
+    those of the version's `v1_*` / `v2_*` functions: per example, in dicts.
+
+    Attributes:
+        version: "v1" or "v2".
+        weights: the version's loss weights (`V1LossWeights` or `V2LossWeights`).
+    """
+
+    version = None
+
+    def critic_losses(self, critics, images, completed, mask, sketch=None, bbox=None,
+                      alpha_local=None, alpha_global=None):
+        """The critics' loss.
+
+        Args:
+            critics: the version's critics (`inpainting.model.critics.make_critics`).
+            images: real images [B, H, W, 3] in [-1, 1].
+            completed: the refined output pasted into the hole, same shape.
+            mask: [B or 1, H, W, 1], 1 = hole.
+            sketch: the sketch [B, H, W, 1] of a guided model, else None.
+            bbox: the hole box (see `crop_box`).
+            alpha_local, alpha_global: gradient-penalty interpolation weights, [B] or [B, 1].
+
+        Returns:
+            A dict of per-example values: `d_loss` (the total) and its parts and critic scores.
+        """
+        raise NotImplementedError
+
+    def generator_losses(self, critics, images, outputs, mask, sketch=None, bbox=None):
+        """The generator's loss.
+
+        Args:
+            critics, images, mask, sketch, bbox: as for `critic_losses`.
+            outputs: the generator's dict with `coarse` and `refined` (not pasted).
+
+        Returns:
+            A dict of per-example values: `g_loss` (the total), `g_adversarial` and the
+            reconstruction terms.
+        """
+        raise NotImplementedError
+
+    def reconstruction_losses(self, images, outputs, mask, bbox=None):
+        """The L1 terms of the generator loss (no critic): a dict of per-example values."""
+        raise NotImplementedError
+
+
+def _needs(version, **values):
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise TypeError(f"the {version} objective needs {', '.join(missing)}")
+
+
+class V1Objective(Objective):
+    """DeepFill v1: global and local WGAN-GP critics, discounted hole-box L1 and known-region L1.
+
+    Args:
+        weights: a `V1LossWeights`.
+        local_size: (h, w) of the hole box, the local critic's input size.
+    """
+
+    version = "v1"
+
+    def __init__(self, weights=V1LossWeights(), local_size=(128, 128)):
+        self.weights = weights
+        self.local_size = tuple(local_size)
+
+    def critic_losses(self, critics, images, completed, mask, sketch=None, bbox=None,
+                      alpha_local=None, alpha_global=None):
+        _needs(self.version, bbox=bbox, alpha_local=alpha_local, alpha_global=alpha_global)
+        return v1_critic_losses(critics, images, completed, mask, bbox, alpha_local, alpha_global,
+                                self.local_size, self.weights)
+
+    def generator_losses(self, critics, images, outputs, mask, sketch=None, bbox=None):
+        _needs(self.version, bbox=bbox)
+        return v1_generator_losses(critics, images, outputs, mask, bbox, self.local_size, self.weights)
+
+    def reconstruction_losses(self, images, outputs, mask, bbox=None):
+        _needs(self.version, bbox=bbox)
+        return v1_reconstruction_losses(images, outputs, mask, bbox, self.local_size, self.weights)
+
+    @classmethod
+    def from_config(cls, config):
+        """The objective of a v1 `TrainConfig`, with its loss weights and box size."""
+        return cls(V1LossWeights(coarse=config.coarse_weight, l1=config.l1_weight, ae=config.ae_weight,
+                                 gan=config.gan_weight, global_gan=config.global_gan_weight,
+                                 gradient_penalty=config.gradient_penalty,
+                                 discount_gamma=config.discount_gamma),
+                   local_size=config.box_size)
+
+
+class V2Objective(Objective):
+    """DeepFill v2: an SN-PatchGAN critic with the hinge loss, and the whole-image L1.
+
+    Args:
+        weights: a `V2LossWeights`.
+    """
+
+    version = "v2"
+
+    def __init__(self, weights=V2LossWeights()):
+        self.weights = weights
+
+    def critic_losses(self, critics, images, completed, mask, sketch=None, bbox=None,
+                      alpha_local=None, alpha_global=None):
+        return v2_critic_losses(critics, images, completed, mask, sketch)
+
+    def generator_losses(self, critics, images, outputs, mask, sketch=None, bbox=None):
+        return v2_generator_losses(critics, images, outputs, mask, sketch, self.weights)
+
+    def reconstruction_losses(self, images, outputs, mask, bbox=None):
+        return v2_reconstruction_losses(images, outputs, self.weights)
+
+    @classmethod
+    def from_config(cls, config):
+        """The objective of a v2 `TrainConfig`, with its loss weights."""
+        return cls(V2LossWeights(coarse=config.coarse_weight, ae=config.ae_weight,
+                                 gan=config.gan_weight))
+
+
+OBJECTIVES = {"v1": V1Objective, "v2": V2Objective}
+
+
+def make_objective(config):
+    """The objective of a `TrainConfig`: that of its version, with its loss weights.
+
+    Example:
+        >>> from inpainting.config import TrainConfig
+        >>> make_objective(TrainConfig(version="v2")).weights
+        V2LossWeights(coarse=1.0, ae=1.0, gan=1.0)
+    """
+    return OBJECTIVES[config.version].from_config(config)

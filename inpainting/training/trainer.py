@@ -6,7 +6,7 @@ holes that unite a box and brush strokes (and, guided, edge maps of the images).
 One training step is what the original calls an iteration: `critic_steps` critic updates, each on
 its own batch, box and mask, then one generator update on a further batch. All randomness (data
 order, crops, flips, boxes, masks and the gradient-penalty weights) comes from the input pipeline,
-as a pure function of `--seed` and the position in the stream, so a run resumed from step k sees
+as a pure function of the seed and the position in the stream, so a run resumed from step k sees
 the data an uninterrupted run sees, and the update does not depend on how the batch is split
 across devices. One Adam optimizer serves the generator and the critics, as in the original, so
 its bias correction counts every update.
@@ -31,10 +31,10 @@ import tensorflow as tf
 from absl import logging
 
 from inpainting import locks
-from inpainting.checkpoints import store, tf1
+from inpainting.checkpoints import store
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
 from inpainting.data import pipeline
-from inpainting.errors import TrainingError
+from inpainting.errors import TrainingError, mention
 from inpainting.model import layers
 from inpainting.model.critics import make_critics
 from inpainting.model.generator import Generator
@@ -57,12 +57,13 @@ def configure_devices(config):
     except RuntimeError:
         have = len(tf.config.list_logical_devices("CPU"))
         if have != config.cpu_devices:
-            raise TrainingError(f"--cpu_devices={config.cpu_devices}: TensorFlow already started with "
-                                f"{have} logical CPU device(s); set it before anything else runs") from None
+            raise TrainingError(f"{{parameter}}={config.cpu_devices}: TensorFlow already started with "
+                                f"{have} logical CPU device(s); set it before anything else runs",
+                                parameter="cpu_devices") from None
 
 
 def make_strategy(config):
-    """The `tf.distribute` strategy named by `config.strategy` (see the --strategy flag)."""
+    """The `tf.distribute` strategy named by `config.strategy` (see `inpainting.training.flags`)."""
     cluster = distribution.wants_multi_worker(config)
     if cluster is not None:  # first: before anything starts TensorFlow
         strategy = distribution.make_strategy(config, cluster)
@@ -75,8 +76,8 @@ def make_strategy(config):
         return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else cpus[0])
     devices = gpus or cpus
     if config.batch_size % len(devices):
-        raise TrainingError(f"--batch_size={config.batch_size} cannot be split evenly across "
-                            f"{len(devices)} devices ({', '.join(devices)})")
+        raise TrainingError(f"{{parameter}}={config.batch_size} cannot be split evenly across "
+                            f"{len(devices)} devices ({', '.join(devices)})", parameter="batch_size")
     return tf.distribute.MirroredStrategy(devices)
 
 
@@ -105,9 +106,9 @@ class Trainer:
     def __init__(self, config, strategy=None):
         self.config = config
         self.strategy = strategy or make_strategy(config)
-        locks.make_directory(config.model_dir, "--model_dir", TrainingError)
+        locks.make_directory(config.model_dir, "model_dir", TrainingError)
         self.chief = distribution.is_chief(self.strategy)
-        self._lock = locks.DirectoryLock(config.model_dir, "train.py run", "--model_dir", name=LOCK_FILE,
+        self._lock = locks.DirectoryLock(config.model_dir, "train.py run", "model_dir", name=LOCK_FILE,
                                          error=TrainingError)
         self._lock_model_dir()
         try:
@@ -127,15 +128,7 @@ class Trainer:
     def _set_up(self):
         config = self.config
         self.model_config = config.model_config()
-        self.v2 = config.version == "v2"
-        if self.v2:
-            self.weights = losses.V2LossWeights(coarse=config.coarse_weight, ae=config.ae_weight,
-                                                gan=config.gan_weight)
-        else:
-            self.weights = losses.LossWeights(
-                coarse=config.coarse_weight, l1=config.l1_weight, ae=config.ae_weight,
-                gan=config.gan_weight, global_gan=config.global_gan_weight,
-                gradient_penalty=config.gradient_penalty, discount_gamma=config.discount_gamma)
+        self.objective = losses.make_objective(config)
         self._check_model_dir()
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
@@ -180,48 +173,31 @@ class Trainer:
                 diff = ", ".join(f"{k}={v!r} (flags say {getattr(self.model_config, k)!r})"
                                  for k, v in existing.to_dict().items()
                                  if v != self.model_config.to_dict()[k])
-                raise TrainingError(f"--model_dir={self.config.model_dir} holds a model with {diff}; "
-                                    "use a new --model_dir or the flags of that run")
+                raise TrainingError(f"{{parameter}}={self.config.model_dir} holds a model with {diff}; "
+                                    "use a new {parameter} or the flags of that run", parameter="model_dir")
 
     def _restore(self):
-        """Restores the latest checkpoint of model_dir, or --init_checkpoint; returns what happened."""
+        """Restores the latest checkpoint of model_dir, or init_checkpoint; returns what happened."""
         latest = self.manager.latest_checkpoint
         if latest:
             try:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as err:
                 raise TrainingError(f"cannot resume from {latest}: {str(err).splitlines()[0]}; "
-                                    "use a new --model_dir") from None
+                                    "use a new {parameter}", parameter="model_dir") from None
             return f"resumed from {latest} at step {int(self.step.numpy())}"
         if self.config.init_checkpoint:
             return self._initialise_from(self.config.init_checkpoint)
         return "started from random weights"
 
     def _initialise_from(self, path):
-        ours = store.our_checkpoint(path)
-        if ours is not None:
-            directory, prefix = ours
-            source = ModelConfig.load(directory)
-            self._check_init_config(source, path)
-            with_critics = self._same_critic_sizes(source)
-            objects = {"generator": self.generator}
-            if with_critics:
-                objects["critics"] = self.critics
-            try:
-                tf.train.Checkpoint(**objects).restore(prefix).expect_partial()
-            except (ValueError, tf.errors.OpError) as err:
-                raise TrainingError(f"--init_checkpoint={path}: {str(err).splitlines()[0]}") from None
-        else:
-            variables = tf1.read_variables(path)
-            tf1.check_version(variables, self.config.version, path)
-            source = tf1.generator_config(variables, path=path)
-            self._check_init_config(source, path)
-            tf1.assign_generator(self.generator, variables, path)
-            with_critics = tf1.has_critics(variables) and self._same_critic_sizes(source)
-            if with_critics and self.v2:
-                tf1.assign_sn_patch_gan(self.critics, variables, path)
-            elif with_critics:
-                tf1.assign_critics(self.critics, variables, path)
+        generator, critics = store.load_networks(path)
+        source = generator.config
+        self._check_init_config(source, path)
+        self.generator.set_weights(generator.get_weights())
+        with_critics = critics is not None and self._critics_fit(critics, source)
+        if with_critics:
+            self.critics.set_weights(critics.get_weights())
         what = "generator and critics" if with_critics else "generator (critics random)"
         return f"initialised the {what} from {path}"
 
@@ -231,19 +207,18 @@ class Trainer:
 
         keys = ("version", "cnum", "guided")
         if any(getattr(source, k) != getattr(self.model_config, k) for k in keys):
-            raise TrainingError(f"--init_checkpoint={path} holds a {describe(source, ' model')}; the "
-                                f"flags ask for {describe(self.model_config)}")
+            raise TrainingError(f"{{parameter}}={path} holds a {describe(source, ' model')}; the "
+                                f"flags ask for {describe(self.model_config)}", parameter="init_checkpoint")
 
-    def _same_critic_sizes(self, source):
-        if self.v2:  # the SN-PatchGAN takes any image size
-            return True
-        same = (source.image_size, source.local_size) == (self.model_config.image_size,
-                                                           self.model_config.local_size)
-        if not same:
+    def _critics_fit(self, critics, source):
+        """Whether the weights of `critics` (of the init checkpoint) fit this run's critics: the v1
+        critics' dense layers fix their input sizes, the SN-PatchGAN takes any size."""
+        fit = [tuple(w.shape) for w in critics.weights] == [tuple(w.shape) for w in self.critics.weights]
+        if not fit:
             logging.warning("init checkpoint critics take %s / %s inputs, this run %s / %s: the critics "
                             "start from random weights", source.image_size, source.local_size,
                             self.model_config.image_size, self.model_config.local_size)
-        return same
+        return fit
 
     # ---- the two updates -----------------------------------------------------------------------
 
@@ -275,12 +250,10 @@ class Trainer:
         completed = losses.paste(images, tf.stop_gradient(refined), mask)
         variables = self.critics.trainable_variables
         with tf.GradientTape() as tape:
-            if self.v2:
-                terms = losses.v2_critic_losses(self.critics, images, completed, mask, sketch)
-            else:
-                terms = losses.critic_losses(
-                    self.critics, images, completed, mask, batch["bbox"][0], batch["alpha_local"],
-                    batch["alpha_global"], self.model_config.local_size, self.weights)
+            # A training batch has one box (repeated along the batch): the fastest crop.
+            terms = self.objective.critic_losses(
+                self.critics, images, completed, mask, sketch=sketch, bbox=batch["bbox"][0],
+                alpha_local=batch["alpha_local"], alpha_global=batch["alpha_global"])
             stats = self._average(terms)
         stats["critic_grad_norm"] = self._apply(stats["d_loss"], tape, variables)
         stats["skipped_files"] = tf.reduce_max(batch["skipped"], keepdims=True)
@@ -292,12 +265,8 @@ class Trainer:
         with tf.GradientTape() as tape:
             outputs = self.generator(inputs, training=True)
             outputs = {key: tf.cast(outputs[key], tf.float32) for key in ("coarse", "refined")}
-            if self.v2:
-                terms = losses.v2_generator_losses(self.critics, images, outputs, mask, sketch,
-                                                   self.weights)
-            else:
-                terms = losses.generator_losses(self.critics, images, outputs, mask, batch["bbox"][0],
-                                                self.model_config.local_size, self.weights)
+            terms = self.objective.generator_losses(self.critics, images, outputs, mask, sketch=sketch,
+                                                    bbox=batch["bbox"][0])
             stats = self._average(terms)
         stats["generator_grad_norm"] = self._apply(stats["g_loss"], tape, variables)
         stats["skipped_files"] = tf.reduce_max(batch["skipped"], keepdims=True)
@@ -360,11 +329,7 @@ class Trainer:
         images, mask, _, inputs = self._inputs({key: tf.constant(value) for key, value in batch.items()})
         outputs = self._outputs(inputs)
         outputs = {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
-        if self.v2:
-            terms = losses.v2_reconstruction_losses(images, outputs, self.weights)
-        else:
-            terms = losses.reconstruction_losses(images, outputs, mask, batch["bbox"],
-                                                 self.model_config.local_size, self.weights)
+        terms = self.objective.reconstruction_losses(images, outputs, mask, bbox=batch["bbox"])
         factor = self.model_config.image_size[0] // outputs["flow"].shape[1]
         columns = [images, images * (1.0 - mask) + mask, outputs["coarse"],
                    losses.paste(images, outputs["refined"], mask),
@@ -433,7 +398,7 @@ class Trainer:
                         stopped_by = reason.split()[0] if reason.startswith(("SIGTERM", "SIGINT")) else None
                         status = f"stopped after {reason}" if reason == late else f"stopped by {reason}"
                         break
-                    stats = self._one_step(iterator, step + 1)
+                    stats = self.train_step(iterator, step + 1)
                     step += 1
                     self.step.assign(step)
                     self.skipped_files.assign(int(stats["skipped_files"]))
@@ -455,21 +420,31 @@ class Trainer:
               f"(tensorboard --logdir {c.model_dir})", flush=True)
         return {"step": step, "status": status, "checkpoint": saved, "signal": stopped_by}
 
-    def _one_step(self, iterator, step):
-        """One training step: the critic updates, then the generator update; their stats."""
+    def train_step(self, iterator, step):
+        """One training step on batches of `iterator`: `critic_steps` critic updates, then the
+        generator update; their stats as floats (the last critic update's).
+
+        Args:
+            iterator: distributed training batches (`training_data()`).
+            step: the number of this step, for messages.
+
+        Raises:
+            TrainingError: a value is NaN or infinite, or the data ran out.
+        """
         stats = {}
         try:
             for _ in range(self.config.critic_steps):
-                stats.update(self._checked_update("critic", iterator, step))
-            stats.update(self._checked_update("generator", iterator, step))
+                stats.update(self.checked_update("critic", iterator, step))
+            stats.update(self.checked_update("generator", iterator, step))
         except tf.errors.OutOfRangeError:
-            raise TrainingError(f"step {step}: the training data ran out; no image of --dataset="
-                                f"{self.config.dataset} could be read (see the skipped-file warnings)") \
-                from None
+            raise TrainingError(f"step {step}: the training data ran out; no image of {{parameter}}="
+                                f"{self.config.dataset} could be read (see the skipped-file warnings)",
+                                parameter="dataset") from None
         return stats
 
-    def _checked_update(self, update, iterator, step=None):
-        """Runs one "critic" or "generator" update; its stats as floats, checked to be finite."""
+    def checked_update(self, update, iterator, step=None):
+        """Runs one "critic" or "generator" update on the next batch of `iterator`; its stats as
+        floats, checked to be finite (TrainingError naming `step` if not)."""
         run = self.critic_step if update == "critic" else self.generator_step
         return _checked(run(iterator), step, update)
 
@@ -480,8 +455,8 @@ def _checked(stats, step, update):
     for key, value in values.items():
         if not math.isfinite(value):
             raise TrainingError(f"step {step}: {key} is {value} in the {update} update; training stopped "
-                                "without saving, the last checkpoint is kept (lower --learning_rate, "
-                                "or check the data)")
+                                "without saving, the last checkpoint is kept (lower "
+                                f"{mention('learning_rate')}, or check the data)")
     return values
 
 
