@@ -263,11 +263,11 @@ def held_out_positions(count, held_out):
 
 def split(images, held_out):
     """(training paths, held-out paths, k) of the images under a folder; see the module docstring."""
-    from inpainting.data import pipeline
+    from inpainting.data import sources
     from inpainting.errors import DataError
 
     try:
-        paths = pipeline.list_image_files(images)
+        paths = sources.list_image_files(images)
     except DataError as err:
         raise UsageError(f"--images={images}: {err}") from None
     positions = held_out_positions(len(paths), held_out)
@@ -280,7 +280,7 @@ def split(images, held_out):
 def write_lists(output_dir, train, held):
     """Writes the two file lists and checks, reading them back as train.py does, that they share no
     file; returns (training list path, held-out list path)."""
-    from inpainting.data import pipeline
+    from inpainting.data import sources
 
     for path in train + held:
         if "\n" in path or path != path.strip():
@@ -291,8 +291,8 @@ def write_lists(output_dir, train, held):
     for path, names in ((train_list, train), (held_list, held)):
         with open(path, "w", encoding="utf-8") as file:
             file.write("".join(f"{name}\n" for name in names))
-    trained = {os.path.realpath(p) for p in pipeline.read_file_list(train_list)}
-    shared = trained & {os.path.realpath(p) for p in pipeline.read_file_list(held_list)}
+    trained = {os.path.realpath(p) for p in sources.read_file_list(train_list)}
+    shared = trained & {os.path.realpath(p) for p in sources.read_file_list(held_list)}
     if shared or len(trained) != len(train):
         raise RuntimeError(f"the training list {train_list} holds held-out photos: {sorted(shared)[:3]}")
     return train_list, held_list
@@ -330,12 +330,12 @@ def free_form_mask(name, size):
     Returns:
         float32 [size, size], 1 = hole, covering FREE_FORM_RANGE of the image.
     """
-    from inpainting.data import masks
+    from inpainting.data import masks, sources
 
     config = stroke_config(size)
     key = zlib.crc32(name.encode("utf-8"))
     for attempt in range(FREE_FORM_ATTEMPTS):
-        seed = masks.stream_seed(FREE_FORM_SEED, key, attempt)
+        seed = sources.stream_seed(FREE_FORM_SEED, key, attempt)
         mask = masks.brush_stroke_mask((size, size), seed, config).numpy()[:, :, 0]
         if FREE_FORM_RANGE[0] <= float(mask.mean()) <= FREE_FORM_RANGE[1]:
             return mask

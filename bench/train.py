@@ -52,9 +52,9 @@ def constant_batches(config):
     """An endless dataset repeating one training batch of real photos with the centre box."""
     import tensorflow as tf
 
-    from inpainting.data import pipeline
+    from inpainting.data import pipeline, sources
 
-    source = pipeline.parse_dataset("samples")
+    source = sources.parse_dataset("samples")
     images = pipeline.image_dataset(source, image_size=config.image_size, training=True, seed=1)
     batch = next(iter(pipeline.training_batches(
         lambda **kw: images, batch_size=config.batch_size, image_size=config.image_size,

@@ -51,12 +51,12 @@ def main(argv):
     del argv
     from inpainting import cli, imageio
     from inpainting.checkpoints import store
-    from inpainting.data import pipeline
+    from inpainting.data import sources
 
     with cli.user_errors():
         prefix = store.latest_prefix(FLAGS.model_dir)
         generator = store.load_generator(prefix)
-        photo_path = pipeline.held_out_sample_paths()[0]
+        photo_path = sources.held_out_sample_paths()[0]
         picture = before_after(generator, imageio.read_image(photo_path).rgb, FLAGS.size)
         output = os.path.join(FLAGS.model_dir, f"demo_step{store.checkpoint_step(prefix)}.png")
         # The picture is a function of the checkpoint alone, so an existing one is the same image.

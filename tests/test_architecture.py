@@ -16,8 +16,8 @@ PACKAGE = "inpainting"
 # Bottom to top. A module may import modules of lower layers and of its own package; packages of
 # one layer do not import each other.
 LAYERS = (
-    ("errors",),
-    ("config", "extras", "files", "imageio", "locks", "metrics", "cli"),
+    ("errors", "extras", "files"),
+    ("config", "imageio", "locks", "metrics", "cli"),
     ("model",),
     ("data",),
     ("checkpoints",),

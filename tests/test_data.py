@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from inpainting.config import PREPROCESSING
-from inpainting.data import masks, pipeline
+from inpainting.data import masks, pipeline, sources
 from inpainting.data.pipeline import DataSource
 from inpainting.errors import DataError
 
@@ -80,9 +80,9 @@ def _spoil(root):
     ("samples", DataSource("samples")),
 ])
 def test_parse_dataset_forms(spec, expected):
-    assert pipeline.parse_dataset(spec) == expected
+    assert sources.parse_dataset(spec) == expected
     assert str(expected) == spec
-    assert pipeline.parse_dataset(expected) is expected
+    assert sources.parse_dataset(expected) is expected
 
 
 @pytest.mark.parametrize("spec, shown", [
@@ -92,10 +92,10 @@ def test_parse_dataset_forms(spec, expected):
 ])
 def test_parse_dataset_rejects_other_forms(spec, shown):
     with pytest.raises(DataError) as excinfo:
-        pipeline.parse_dataset(spec)
+        sources.parse_dataset(spec)
     _message(excinfo, repr(spec), shown)
     if shown == "unknown form":
-        _message(excinfo, pipeline.SPEC_FORMS)
+        _message(excinfo, sources.SPEC_FORMS)
 
 
 # ---------------------------------------------------------------------- file lists, folders
@@ -106,12 +106,12 @@ def test_flist_paths_are_relative_to_the_list_and_blank_lines_ignored(tmp_path):
     _save(tmp_path / "lists" / "sub" / "y.png", _flat(40))
     flist = tmp_path / "lists" / "train.flist"
     flist.write_text(f"../images/i020.png\n\n   \n{absolute}\nsub/y.png\r\n../images/i010.png\n")
-    assert pipeline.read_file_list(flist) == [
+    assert sources.read_file_list(flist) == [
         str(tmp_path / "lists" / "../images/i020.png"), absolute,
         str(tmp_path / "lists" / "sub/y.png"), str(tmp_path / "lists" / "../images/i010.png")]
     stream = pipeline.image_dataset(f"flist:{flist}", image_size=(8, 8), training=False)
     assert _ids(_read(stream)) == [20, 30, 40, 10]
-    assert pipeline.num_examples(f"flist:{flist}") == 4
+    assert sources.num_examples(f"flist:{flist}") == 4
 
 
 def test_flist_errors(tmp_path):
@@ -144,7 +144,7 @@ def test_folder_is_recursive_sorted_and_filters_extensions(tmp_path):
     (root / "folder.png").mkdir()
     expected = [root / "A.JPG", root / "b.png", root / "e.jpeg", root / "sub" / "d.bmp",
                 root / "sub" / "deeper" / "c.webp"]
-    assert pipeline.list_image_files(root) == [str(path) for path in expected]
+    assert sources.list_image_files(root) == [str(path) for path in expected]
     stream = pipeline.image_dataset(f"folder:{root}", image_size=(8, 8), training=False)
     assert _ids(_read(stream)) == [2, 1, 5, 4, 3]
 
@@ -355,9 +355,9 @@ def test_long_runs_of_unreadable_files_are_named_and_counted(tmp_path, capfd):
     root = _folder(tmp_path / "img", [10])
     bad = _spoil(root)
     paths = bad[:4] + [str(root / "i010.png")]
-    stream = pipeline.read_items(
-        pipeline.file_items(paths, seed=0, training=False),
-        lambda path, position: pipeline.decode_rgb(tf.io.read_file(path))[:1, :1],
+    stream = sources.read_items(
+        sources.file_items(paths, seed=0, training=False),
+        lambda path, position: sources.decode_rgb(tf.io.read_file(path))[:1, :1],
         empty=tf.zeros([1, 1, 3], tf.uint8), label="run", num_items=5, remembered=2)
     [element] = _read(stream)
     assert element["skipped"] == 4 and element["position"] == 4
@@ -559,7 +559,7 @@ def test_free_form_training_batches_join_strokes_to_the_box(tmp_path):
         assert (mask == mask[:1]).all()
         assert (mask >= box["mask"]).all() and mask.sum() > box["mask"].sum()
         # The strokes are a pure function of (seed, batch index): deterministic.
-        key = masks.stream_seed(masks.stream_seed(6, pipeline.BATCH, index), 4)
+        key = sources.stream_seed(sources.stream_seed(6, pipeline.BATCH, index), 4)
         strokes = masks.brush_stroke_mask((32, 32), key).numpy()
         np.testing.assert_array_equal(mask[0], np.maximum(box["mask"][0], strokes))
     assert len({batch["mask"].tobytes() for batch in free}) == 4
@@ -568,7 +568,7 @@ def test_free_form_training_batches_join_strokes_to_the_box(tmp_path):
     thin = {"max_strokes": 1, "min_vertices": 1, "max_vertices": 2, "min_width": 1,
             "max_width": 2}
     [batch] = _read(make(free_form=True, strokes=thin), 1)
-    key = masks.stream_seed(masks.stream_seed(6, pipeline.BATCH, 0), 4)
+    key = sources.stream_seed(sources.stream_seed(6, pipeline.BATCH, 0), 4)
     np.testing.assert_array_equal(batch["mask"][1], np.maximum(
         boxes[0]["mask"][0], masks.brush_stroke_mask((32, 32), key, thin).numpy()))
 
@@ -582,7 +582,7 @@ def test_edge_maps_of_training_and_validation_batches(tmp_path):
     for batch in _read(batches, 2):
         edges = batch["edge"]
         assert set(np.unique(edges)) == {0.0, 1.0}
-        np.testing.assert_array_equal(edges, pipeline.canny_edges(batch["image"]).numpy())
+        np.testing.assert_array_equal(edges, edges.canny_edges(batch["image"]).numpy())
         for image, edge in zip(batch["image"], edges):  # the unmasked images' edges
             expected = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 100, 200) > 0
             np.testing.assert_array_equal(edge[..., 0], expected)
@@ -590,7 +590,7 @@ def test_edge_maps_of_training_and_validation_batches(tmp_path):
         functools.partial(pipeline.image_dataset, folder, image_size=(32, 32), training=False),
         count=8, image_size=(32, 32), box_size=(16, 16), edges=True))
     assert batch["edge"].shape == (5, 32, 32, 1) and batch["edge"].any()
-    np.testing.assert_array_equal(batch["edge"], pipeline.canny_edges(batch["image"]).numpy())
+    np.testing.assert_array_equal(batch["edge"], edges.canny_edges(batch["image"]).numpy())
 
 
 def test_free_form_validation_batches_use_one_fixed_stroke_mask(tmp_path):
@@ -604,7 +604,7 @@ def test_free_form_validation_batches_use_one_fixed_stroke_mask(tmp_path):
 
     box, free = make(), make(free_form=True)
     _assert_batches_equal([free], [box], ["image", "bbox", "alpha_local", "alpha_global"])
-    strokes = masks.brush_stroke_mask((32, 48), masks.stream_seed(0, pipeline.VALIDATION_STROKES))
+    strokes = masks.brush_stroke_mask((32, 48), sources.stream_seed(0, pipeline.VALIDATION_STROKES))
     np.testing.assert_array_equal(free["mask"],
                                   np.maximum(box["mask"], strokes.numpy()[None]))
     assert free["mask"].sum() > box["mask"].sum() and (free["mask"] == free["mask"][:1]).all()
@@ -635,16 +635,16 @@ def test_samples_are_the_bundled_photos_without_the_held_out_ones():
     import skimage.data
 
     folder = os.path.dirname(skimage.data.__file__)
-    for name in pipeline.SAMPLES_PHOTOS:
+    for name in sources.SAMPLES_PHOTOS:
         assert os.path.isfile(os.path.join(folder, name)), name  # the list matches the wheel
-    training = pipeline.sample_paths()
-    held_out = pipeline.held_out_sample_paths()
+    training = sources.sample_paths()
+    held_out = sources.held_out_sample_paths()
     assert all(os.path.isfile(path) for path in training + held_out)
-    assert {os.path.basename(p) for p in held_out} == set(pipeline.SAMPLES_HELD_OUT)
-    assert not {os.path.basename(p) for p in training} & set(pipeline.SAMPLES_HELD_OUT)
-    assert len(training) == len(pipeline.SAMPLES_PHOTOS) - len(pipeline.SAMPLES_HELD_OUT)
-    assert pipeline.num_examples("samples") == len(training)
-    assert pipeline.num_examples("samples", training=False) == len(held_out)
+    assert {os.path.basename(p) for p in held_out} == set(sources.SAMPLES_HELD_OUT)
+    assert not {os.path.basename(p) for p in training} & set(sources.SAMPLES_HELD_OUT)
+    assert len(training) == len(sources.SAMPLES_PHOTOS) - len(sources.SAMPLES_HELD_OUT)
+    assert sources.num_examples("samples") == len(training)
+    assert sources.num_examples("samples", training=False) == len(held_out)
     # Validation on samples reads only the held-out photos (sorted), centre-cropped.
     elements = _read(pipeline.image_dataset("samples", image_size=(32, 48), training=False))
     assert len(elements) == len(held_out)
@@ -719,7 +719,7 @@ def tiny_tfds(tmp_path_factory):
 def test_tfds_prepared_dataset_reads_every_example_once_per_epoch(tiny_tfds, monkeypatch):
     make = functools.partial(pipeline.image_dataset, "tfds:inpainting_test_pictures",
                              image_size=(6, 8), data_dir=tiny_tfds, seed=4)
-    assert pipeline.num_examples("tfds:inpainting_test_pictures", data_dir=tiny_tfds) == 40
+    assert sources.num_examples("tfds:inpainting_test_pictures", data_dir=tiny_tfds) == 40
     for block, window, starts in ((16, 256, (17, 40)), (2, 3, (1, 13, 39, 63)), (1, 1, (27,))):
         monkeypatch.setattr(pipeline, "TFDS_BLOCK_SHARDS", block)
         monkeypatch.setattr(pipeline, "TFDS_WINDOW", window)

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import assert_user_error, run_module
 from inpainting import imageio
 from inpainting.checkpoints import store
-from inpainting.data import pipeline
+from inpainting.data import sources
 from inpainting.demo import before_after
 
 
@@ -20,7 +20,7 @@ def test_demo_writes_the_picture_of_the_held_out_photo_and_says_where_things_are
     prefix = store.latest_prefix(model_dir)
     result = run_module("inpainting.demo", f"--model_dir={model_dir}", "--size=64")
     assert result.returncode == 0, result.stderr
-    photo = pipeline.held_out_sample_paths()[0]
+    photo = sources.held_out_sample_paths()[0]
     output = model_dir / f"demo_step{store.checkpoint_step(prefix)}.png"
     assert result.stdout.splitlines() == [
         f"held-out photo: {photo} (never seen in training)",

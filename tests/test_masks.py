@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inpainting.data import masks
+from inpainting.data import masks, sources
 from inpainting.errors import DataError
 
 
@@ -21,7 +21,7 @@ def _many(function, count):
 def _many_parameters(image_size, count, seed, config=None):
     """`masks.stroke_parameters` of keys stream_seed(seed, i), i < count, as numpy arrays."""
     stream = tf.data.Dataset.range(count).map(
-        lambda i: masks.stroke_parameters(image_size, masks.stream_seed(seed, i), config))
+        lambda i: masks.stroke_parameters(image_size, sources.stream_seed(seed, i), config))
     return next(stream.batch(count).as_numpy_iterator())
 
 
@@ -43,13 +43,13 @@ def _save(path, array, params=()):
 # --------------------------------------------------------------------------------- seeds
 
 def test_stream_seed_is_a_pure_function_of_its_parts():
-    first = masks.stream_seed(5, 1, 2).numpy()
-    np.testing.assert_array_equal(first, masks.stream_seed(5, 1, 2).numpy())
-    others = [masks.stream_seed(5, 1, 3), masks.stream_seed(5, 2, 2), masks.stream_seed(6, 1, 2)]
+    first = sources.stream_seed(5, 1, 2).numpy()
+    np.testing.assert_array_equal(first, sources.stream_seed(5, 1, 2).numpy())
+    others = [sources.stream_seed(5, 1, 3), sources.stream_seed(5, 2, 2), sources.stream_seed(6, 1, 2)]
     assert all(not np.array_equal(first, other.numpy()) for other in others)
     assert first.shape == (2,) and first.dtype == np.int64
     # A key passes through unchanged when no part is given.
-    np.testing.assert_array_equal(masks.stream_seed(tf.constant(first)).numpy(), first)
+    np.testing.assert_array_equal(sources.stream_seed(tf.constant(first)).numpy(), first)
 
 
 # ------------------------------------------------------------------------------- boxes
@@ -60,7 +60,7 @@ def test_stream_seed_is_a_pure_function_of_its_parts():
     ((40, 72), (38, 20), (0, 3)),  # only two possible rows: 0 and 1
 ])
 def test_random_bbox_range_has_an_exclusive_upper_bound(image_size, box_size, margins):
-    boxes = _many(lambda i: masks.random_bbox(masks.stream_seed(3, i), image_size, box_size,
+    boxes = _many(lambda i: masks.random_bbox(sources.stream_seed(3, i), image_size, box_size,
                                               margins), 4000)
     assert boxes.dtype == np.int32 and boxes.shape == (4000, 4)
     for axis in (0, 1):
@@ -74,10 +74,10 @@ def test_random_bbox_range_has_an_exclusive_upper_bound(image_size, box_size, ma
 
 
 def test_random_bbox_is_deterministic_per_seed():
-    a = masks.random_bbox(masks.stream_seed(1, 7), (128, 128), (32, 32)).numpy()
-    b = masks.random_bbox(masks.stream_seed(1, 7), (128, 128), (32, 32)).numpy()
+    a = masks.random_bbox(sources.stream_seed(1, 7), (128, 128), (32, 32)).numpy()
+    b = masks.random_bbox(sources.stream_seed(1, 7), (128, 128), (32, 32)).numpy()
     np.testing.assert_array_equal(a, b)
-    c = [masks.random_bbox(masks.stream_seed(1, i), (128, 128), (32, 32)).numpy()[:2]
+    c = [masks.random_bbox(sources.stream_seed(1, i), (128, 128), (32, 32)).numpy()[:2]
          for i in range(8)]
     assert len({tuple(v) for v in c}) > 1
     # A plain int seed works too.
@@ -124,7 +124,7 @@ def test_trim_is_uniform_in_zero_to_half_max_delta_and_the_same_on_both_sides():
     top, left, height, width = 10, 20, 64, 48
     bbox = tf.constant([top, left, height, width])
     holes = _many(lambda i: masks.bbox_to_mask(bbox, (96, 96), (32, 12),
-                                               seed=masks.stream_seed(9, i)), 3000)[..., 0]
+                                               seed=sources.stream_seed(9, i)), 3000)[..., 0]
     rows = holes.any(axis=2)
     cols = holes.any(axis=1)
     first_row = rows.argmax(axis=1)
@@ -145,10 +145,10 @@ def test_trim_is_uniform_in_zero_to_half_max_delta_and_the_same_on_both_sides():
 
 def test_trim_is_deterministic_per_seed():
     bbox = masks.center_bbox((64, 64), (32, 32))
-    a = masks.bbox_to_mask(bbox, (64, 64), seed=masks.stream_seed(2, 5)).numpy()
-    b = masks.bbox_to_mask(bbox, (64, 64), seed=masks.stream_seed(2, 5)).numpy()
+    a = masks.bbox_to_mask(bbox, (64, 64), seed=sources.stream_seed(2, 5)).numpy()
+    b = masks.bbox_to_mask(bbox, (64, 64), seed=sources.stream_seed(2, 5)).numpy()
     np.testing.assert_array_equal(a, b)
-    sums = {masks.bbox_to_mask(bbox, (64, 64), seed=masks.stream_seed(2, i)).numpy().sum()
+    sums = {masks.bbox_to_mask(bbox, (64, 64), seed=sources.stream_seed(2, i)).numpy().sum()
             for i in range(10)}
     assert len(sums) > 1
 
@@ -315,7 +315,7 @@ STROKE_SAMPLES = 1000
 
 def _stroke_masks(image_size, count, seed=1, config=None):
     """`count` stroke masks [count, H, W] of keys stream_seed(seed, i), drawn inside tf.data."""
-    return _many(lambda i: masks.brush_stroke_mask(image_size, masks.stream_seed(seed, i),
+    return _many(lambda i: masks.brush_stroke_mask(image_size, sources.stream_seed(seed, i),
                                                    config), count)[..., 0]
 
 
@@ -323,7 +323,7 @@ def _stroke_masks(image_size, count, seed=1, config=None):
 def square_strokes():
     """Masks and parameters of STROKE_SAMPLES default strokes on 256 x 256 images."""
     def sample(index):
-        key = masks.stream_seed(1, index)
+        key = sources.stream_seed(1, index)
         params = masks.stroke_parameters((256, 256), key)
         return masks.brush_stroke_mask((256, 256), key)[..., 0], params
 
@@ -487,14 +487,14 @@ def test_strokes_cover_the_whole_of_a_non_square_image():
 
 
 def test_stroke_masks_are_deterministic_per_key_and_work_eagerly_and_in_graphs():
-    key = masks.stream_seed(4, 11)
+    key = sources.stream_seed(4, 11)
     eager = masks.brush_stroke_mask((40, 72), key).numpy()
     assert eager.shape == (40, 72, 1) and eager.dtype == np.float32
     np.testing.assert_array_equal(eager, masks.brush_stroke_mask((40, 72), key).numpy())
     graph = tf.function(lambda k: masks.brush_stroke_mask((40, 72), k))
     np.testing.assert_array_equal(eager, graph(key).numpy())
     others = [masks.brush_stroke_mask((40, 72), k).numpy() for k in
-              (masks.stream_seed(4, 12), masks.stream_seed(5, 11))]
+              (sources.stream_seed(4, 12), sources.stream_seed(5, 11))]
     assert all(not np.array_equal(eager, other) for other in others)
     np.testing.assert_array_equal(masks.brush_stroke_mask((40, 72), 3).numpy(),
                                   masks.brush_stroke_mask((40, 72), 3).numpy())

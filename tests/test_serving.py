@@ -19,7 +19,7 @@ from conftest import assert_user_error, box_mask, load_reference, photo, run_mod
 from inpainting import cli, imageio
 from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
-from inpainting.data import masks, pipeline
+from inpainting.data import masks, sources
 from inpainting.errors import ExportError, ImageError
 from inpainting.export import job, saved_model, signatures
 from inpainting.inference import runners
@@ -387,7 +387,7 @@ def test_serving_default_refuses_declared_huge_images_before_decoding(tiny_check
         encoded = _encoded(rgb, kind)
         output = tf.io.decode_png(serve(image_bytes=tf.constant([encoded]), mask_bytes=tf.stack([mask]))
                                   ["output_bytes"][0]).numpy()
-        np.testing.assert_array_equal(output[~hole], pipeline.decode_rgb(encoded).numpy()[~hole], err_msg=kind)
+        np.testing.assert_array_equal(output[~hole], sources.decode_rgb(encoded).numpy()[~hole], err_msg=kind)
 
 
 @pytest.mark.parametrize("kind", ["gray", "gray16", "colour", "alpha_strokes", "opaque_alpha"])

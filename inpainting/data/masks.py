@@ -34,6 +34,8 @@ import math
 import tensorflow as tf
 
 from inpainting.config import is_int
+from inpainting.data import sources
+from inpainting.data.sources import stream_seed
 from inpainting.errors import DataError
 
 # Parts folded into the user seed so that the streams drawn from one seed are independent.
@@ -46,27 +48,6 @@ _STROKE_ANGLE, _STROKE_START, _STROKE_RADIUS, _STROKE_FLIP = 4, 5, 6, 7
 
 # ITU-R BT.601 luma weights, the ones OpenCV and `inpainting.imageio` use.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def stream_seed(seed, *parts):
-    """A stateless RNG key derived from a seed and integer indices.
-
-    Args:
-        seed: a Python int or int scalar tensor (a user seed), or an int [2] tensor
-            that already is a key.
-        *parts: integer scalars (Python ints or tensors) folded in one after the
-            other, e.g. a stream tag then an element index.
-
-    Returns:
-        int64 [2] tensor for the `seed` argument of `tf.random.stateless_*` ops.
-    """
-    key = tf.convert_to_tensor(seed)
-    if key.shape.rank == 0:
-        key = tf.stack([tf.constant(0, tf.int64), tf.cast(key, tf.int64)])
-    key = tf.cast(key, tf.int64)
-    for part in parts:
-        key = tf.random.experimental.stateless_fold_in(key, tf.cast(part, tf.int64))
-    return key
 
 
 def size_pair(value, name):
@@ -233,9 +214,7 @@ def holes_from_bytes(encoded):
     Returns:
         bool [h, w], True at holes.
     """
-    from inpainting.data import pipeline  # data imports this module
-
-    pixels = pipeline.decode_8bit(encoded)
+    pixels = sources.decode_8bit(encoded)
     channels = tf.shape(pixels)[2]
     alpha = tf.cond(channels % 2 == 0, lambda: pixels[:, :, -1],
                     lambda: tf.fill(tf.shape(pixels)[:2], tf.constant(255, tf.uint8)))
@@ -283,11 +262,9 @@ def mask_folder_dataset(mask_dir, image_size, seed, start=0):
     Raises:
         DataError: the folder is missing or holds no mask images.
     """
-    from inpainting.data import pipeline  # data imports this module
-
     height, width = size_pair(image_size, "image_size")
-    paths = pipeline.list_image_files(mask_dir, what="mask")
-    items = pipeline.file_items(paths, seed=stream_seed(seed, MASK_ORDER), start=start, training=True)
+    paths = sources.list_image_files(mask_dir, what="mask")
+    items = sources.file_items(paths, seed=stream_seed(seed, MASK_ORDER), start=start, training=True)
 
     def load(path, position):
         mask = decode_mask(tf.io.read_file(path), (height, width))
@@ -295,7 +272,7 @@ def mask_folder_dataset(mask_dir, image_size, seed, start=0):
         mask = tf.where(flips[0], tf.reverse(mask, [1]), mask)
         return tf.where(flips[1], tf.reverse(mask, [0]), mask)
 
-    stream = pipeline.read_items(items, load, empty=tf.zeros([height, width, 1]),
+    stream = sources.read_items(items, load, empty=tf.zeros([height, width, 1]),
                                  label=f"mask folder {mask_dir}", num_items=len(paths), start=start)
     return stream.map(lambda element: element["image"])
 
@@ -312,9 +289,7 @@ def fixed_masks(mask_dir, image_size, count):
         DataError: the folder is missing, holds no mask images, or one of the
             masks used cannot be read.
     """
-    from inpainting.data import pipeline  # data imports this module
-
-    paths = pipeline.list_image_files(mask_dir, what="mask")
+    paths = sources.list_image_files(mask_dir, what="mask")
     loaded = {}
     for path in paths[:count]:
         try:

@@ -9,7 +9,7 @@ A SavedModel (tag `serve`) of a `ServingModule` has two signatures:
     `image_bytes` and `mask_bytes`, string [B] (PNG, JPEG, BMP or GIF; any size, each pair its
     own) -> `output_bytes`, string [B] of PNG. TF Serving's REST API takes them as
     `{"b64": ...}` and answers in base64. Images and masks are read as the command-line tools
-    read them (`pipeline.decode_rgb`, `masks.holes_from_bytes`): 8-bit RGB (gray replicated, alpha
+    read them (`sources.decode_rgb`, `masks.holes_from_bytes`): 8-bit RGB (gray replicated, alpha
     dropped, 16-bit scaled to 8), and a mask pixel is a hole where it is white-ish: gray (or the
     luma of colour) above 127, or the alpha channel above 127 when the mask has a transparent
     part. The output PNG is RGB and equals the input outside the hole.
@@ -42,7 +42,7 @@ whatever the generator it was given was built with; the weights are the same.
 import tensorflow as tf
 
 from inpainting.config import DEFAULT_MAX_PIXELS
-from inpainting.data import masks, pipeline
+from inpainting.data import masks, sources
 from inpainting.model import flow as flow_lib
 from inpainting.model.generator import GRID, Generator
 from inpainting.model.layers import fold_indices, upsample_nearest
@@ -355,7 +355,7 @@ class ServingModule(GeneratorModule):
             headers = [check for item, name in zip(items, ("image_bytes", "mask_bytes", "sketch_bytes"))
                        for check in _check_declared_size(item, self.max_pixels, "serving_default", name)]
             with tf.control_dependencies(headers):
-                rgb = pipeline.decode_rgb(items[0])
+                rgb = sources.decode_rgb(items[0])
                 maps = [masks.holes_from_bytes(value) for value in items[1:]]  # the hole, the sketch's lines
             checks = _check_size(tf.shape(rgb)[0], tf.shape(rgb)[1], self.max_pixels, "serving_default")
             checks += [_check_mask(tf.shape(rgb)[:2], tf.shape(m), "serving_default") for m in maps]

@@ -33,7 +33,7 @@ from absl import logging
 from inpainting import locks
 from inpainting.checkpoints import store
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
-from inpainting.data import pipeline
+from inpainting.data import pipeline, sources
 from inpainting.errors import TrainingError, mention
 from inpainting.model import layers
 from inpainting.model.critics import make_critics
@@ -296,7 +296,7 @@ class Trainer:
         """The distributed training batches, from the position of the restored step on."""
         c = self.config
         images = functools.partial(
-            pipeline.image_dataset, pipeline.parse_dataset(c.dataset), image_size=c.image_size,
+            pipeline.image_dataset, sources.parse_dataset(c.dataset), image_size=c.image_size,
             preprocess=c.preprocess, flip=c.flip, seed=c.seed, training=True,
             data_dir=c.data_dir or None, download=c.download)
         batches = pipeline.training_batches(
@@ -310,7 +310,7 @@ class Trainer:
     def validation_batch(self):
         """The fixed validation images, boxes and masks, as one batch of numpy arrays."""
         c = self.config
-        source = pipeline.parse_dataset(c.validation_dataset or c.dataset)
+        source = sources.parse_dataset(c.validation_dataset or c.dataset)
         images = pipeline.image_dataset(source, image_size=c.image_size, preprocess=c.preprocess,
                                         flip=False, seed=c.seed, training=False,
                                         data_dir=c.data_dir or None, download=c.download)
