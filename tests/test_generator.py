@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import load_reference
 from inpainting import tf1
 from inpainting.config import ModelConfig
-from inpainting.generator import Generator
+from inpainting.generator import Generator, StageRunner, forward
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
 pytestmark = pytest.mark.onednn_modes
@@ -143,3 +143,44 @@ def test_rejects_bad_shapes(tiny):
 def test_config_round_trip(tiny):
     clone = Generator.from_config(tiny.get_config())
     assert clone.config == tiny.config and clone.attention_implementation == "matmul"
+
+
+def test_stages_hold_every_convolution_in_network_order(tiny):
+    stages = tiny.stages
+    assert list(stages) == ["stage1", "conv_branch", "attention_in", "attention_out", "merge"]
+    layers = [layer for stage in stages.values() for layer in stage]
+    assert [layer.name for layer in layers] == list(tiny.conv_layers())
+    assert all(layer is getattr(tiny, layer.name) for layer in layers)
+    assert [layer.name for layer in stages["attention_out"]] == ["pmconv9", "pmconv10"]
+
+
+class _RecordingRunner(StageRunner):
+    """The one-graph stage runner, noting each stage it runs."""
+
+    def __init__(self, generator, attention_first):
+        super().__init__(generator)
+        self.attention_first = attention_first
+        self.order = []
+
+    def run(self, stage, inputs):
+        self.order.append(stage)
+        return super().run(stage, inputs)
+
+    def attend(self, features, mask):
+        self.order.append("attention")
+        return super().attend(features, mask)
+
+
+@pytest.mark.parametrize("attention_first, order", [
+    (False, ["stage1", "conv_branch", "attention_in", "attention", "attention_out", "merge"]),
+    (True, ["stage1", "attention_in", "attention", "attention_out", "conv_branch", "merge"]),
+])
+def test_forward_runs_the_stages_through_its_runner(tiny, attention_first, order):
+    image, mask = _inputs(2)
+    runner = _RecordingRunner(tiny, attention_first)
+    out = forward(tiny, runner, [image, mask])
+    assert runner.order == order
+    expected = tiny([image, mask])
+    for key in ("coarse", "refined", "flow"):
+        np.testing.assert_allclose(out[key], expected[key], atol=1e-6, err_msg=key)
+    np.testing.assert_array_equal(out["offsets"], expected["offsets"])
