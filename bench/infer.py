@@ -38,10 +38,9 @@ STAGE_INPUT_SCALE = {"stage1": 1, "conv_branch": 1, "attention_in": 1, "attentio
 def generator_gflop(generator, height, width):
     """FLOPs (multiply and add counted apart) of the generator as the original computes it."""
     total = 0
-    for stage, names in generator._stages.items():
+    for stage, layers in generator.stages.items():
         scale = STAGE_INPUT_SCALE[stage]
-        for name in names:
-            layer = getattr(generator, name)
+        for layer in layers:
             conv = getattr(layer, "conv", layer)
             scale = scale // 2 if conv is not layer else scale * conv.strides
             kh, kw, cin, cout = conv.kernel.shape

@@ -10,7 +10,7 @@ from inpainting.checkpoints import tf1
 from inpainting.config import ModelConfig
 from inpainting.errors import CheckpointError
 from inpainting.model.critics import make_critics
-from inpainting.model.generator import Generator
+from inpainting.model.generator import Generator, StageRunner, forward
 from layer_test import run_layer_test
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
@@ -228,3 +228,44 @@ def test_generator_model_contract(tmp_path, kwargs):
         expected_output_dtype={"coarse": "float32", "refined": "float32", "flow": "float32", "offsets": "int32"},
         traced_gradients=False)
     assert generator.contextual_attention.memory_mb == kwargs.get("attention_memory_mb")
+
+
+def test_stages_hold_every_convolution_in_network_order(tiny):
+    stages = tiny.stages
+    assert list(stages) == ["stage1", "conv_branch", "attention_in", "attention_out", "merge"]
+    layers = [layer for stage in stages.values() for layer in stage]
+    assert [layer.name for layer in layers] == list(tiny.conv_layers())
+    assert all(layer is getattr(tiny, layer.name) for layer in layers)
+    assert [layer.name for layer in stages["attention_out"]] == ["pmconv9", "pmconv10"]
+
+
+class _RecordingRunner(StageRunner):
+    """The one-graph stage runner, noting each stage it runs."""
+
+    def __init__(self, generator, attention_first):
+        super().__init__(generator)
+        self.attention_first = attention_first
+        self.order = []
+
+    def run(self, stage, inputs):
+        self.order.append(stage)
+        return super().run(stage, inputs)
+
+    def attend(self, features, mask):
+        self.order.append("attention")
+        return super().attend(features, mask)
+
+
+@pytest.mark.parametrize("attention_first, order", [
+    (False, ["stage1", "conv_branch", "attention_in", "attention", "attention_out", "merge"]),
+    (True, ["stage1", "attention_in", "attention", "attention_out", "conv_branch", "merge"]),
+])
+def test_forward_runs_the_stages_through_its_runner(tiny, attention_first, order):
+    image, mask = _inputs(2)
+    runner = _RecordingRunner(tiny, attention_first)
+    out = forward(tiny, runner, [image, mask])
+    assert runner.order == order
+    expected = tiny([image, mask])
+    for key in ("coarse", "refined", "flow"):
+        np.testing.assert_allclose(out[key], expected[key], atol=1e-6, err_msg=key)
+    np.testing.assert_array_equal(out["offsets"], expected["offsets"])

@@ -37,6 +37,24 @@ def test_tiles_equal_the_whole_matrix(size, tile, hole):
     np.testing.assert_array_equal(offsets, expected_offsets[0])
 
 
+@pytest.mark.parametrize("size, tile, ksize, rate, softmax_scale", [
+    ((16, 24), (3, 5), 5, 2, 10.0),   # larger patches
+    ((12, 18), (4, 7), 3, 1, 4.0),    # matching at full size, a softer softmax
+    ((18, 24), (2, 3), 3, 3, 10.0),   # an odd rate
+])
+def test_tiles_take_the_attention_settings(size, tile, ksize, rate, softmax_scale):
+    f = _features(*size)
+    mask = box_mask(*size, 3, 5, 6, 6)
+    settings = dict(ksize=ksize, rate=rate, softmax_scale=softmax_scale)
+    expected, expected_offsets = attention.attention_matmul(f[None], f[None], mask[None, :, :, None],
+                                                            **settings)
+    y, offsets = streaming.attention_tiles(f, mask, tile=tile, **settings)
+    np.testing.assert_allclose(y, expected[0], atol=1e-5)
+    np.testing.assert_array_equal(offsets, expected_offsets[0])
+    with pytest.raises(ValueError, match="multiples of rate=5"):
+        streaming.attention_tiles(f, mask, ksize=ksize, rate=5)
+
+
 def test_tiles_report_progress():
     calls = []
     streaming.attention_tiles(_features(16, 24), box_mask(16, 24, 3, 5, 6, 6), tile=(3, 5),
@@ -105,6 +123,31 @@ def test_streamed_generator_equals_the_graph(version, padding, guided, memory_mb
     np.testing.assert_array_equal(flow, expected["flow"][0])
     assert [s for i, s in enumerate(stages) if s != stages[i - 1] or i == 0] == [
         "stage1", "attention_in", "attention", "attention_out", "conv_branch", "merge"]
+
+
+def test_streamed_generator_takes_the_settings_of_the_attention_layer():
+    tf.keras.utils.set_random_seed(3)
+    generator = Generator(ModelConfig(cnum=4))
+    generator.build()
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-1, 1, (48, 72, 3)).astype(np.float32)
+    mask = box_mask(48, 72, 10, 20, 20, 30)
+    inputs = [image[None], mask[None, :, :, None]]
+    default = generator(inputs)
+    layer = generator.contextual_attention
+    layer.ksize, layer.rate, layer.softmax_scale = 5, 3, 2.0  # the features (12 x 18) divide by 3
+    expected = generator(inputs)
+    assert np.abs(expected["refined"] - default["refined"]).max() > 1e-3
+    refined, flow = streaming.StreamedGenerator(generator, 0.05)(image, mask)
+    np.testing.assert_allclose(refined, expected["refined"][0], atol=1e-5)
+    np.testing.assert_array_equal(flow, expected["flow"][0])
+
+
+def test_streamed_generator_needs_the_fuse_step():
+    generator = Generator(ModelConfig(cnum=4))
+    generator.contextual_attention.fuse = False
+    with pytest.raises(ValueError, match="fuse step with fuse_k=3, got fuse=False"):
+        streaming.StreamedGenerator(generator)
 
 
 def test_streamed_generator_refuses_sizes_off_the_grid(tiny_generator):

@@ -1,6 +1,8 @@
 """The generator on one very large image, with memory linear in its area.
 
-`StreamedGenerator` runs a built `Generator` layer by layer on one image held in NumPy arrays:
+`StreamedGenerator` runs a built `Generator` on one image: the network is the generator's own
+(`inpainting.model.generator.forward`), and each of its stages runs layer by layer, its whole inputs
+and outputs held in memory and everything else computed a strip or a tile at a time:
 
 * Every convolution is computed in horizontal strips of output rows. A strip reads the input
   rows its kernel needs, with the image border's padding (zeros, or the mirror of the image)
@@ -17,8 +19,10 @@
   every tile's fused scores, softmax, argmax and pasted patches equal those of the whole score
   matrix. The pasted patches of a tile are overlap-added into the output. Nothing of the size of
   the score matrix, of all background patches, or of all raw patches is ever built: the raw
-  patches are read from the features cut into 2x2 cells (`_raw_cells`, one copy of the features),
-  as four products of the tile's weights with shifted views of the cells.
+  patches are read from the features cut into cells of the attention's rate
+  (`attention.background_cells`, one copy of the features), as four products of the tile's
+  weights with shifted views of the cells. Patch size, rate and softmax scale are those of the
+  generator's `ContextualAttention` layer.
 
 The result equals `Generator.call` up to float rounding (about 1e-6). With `attention="hole_only"`,
 tiles that hold no position within `HOLE_ONLY_REACH` grid cells of the hole are not matched; each
@@ -37,14 +41,12 @@ import numpy as np
 import tensorflow as tf
 
 from inpainting.model import attention as att
-from inpainting.model import flow as flow_lib
+from inpainting.model.generator import StageRunner, forward
 from inpainting.model.layers import UpConv, downsample_nearest, fold_indices, resize_nearest
 
 ATTENTION_MODES = ("exact", "hole_only")
 # hole_only: tiles with a position this many cells (of the 1/8 grid) from the hole are matched.
 HOLE_ONLY_REACH = 2
-_RATE = 2
-_SCALE = 10.0
 _BYTES = 4
 
 
@@ -146,61 +148,50 @@ def _tile_plan(top, rows, left, cols, height, width):
     return np.array(starts, np.int32), segment, exists
 
 
-def _raw_cells(features):
-    """The features cut into 2x2 cells, from which every raw patch is read without a gather.
-
-    The raw patch of grid position (ky, kx) is the 4x4 block of the features at rows
-    2 ky - 1 .. 2 ky + 2 and columns 2 kx - 1 .. 2 kx + 2, zero outside the map. With the
-    features zero-padded by one pixel and cut into 2x2 cells (`space_to_depth`: row in cell,
-    column in cell, channel), that block is the four cells (ky + by, kx + bx), by, bx in {0, 1},
-    in the order `attention._col2im` takes (block row, block col, row in block, col in block).
-
-    Returns the cells flattened, [(h + 1) * (w + 1), 4 C] for a grid of h x w: cell (ky + by,
-    kx + bx) is row ky * (w + 1) + kx + by * (w + 1) + bx (`_cell_of` and `_cell_shifts`).
-    """
-    return att._background_cells(features[None], _RATE)[0]
-
-
 def _cell_of(positions, width):
-    """The cell row (`_raw_cells`) of grid `positions` (row-major indices into a grid `width` wide)."""
+    """The row of `attention.background_cells` where the raw patch of grid `positions` (row-major
+    indices into a grid `width` wide) starts."""
     return positions // width * (width + 1) + positions % width
 
 
 def _cell_shifts(width):
-    """How far the four cells of a raw patch are from its first, in `attention._col2im` order."""
+    """How far the four cells of a raw patch are from its first, in `attention.col2im` order."""
     return [by * (width + 1) + bx for by in (0, 1) for bx in (0, 1)]
 
 
 @tf.function
 def _match_tile(queries_padded, inv_norm, cells, column_cells, columns, valid, rest, starts, segment,
-                exists, rows, cols):
+                exists, rows, cols, ksize, rate, softmax_scale):
     """Fused scores, weights, best match and pasted patches of one tile (see the module docstring).
 
     Args:
-        queries_padded: [h + 2, w + 2, C], the 1/2-size features zero-padded by one.
-        inv_norm: [L], 1 / max(norm, 1e-4) of every background patch.
-        cells: `_raw_cells` of the features.
+        queries_padded: [h + 2p, w + 2p, C], the 1/rate features zero-padded by p = ksize // 2.
+        inv_norm: [L], `attention.inverse_norms` of the background patches.
+        cells: `attention.background_cells` of the features (batch removed).
         column_cells: int32 [n], `_cell_of` the kept columns.
-        columns, valid, rest: `attention._kept_columns` of the usable patches (batch removed).
+        columns, valid, rest: `attention.kept_columns` of the usable patches (batch removed).
         starts, segment, exists: `_tile_plan`.
         rows, cols: the tile's size.
+        ksize, rate, softmax_scale: the attention's (`attention.attention_matmul`).
 
     Returns:
-        (contribution [2 rows + 4, 2 cols + 4, C], the overlap-added pasted patches of the tile,
-        whose first row and column are 2 top - 2 and 2 left - 2; index int32 [rows * cols], the
-        background position of largest weight).
+        (contribution [rate (rows + 2), rate (cols + 2), C], the overlap-added pasted patches of
+        the tile, whose first row and column are rate (top - 1) and rate (left - 1); index int32
+        [rows * cols], the background position of largest weight).
     """
+    pad = ksize // 2
     padded_shape = tf.shape(queries_padded)
-    height, width, channels = padded_shape[0] - 2, padded_shape[1] - 2, queries_padded.shape[-1]
+    height, width = padded_shape[0] - 2 * pad, padded_shape[1] - 2 * pad
+    channels = queries_padded.shape[-1]
     total = height * width
     extended = tf.reshape(starts[:, None] + tf.range(-1, cols + 1)[None, :], [-1])  # [m]
     inside = tf.cast((extended >= 0) & (extended < total), queries_padded.dtype)
     clipped = tf.clip_by_value(extended, 0, total - 1)
     qy, qx = clipped // width, clipped % width
     flat = tf.reshape(queries_padded, [-1, channels])
-    kernel = tf.stack([tf.gather(flat, (qy + oy) * (width + 2) + qx + ox) for oy in range(3)
-                       for ox in range(3)]) * inside[None, :, None]  # [9, m, C]
-    kernel = tf.reshape(tf.transpose(kernel, [0, 2, 1]), [3, 3, channels, -1])
+    kernel = tf.stack([tf.gather(flat, (qy + oy) * (width + 2 * pad) + qx + ox) for oy in range(ksize)
+                       for ox in range(ksize)]) * inside[None, :, None]  # [k * k, m, C]
+    kernel = tf.reshape(tf.transpose(kernel, [0, 2, 1]), [ksize, ksize, channels, -1])
     scores = tf.nn.conv2d(queries_padded[None], kernel, 1, "VALID")  # [1, h, w, m]
     scores = tf.reshape(scores, [total, -1]) * inv_norm[:, None]
     # First fuse pass: first[s, p] = S[s - 1, p - 1] + S[s, p] + S[s + 1, p + 1].
@@ -211,64 +202,73 @@ def _match_tile(queries_padded, inv_norm, cells, column_cells, columns, valid, r
     # Second pass, in column-major order, on the kept background columns only.
     fused = 0.0
     for step in (-1, 0, 1):
-        row, row_exists = att._column_major_step(columns, step, height, width)
+        row, row_exists = att.column_major_step(columns, step, height, width)
         picked = tf.gather(first, row) * tf.cast(row_exists, first.dtype)[:, None]
         picked = tf.gather(tf.reshape(picked, [tf.shape(row)[0], -1, cols]), segment[step + 1], axis=1)
         fused += picked * exists[step + 1][None]
     fused = tf.transpose(tf.reshape(fused, [-1, rows * cols]))  # [n, K]
-    weights = att._masked_softmax(fused[None], valid[None, None], rest, _SCALE)[0]
-    index = att._best_index(weights[None], columns[None])[0]
+    weights = att.masked_softmax(fused[None], valid[None, None], rest, softmax_scale)[0]
+    index = att.best_index(weights[None], columns[None])[0]
     # weights @ raw patches: the weights spread over the cell grid, times the four shifted cells.
     size = height * (width + 1) - 1  # the last cell row's extra column holds no position
     spread = tf.scatter_nd(column_cells[:, None], tf.transpose(weights), [size, rows * cols])
     pasted = tf.concat([tf.matmul(spread, cells[shift:shift + size], transpose_a=True)
                         for shift in _cell_shifts(width)], -1)
-    return _overlap_add(pasted, rows, cols, channels), index
+    return _overlap_add(pasted, rows, cols, channels, rate), index
 
 
 @tf.function
-def _copy_tile(cells, positions, width, rows, cols):
+def _copy_tile(cells, positions, width, rows, cols, rate):
     """`_match_tile`'s contribution when every position of the tile pastes its own patch."""
     first = _cell_of(positions, width)
     pasted = tf.concat([tf.gather(cells, first + shift) for shift in _cell_shifts(width)], -1)
-    return _overlap_add(pasted, rows, cols, cells.shape[-1] // 4)
+    return _overlap_add(pasted, rows, cols, cells.shape[-1] // rate ** 2, rate)
 
 
-def _overlap_add(pasted, rows, cols, channels):
-    """Pasted patches [rows * cols, 16 C] -> their overlap-added pixels around the tile."""
-    pasted = tf.pad(tf.reshape(pasted, [1, rows, cols, 16 * channels]), [[0, 0], [1, 1], [1, 1], [0, 0]])
-    return att._col2im(pasted, _RATE, channels)[0]
+def _overlap_add(pasted, rows, cols, channels, rate):
+    """Pasted patches [rows * cols, 4 rate**2 C] -> their overlap-added pixels around the tile."""
+    pasted = tf.reshape(pasted, [1, rows, cols, 4 * rate ** 2 * channels])
+    pasted = tf.pad(pasted, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    return att.col2im(pasted, rate, channels)[0]
 
 
-def attention_tiles(features, mask, memory_mb=1024, mode="exact", progress=None, tile=None):
-    """Contextual attention of a feature map with itself, tile by tile (DeepFill's settings).
+def attention_tiles(features, mask, memory_mb=1024, mode="exact", progress=None, tile=None,
+                    ksize=3, rate=2, softmax_scale=10.0):
+    """Contextual attention of a feature map with itself, tile by tile, with the fuse step.
 
     Args:
-        features: float32 [H, W, C] NumPy array, H and W even (the generator's 1/4-size features).
+        features: float32 [H, W, C] array, H and W multiples of `rate` (the generator's 1/4-size
+            features).
         mask: float32 [H, W] NumPy array, 1 = hole.
         memory_mb: working-set budget of one tile (`tile_shape`).
         mode: "exact", or "hole_only" (see the module docstring).
         progress: optional callable(done, total), called after each tile.
         tile: (rows, cols) of the tiles instead of `tile_shape`'s choice.
+        ksize, rate, softmax_scale: as `attention.attention_matmul` takes them (the defaults are
+            DeepFill's); the fuse kernel is 3.
 
     Returns:
-        (output float32 [H, W, C], offsets int32 [H/2, W/2, 2]) as `attention.attention_matmul`
-        (ksize 3, rate 2, fuse 3, scale 10) gives for `f = b = features`.
+        (output float32 [H, W, C], offsets int32 [H/rate, W/rate, 2]) as
+        `attention.attention_matmul` gives for `f = b = features`.
     """
     if mode not in ATTENTION_MODES:
         raise ValueError(f"attention mode must be one of {ATTENTION_MODES}, got {mode!r}")
     features = tf.convert_to_tensor(features, tf.float32)
     height, width, channels = features.shape
-    small = downsample_nearest(features[None], _RATE)[0]
-    grid_h, grid_w = height // _RATE, width // _RATE
+    if height % rate or width % rate:
+        raise ValueError(f"features height and width must be multiples of rate={rate}, "
+                         f"got {height}x{width}")
+    small = downsample_nearest(features[None], rate)[0]
+    grid_h, grid_w = height // rate, width // rate
     total = grid_h * grid_w
-    queries_padded = tf.pad(small, [[1, 1], [1, 1], [0, 0]])
-    inv_norm = att._inverse_norms(small[None], 3)[0]
+    pad = ksize // 2
+    queries_padded = tf.pad(small, [[pad, pad], [pad, pad], [0, 0]])
+    inv_norm = att.inverse_norms(small[None], ksize)[0]
     del small
-    cells = _raw_cells(features)
-    grid_mask = downsample_nearest(tf.constant(mask[None, :, :, None]), _RATE)
-    usable = att.usable_patches(grid_mask, 3)
-    columns, valid, rest = att._kept_columns(usable)
+    cells = att.background_cells(features[None], rate)[0]
+    grid_mask = downsample_nearest(tf.constant(mask[None, :, :, None]), rate)
+    usable = att.usable_patches(grid_mask, ksize)
+    columns, valid, rest = att.kept_columns(usable)
     columns, valid = columns[0], valid[0, 0]
     column_cells = _cell_of(columns, grid_w)
     if mode == "hole_only":
@@ -276,30 +276,36 @@ def attention_tiles(features, mask, memory_mb=1024, mode="exact", progress=None,
         near = tf.nn.max_pool2d(grid_mask, reach, 1, "SAME")[0, :, :, 0].numpy() > 0
 
     rows, cols = tile or tile_shape(grid_h, grid_w, memory_mb)
-    output = np.zeros((2 * grid_h + 4, 2 * grid_w + 4, channels), np.float32)  # 2-pixel border
+    # A border of one grid cell (`rate` pixels) around the image holds the tiles' overflow.
+    output = np.zeros((rate * (grid_h + 2), rate * (grid_w + 2), channels), np.float32)
     index = np.zeros((grid_h, grid_w), np.int32)
     tiles = [(top, left) for top in range(0, grid_h, rows) for left in range(0, grid_w, cols)]
     for done, (top, left) in enumerate(tiles, 1):
         r, c = min(rows, grid_h - top), min(cols, grid_w - left)
         if mode == "hole_only" and not near[top:top + r, left:left + c].any():
             positions = (np.arange(top, top + r)[:, None] * grid_w + np.arange(left, left + c)).ravel()
-            block = _copy_tile(cells, tf.constant(positions, tf.int32), grid_w, r, c)
+            block = _copy_tile(cells, tf.constant(positions, tf.int32), grid_w, r, c, rate)
             index[top:top + r, left:left + c] = positions.reshape(r, c)
         else:
             starts, segment, exists = _tile_plan(top, r, left, c, grid_h, grid_w)
             block, best = _match_tile(queries_padded, inv_norm, cells, column_cells, columns, valid,
                                       rest, tf.constant(starts), tf.constant(segment),
-                                      tf.constant(exists), r, c)
+                                      tf.constant(exists), r, c, ksize, rate, softmax_scale)
             index[top:top + r, left:left + c] = best.numpy().reshape(r, c)
-        output[2 * top:2 * top + 2 * r + 4, 2 * left:2 * left + 2 * c + 4] += block.numpy()
+        output[rate * top:rate * (top + r + 2), rate * left:rate * (left + c + 2)] += block.numpy()
         if progress is not None:
             progress(done, len(tiles))
-    offsets = att._relative_offsets(tf.constant(index.reshape(1, total)), grid_h, grid_w)[0].numpy()
-    return output[2:-2, 2:-2] / 4.0, offsets
+    offsets = att.relative_offsets(tf.constant(index.reshape(1, total)), grid_h, grid_w)[0].numpy()
+    return output[rate:-rate, rate:-rate] / 4.0, offsets
 
 
-class StreamedGenerator:
+class StreamedGenerator(StageRunner):
     """Runs a built `Generator` on one large image with memory linear in its area.
+
+    The network is `inpainting.model.generator.forward`, as in `Generator.call`; this is the stage runner
+    it is run with: every stage in strips of rows, the attention in tiles (`attention_tiles`,
+    with the generator's `ContextualAttention` settings), the attention branch of stage 2 before
+    the other, and progress reported per layer and tile.
 
     Args:
         generator: a built `Generator` (v1 or v2, guided or not).
@@ -316,10 +322,17 @@ class StreamedGenerator:
         [H / 4, W / 4, 3] in [-1, 1]), as `Generator.call` gives for one image.
     """
 
+    # The attention branch first, so that its features are gone before the other branch's output.
+    attention_first = True
+
     def __init__(self, generator, memory_mb=1024, attention="exact", progress=None):
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
-        self.generator = generator
+        layer = generator.contextual_attention
+        if not layer.fuse or layer.fuse_k != 3:
+            raise ValueError("streamed contextual attention needs the fuse step with fuse_k=3, got "
+                             f"fuse={layer.fuse}, fuse_k={layer.fuse_k}")
+        super().__init__(generator)
         self.memory_mb = memory_mb
         self.attention = attention
         self.progress = progress
@@ -351,7 +364,7 @@ class StreamedGenerator:
         Only the last layer's output is stored whole: each strip of it computes the rows of the
         earlier layers it needs (a few rows more than the strip, recomputed by the next strip).
         """
-        sizes = [inputs[0].shape[:2]]
+        sizes = [tuple(inputs[0].shape[:2])]
         for layer in layers:
             sizes.append(tuple(_output_size(layer, n) for n in sizes[-1]))
         # Bytes per output row of the whole chain: every layer's input and output rows.
@@ -381,13 +394,22 @@ class StreamedGenerator:
         happens to run.
         """
         if index == 0:
-            return np.concatenate([x[first:stop] for x in inputs], axis=-1)
+            return np.concatenate([np.asarray(x[first:stop]) for x in inputs], axis=-1)
         source = functools.partial(self._read, layers, sizes, inputs, index - 1)
         return self._rows(layers[index - 1], source, sizes[index - 1], first, stop)
 
-    def _stage(self, stage, inputs):
-        """One part of the network; layers reading more than the stage's smallest size are chained."""
-        layers = [getattr(self.generator, name) for name in self.generator._stages[stage]]
+    def concat(self, tensors):
+        """The tensors themselves: `run` concatenates them strip by strip."""
+        return list(tensors)
+
+    def run(self, stage, x):
+        """One stage on one image: a [1, H, W, C] tensor, or a list of them to concatenate.
+
+        Layers reading more than the stage's smallest size are chained; the chains' inputs are
+        read in strips, and only their outputs are stored whole.
+        """
+        layers = self.generator.stages[stage]
+        inputs = [t[0] for t in (x if isinstance(x, list) else [x])]  # views, read a strip at a time
         heights = [inputs[0].shape[0]]  # heights[i]: the input height of layers[i]
         for layer in layers:
             heights.append(_output_size(layer, heights[-1]))
@@ -398,41 +420,25 @@ class StreamedGenerator:
                 chain = []
                 self._report(i, len(layers), stage)
             chain.append(layer)
-        out = self._chain(chain, inputs)
+        out = tf.convert_to_tensor(self._chain(chain, inputs)[None])
         self._report(len(layers), len(layers), stage)
         return out
 
-    def _output(self, x):
-        return np.tanh(x) if self.generator.v2 else np.clip(x, -1.0, 1.0)
+    def attend(self, features, mask):
+        """The generator's contextual attention in tiles (`attention_tiles`), with its settings."""
+        layer = self.generator.contextual_attention
+        small_mask = resize_nearest(mask, features.shape[1:3])[0, :, :, 0].numpy()
+        output, offsets = attention_tiles(
+            features[0], small_mask, self.memory_mb, self.attention,
+            lambda done, total: self._report(done, total, "attention"),
+            ksize=layer.ksize, rate=layer.rate, softmax_scale=layer.softmax_scale)
+        offsets = tf.constant(offsets[None])
+        return {"output": tf.convert_to_tensor(output[None]), "offsets": offsets,
+                "flow": layer.flow(offsets)}
 
     def __call__(self, image, mask, sketch=None):
-        gen = self.generator
-        height, width = mask.shape
-        if height % 8 or width % 8:
-            raise ValueError(f"height and width must be multiples of 8, got {height}x{width}")
-        mask = mask.astype(np.float32)[:, :, None]
-        masked = image.astype(np.float32) * (1.0 - mask)
-        ones = np.ones_like(mask)
-        channels = [masked, ones, mask]
-        if gen.config.guided:
-            lines = np.zeros_like(mask) if sketch is None else sketch.astype(np.float32)[:, :, None]
-            channels.insert(1, lines * mask)
-        coarse = self._output(self._stage("stage1", channels))
-        del channels
-        pasted = coarse * mask + masked * (1.0 - mask)
-        del coarse, masked
-        x = [pasted] if gen.v2 else [pasted, ones, mask]
-        # The attention branch first, so its features are gone before the other branch's output.
-        features = tf.constant(self._stage("attention_in", x))
-        small_mask = resize_nearest(mask[None], features.shape[:2])[0, :, :, 0].numpy()
-        attended, offsets = attention_tiles(
-            features, small_mask, self.memory_mb, self.attention,
-            lambda done, total: self._report(done, total, "attention"))
-        del features
-        attended = self._stage("attention_out", [attended])
-        hallucinated = self._stage("conv_branch", x)
-        del x, pasted
-        refined = self._output(self._stage("merge", [hallucinated, attended]))
-        flow = flow_lib.flow_to_color(tf.constant(offsets[None]), dtype=tf.as_dtype(gen.flow_dtype))
-        flow = flow_lib.upsample_flow(flow, _RATE, "bilinear" if gen.v2 else "nearest")[0].numpy()
-        return refined, flow
+        inputs = [image[None], mask[None, :, :, None]]
+        if self.generator.config.guided:
+            inputs.append(np.zeros_like(inputs[1]) if sketch is None else sketch[None, :, :, None])
+        out = forward(self.generator, self, inputs)
+        return out["refined"][0].numpy(), out["flow"][0].numpy()

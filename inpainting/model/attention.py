@@ -25,7 +25,9 @@ diagonals (one product C wide instead of 9C), and the paste sums the weights alo
 diagonals before one product with the 2x2 pixel cells (4C wide instead of 16C, no overlap-add).
 At 512x680 this takes the attention from 1.1 s to 0.5 s, in TensorFlow and in LiteRT (2 threads).
 `attention_matmul_chunked` computes the same sums in row blocks, for memory linear in the image
-area.
+area. The streamed attention (`inpainting.inference.streaming.attention_tiles`) computes them in tiles from
+the same public pieces: `inverse_norms`, `usable_patches`, `kept_columns`, `column_major_step`,
+`masked_softmax`, `best_index`, `background_cells`, `col2im` and `relative_offsets`.
 
 Unlike the original, which used the first mask for the whole batch, each example may have its
 own mask; a mask of batch size 1 is shared by all examples, which reproduces the original.
@@ -95,8 +97,10 @@ def _shift(x, step, axis):
     return x[tuple(index)]
 
 
-def _col2im(patches, rate, channels):
+def col2im(patches, rate, channels):
     """Overlap-adds raw patches: the transposed convolution (kernel 2*rate, stride rate, SAME).
+
+    This is how contextual attention pastes its weighted raw patches (before dividing by 4).
 
     Args:
         patches: [B, h, w, 4 * rate**2 * channels]: each (2*rate)-wide patch as 2x2 blocks of
@@ -156,8 +160,17 @@ def usable_patches(mask, ksize):
     return tf.reshape(tf.cast(tf.equal(window_max, 0.0), mask.dtype), [b, -1])
 
 
-def _relative_offsets(index, height, width):
-    """Argmax indices [B, h*w] -> (dy, dx) offsets [B, h, w, 2] relative to each position."""
+def relative_offsets(index, height, width):
+    """The offsets from each position of a grid to the background position it copies.
+
+    Args:
+        index: int32 [B, h*w], per position (row-major), the row-major index of its background
+            position (the argmax of its weights).
+        height, width: the grid (h, w).
+
+    Returns:
+        int32 [B, h, w, 2]: (dy, dx) from each position to its background position.
+    """
     b = _shape(index)[0]
     index = tf.reshape(index, [b, height, width])
     rows = tf.reshape(tf.range(height, dtype=tf.int32), [1, -1, 1])
@@ -224,8 +237,16 @@ def _sum_of_slices(x, axes, k):
     return total
 
 
-def _inverse_norms(x, ksize):
-    """1 / max(L2 norm, 1e-4) of every `ksize` x `ksize` patch (zero padded) of `x` [B, h, w, C]: [B, h*w]."""
+def inverse_norms(x, ksize):
+    """What the scores of the background patches are multiplied by: 1 / max(L2 norm, 1e-4).
+
+    Args:
+        x: background features at 1/rate, [B, h, w, C].
+        ksize: the patch size (odd); patches are centred on each position and zero padded.
+
+    Returns:
+        [B, h*w], row-major over the patches' centres.
+    """
     squares = tf.reduce_sum(tf.square(x), axis=-1, keepdims=True)
     b = _shape(x)[0]
     norms = tf.sqrt(tf.reshape(tf.reduce_sum(_im2col(squares, ksize), axis=-1), [b, -1]))
@@ -259,8 +280,22 @@ def _cell_weights(weights, height, width):
     return tf.reshape(weights, [batch, -1, (height + 1) * (width + 1)])
 
 
-def _background_cells(b, rate):
-    """The padded background (see `_cell_weights`) in rate x rate cells: [B, (h+1)*(w+1), r*r*C]."""
+def background_cells(b, rate):
+    """The background cut into rate x rate cells, from which every raw patch is read.
+
+    The raw patch of grid position (ky, kx) (2*rate wide, stride rate, zero padded as
+    `extract_patches` with 'SAME' pads: rate // 2 before, rate - rate // 2 after) is the 2x2 cells
+    (ky + by, kx + bx), by, bx in {0, 1}, of the padded background; concatenated in that order they
+    are the patch as `col2im` takes it.
+
+    Args:
+        b: background features [B, H, W, C], H and W multiples of `rate`.
+        rate: the cell size.
+
+    Returns:
+        [B, (h+1)*(w+1), rate*rate*C] for the h x w grid of 1/rate: cell (y, x) is row
+        y * (w + 1) + x, its pixels ordered (row in cell, column in cell, channel).
+    """
     batch, _, _, channels = _shape(b)
     low, high = rate // 2, rate - rate // 2
     padded = tf.pad(b, [[0, 0], [low, high], [low, high], [0, 0]])
@@ -297,7 +332,7 @@ def attention_matmul(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0, 
     m = _matching(f, b, mask, ksize, rate)
     weights = _masked_softmax_all(_fused_scores(m, fuse_k, fuse), m.usable, softmax_scale)
     # argmax is 0 on a row whose weights are all 0, as in the original.
-    offsets = _relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), m.height, m.width)
+    offsets = relative_offsets(tf.argmax(weights, axis=-1, output_type=tf.int32), m.height, m.width)
     # Output cell rows 0 .. h take the weights of grid rows -1 .. h (the outer two are zero).
     weights = _cell_weights(tf.pad(weights, [[0, 0], [m.width, m.width], [0, 0]]), m.height, m.width)
     return m.image(tf.matmul(weights, m.cells)), offsets
@@ -337,7 +372,7 @@ def _matching(f, b, mask, ksize, rate):
         `_padded_grid`; `scores(rows)`, the patch products of `_padded_grid` rows of the
         foreground (`_patch_products`) with every background patch, divided by the background
         patches' `max(norm, 1e-4)`; `usable` [B, 1, L], 1.0 for usable background patches;
-        `cells`, the `_background_cells`; and `image(pasted)`, pasted output cells as the
+        `cells`, the `background_cells`; and `image(pasted)`, pasted output cells as the
         output [B, H, W, C] (`_cells_to_image`, divided by 4).
     """
     same = b is f
@@ -348,16 +383,16 @@ def _matching(f, b, mask, ksize, rate):
     _, height, width, _ = _shape(fd)
     queries = _padded_grid(fd, ksize // 2)
     keys = queries if same else _padded_grid(bd, ksize // 2)
-    inverse_norms = _inverse_norms(bd, ksize)[:, None, :]
+    inverse_norm = inverse_norms(bd, ksize)[:, None, :]
 
     def scores(rows):
-        return _patch_products(rows, keys, height, width, ksize) * inverse_norms
+        return _patch_products(rows, keys, height, width, ksize) * inverse_norm
 
     def image(pasted):
         return _cells_to_image(pasted, rate, height, width, full_h, full_w) / 4.0
 
     usable = _usable(mask, batch, height, width, ksize, rate, f.dtype)[:, None, :]
-    return _Matching(height, width, queries, scores, usable, _background_cells(b, rate), image)
+    return _Matching(height, width, queries, scores, usable, background_cells(b, rate), image)
 
 
 def _masked_softmax_all(scores, usable, scale):
@@ -373,19 +408,31 @@ def _usable(mask, batch, height, width, ksize, rate, dtype):
     return tf.broadcast_to(usable_patches(downsample_nearest(mask, rate), ksize), [batch, height * width])
 
 
-def _best_index(weights, columns):
-    """The column of largest weight per row, int32 [B, n]; 0 for a row whose weights are all 0,
-    which is the original's argmax over all columns."""
+def best_index(weights, columns):
+    """The background patch of largest weight per position, as the argmax over all patches gives it.
+
+    Args:
+        weights: [B, n, K], the weights of n positions on the kept columns (`kept_columns`).
+        columns: int32 [B, K], the patch of each kept column.
+
+    Returns:
+        int32 [B, n]: the patch of largest weight; 0 for a position whose weights are all 0 (no
+        usable patch), which is the original's argmax over all columns.
+    """
     best = tf.argmax(weights, axis=-1, output_type=tf.int32)
     return tf.where(tf.reduce_max(weights, axis=-1) > 0, tf.gather(columns, best, batch_dims=1), 0)
 
 
-def _kept_columns(usable):
-    """The columns the streamed attention (`inpainting.inference.streaming`) keeps: the usable ones, in order.
+def kept_columns(usable):
+    """The background patches whose scores a softmax needs: the usable ones, in order.
 
     Unusable patches have weight exactly 0 and add `exp(0 - max)` each to the softmax's
-    denominator, so only the usable columns need their scores. K is the largest number of usable
-    columns in the batch (at least 1); examples with fewer keep some unusable columns, with weight 0.
+    denominator, so only the usable columns need their scores (`masked_softmax`). K is the
+    largest number of usable columns in the batch (at least 1); examples with fewer keep some
+    unusable columns, with weight 0. The streamed attention (`inpainting.inference.streaming`) uses it.
+
+    Args:
+        usable: [B, L], `usable_patches` of the mask.
 
     Returns:
         (columns int32 [B, K], valid [B, 1, K], 1.0 where the kept column is usable, and rest,
@@ -398,9 +445,20 @@ def _kept_columns(usable):
     return columns, valid, tf.cast(total - keep, usable.dtype)  # rest: left-out columns, logit 0
 
 
-def _masked_softmax(kept_scores, valid, rest, scale):
-    """The original's masked softmax on the kept columns (see `_kept_columns`): unusable patches
-    get logit 0 before `softmax(scale * logits)` and weight 0 after it."""
+def masked_softmax(kept_scores, valid, rest, scale):
+    """The original's masked softmax, computed from the kept columns only (`kept_columns`).
+
+    Unusable patches get logit 0 before `softmax(scale * logits)` and weight 0 after it; the
+    `rest` left-out columns count in the denominator as logits 0.
+
+    Args:
+        kept_scores: [B, n, K], the (fused) scores of n positions on the kept columns.
+        valid, rest: as `kept_columns` returns them.
+        scale: multiplies the scores before the softmax.
+
+    Returns:
+        [B, n, K], the weights of the kept columns, equal to the whole softmax's there.
+    """
     logits = kept_scores * (valid * scale)
     largest = tf.reduce_max(logits, axis=-1, keepdims=True)
     largest = tf.where(rest > 0, tf.maximum(largest, 0.0), largest)
@@ -416,8 +474,18 @@ def _shift_columns(x, step):
     return tf.pad(x, [[0, 0], [0, 0], [-step, 0]])[:, :, :step]
 
 
-def _column_major_step(position, step, height, width):
-    """Row-major index of the position `step` places away in column-major order, and if it exists."""
+def column_major_step(position, step, height, width):
+    """The position `step` places away in column-major order, for the fuse step's second pass.
+
+    Args:
+        position: int32 tensor of row-major indices into a `height` x `width` grid.
+        step: how many places (negative: before).
+        height, width: the grid.
+
+    Returns:
+        (int32 row-major index of that position, clipped into the grid; bool, whether it exists,
+        i.e. is not before the first or after the last position), each shaped as `position`.
+    """
     total = height * width
     index = (position % width) * height + position // width + step
     exists = (index >= 0) & (index < total)
@@ -466,7 +534,7 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
 
     if fuse:  # the first-pass rows of the first and last grid rows, where column-major order wraps
         edges = tf.concat([first_pass(0, 1), first_pass(height - 1, height)], axis=1)
-        neighbours = {step: _column_major_step(tf.range(total), step, height, width) for step in (-1, 0, 1)}
+        neighbours = {step: column_major_step(tf.range(total), step, height, width) for step in (-1, 0, 1)}
 
     def fused(top, bottom):
         """The fused scores of the grid rows [top, bottom): [B, (bottom-top)*w, L]."""
@@ -477,7 +545,7 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
         inner = (high - low) * width
         out = 0.0
         for step in (-1, 0, 1):
-            row, row_exists = _column_major_step(tf.range(top * width, bottom * width), step, height, width)
+            row, row_exists = column_major_step(tf.range(top * width, bottom * width), step, height, width)
             grid_row = row // width
             local = tf.where((grid_row >= low) & (grid_row < high), row - low * width,
                              tf.where(grid_row == 0, inner + row % width, inner + width + row % width))
@@ -510,7 +578,7 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
     batch, _, cell_size = _shape(m.cells)
     pasted = tf.transpose(tf.reshape(pasted.concat(), [-1, batch, cell_size]), [1, 0, 2])
     index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
-    return m.image(pasted), _relative_offsets(index, height, width)
+    return m.image(pasted), relative_offsets(index, height, width)
 
 
 def _fold_batch(x):
@@ -567,7 +635,7 @@ def attention_patches(f, b, mask, ksize=3, rate=2, fuse_k=3, softmax_scale=10.0,
     usable = tf.reshape(usable, [-1, 1, 1, locations])
     weights = tf.nn.softmax(scores * usable * softmax_scale, axis=3) * usable
     index = tf.reshape(tf.argmax(weights, axis=3, output_type=tf.int32), [batch, -1])
-    offsets = _relative_offsets(index, height, width)
+    offsets = relative_offsets(index, height, width)
     y = tf.nn.conv2d_transpose(_fold_batch(weights), _block_diagonal(raw),
                                [1, full_h, full_w, batch * channels], rate, "SAME")
     return _unfold_batch(y, batch) / 4.0, offsets
@@ -664,9 +732,19 @@ class ContextualAttention(keras.layers.Layer):
             attend = attention_matmul if self.implementation == "matmul" else attention_patches
             y, offsets = attend(f, b, mask, self.ksize, self.rate, self.fuse_k, self.softmax_scale,
                                 self.fuse)
+        return {"output": y, "offsets": offsets, "flow": self.flow(offsets)}
+
+    def flow(self, offsets):
+        """The colour-coded `offsets` as the layer returns them.
+
+        Args:
+            offsets: int32 [B, h, w, 2], the (dy, dx) of each position of the 1/rate grid.
+
+        Returns:
+            float32 [B, h*rate, w*rate, 3] in [-1, 1], enlarged as `flow_upsample` says.
+        """
         flow = flow_lib.flow_to_color(offsets, dtype=tf.as_dtype(self.flow_dtype))
-        flow = flow_lib.upsample_flow(flow, self.rate, self.flow_upsample)
-        return {"output": y, "offsets": offsets, "flow": flow}
+        return flow_lib.upsample_flow(flow, self.rate, self.flow_upsample)
 
     def compute_output_shape(self, input_shape):
         f_shape = input_shape[0]

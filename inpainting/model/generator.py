@@ -10,6 +10,11 @@ with an activation is gated (and outputs half its filters), the outputs go throu
 of being clipped, stage 2 sees only the 3-channel pasted image (v1 adds the ones and mask
 channels), and the attention flow is enlarged bilinearly. A guided v2 model takes a sketch (edge
 map) of the hole as a 4th input channel of stage 1.
+
+The network is wired together in one place, `forward`, which leaves how each stage (an ordered
+run of layers, `Generator.stages`) and the attention are computed to a stage runner:
+`StageRunner` computes them on whole tensors, in one graph (`Generator.call`);
+`inpainting.inference.streaming.StreamedGenerator` in strips and tiles, for very large images.
 """
 
 import keras
@@ -131,6 +136,17 @@ class Generator(keras.Model):
         self.call(inputs + [tf.zeros([1, 32, 32, 1])] * self.config.guided)
         self.built = True
 
+    @property
+    def stages(self):
+        """The parts of the network, in the order `forward` runs them on one graph.
+
+        Returns:
+            A dict {stage name: its layers in order}: "stage1" (the coarse network),
+            "conv_branch" and "attention_in" (stage 2's two branches, both on the pasted image),
+            "attention_out" (after the contextual attention) and "merge" (both branches to RGB).
+        """
+        return {stage: tuple(getattr(self, name) for name in names) for stage, names in self._stages.items()}
+
     def conv_layers(self):
         """All convolutions by their original names, in network order."""
         return {name: getattr(self, name) for names in self._stages.values() for name in names}
@@ -142,43 +158,134 @@ class Generator(keras.Model):
         return x
 
     def call(self, inputs, training=False):
-        if len(inputs) != 2 + self.config.guided:
-            raise ValueError(f"a {'guided ' * self.config.guided}{self.config.version} generator takes "
-                             f"[image, mask{', sketch' * self.config.guided}], got {len(inputs)} inputs")
-        image, mask = inputs[:2]
-        # Under a mixed-precision policy the convolutions run in 16 bits; attention stays float32.
-        image = tf.cast(image, self.compute_dtype)
-        mask = tf.cast(mask, image.dtype)
-        _check_spatial(image, mask)
-        masked = image * (1.0 - mask)
-        ones = tf.ones_like(image[..., :1])
-        channels = [masked, ones, ones * mask]
-        if self.config.guided:
-            channels.insert(1, tf.cast(inputs[2], image.dtype) * mask)
-        coarse = self._output(self.run_stage("stage1", tf.concat(channels, axis=-1)))
-
-        pasted = coarse * mask + masked * (1.0 - mask)
-        # v2's stage 2 sees the pasted image only; v1's also the ones and mask channels.
-        x = pasted if self.v2 else tf.concat([pasted, ones, ones * mask], axis=-1)
-        hallucinated = self.run_stage("conv_branch", x)
-        features = self.run_stage("attention_in", x)
-        small = tf.shape(features)[1:3]
-        features = tf.cast(features, tf.float32)
-        attention = self.contextual_attention(
-            [features, features, tf.cast(resize_nearest(mask, small), tf.float32)])
-        attended = self.run_stage("attention_out", tf.cast(attention["output"], image.dtype))
-        refined = self._output(self.run_stage("merge", tf.concat([hallucinated, attended], axis=-1)))
-        return {"coarse": coarse, "refined": refined, "flow": attention["flow"],
-                "offsets": attention["offsets"]}
-
-    def _output(self, x):
-        return tf.tanh(x) if self.v2 else tf.clip_by_value(x, -1.0, 1.0)
+        return forward(self, StageRunner(self), inputs)
 
     def get_config(self):
         config = super().get_config()
         config.update(config=self.config.to_dict(), attention=self.attention_implementation,
                       flow_dtype=self.flow_dtype, attention_memory_mb=self.attention_memory_mb)
         return config
+
+
+class StageRunner:
+    """How `forward` runs the generator's stages: here each on whole tensors, in one graph.
+
+    This is the runner of `Generator.call`. `inpainting.inference.streaming.StreamedGenerator` is another:
+    it computes each stage in strips of rows and the attention in tiles.
+
+    Args:
+        generator: the `Generator` whose stages are run.
+
+    Attributes:
+        attention_first: whether stage 2's attention branch runs before its convolution branch
+            (the result is the same). False here, which is the order the layers are built in.
+    """
+
+    attention_first = False
+
+    def __init__(self, generator):
+        self.generator = generator
+
+    def concat(self, tensors):
+        """The channel concatenation of [B, H, W, C] `tensors`, as `run` takes it."""
+        return tf.concat(tensors, axis=-1)
+
+    def run(self, stage, x):
+        """The layers of `generator.stages[stage]` applied in order.
+
+        Args:
+            stage: a stage name ("stage1", "conv_branch", ...).
+            x: a [B, H, W, C] tensor, or what `concat` returned.
+
+        Returns:
+            The last layer's output.
+        """
+        return self.generator.run_stage(stage, x)
+
+    def attend(self, features, mask):
+        """The generator's contextual attention of `features` with themselves.
+
+        Under a mixed-precision policy the attention runs in float32 all the same.
+
+        Args:
+            features: [B, h, w, C], the output of the "attention_in" stage.
+            mask: [B or 1, H, W, 1], the image's mask (1 = hole); the attention sees it resized
+                (nearest) to the features' size.
+
+        Returns:
+            The `ContextualAttention` layer's dict: `output` [B, h, w, C] (in the features' dtype),
+            `offsets`, `flow`.
+        """
+        dtype = features.dtype
+        small = tf.shape(features)[1:3]
+        features = tf.cast(features, tf.float32)
+        attention = self.generator.contextual_attention(
+            [features, features, tf.cast(resize_nearest(mask, small), tf.float32)])
+        return dict(attention, output=tf.cast(attention["output"], dtype))
+
+
+def forward(generator, runner, inputs):
+    """The generator's network on `inputs`, each stage run by `runner`.
+
+    All of the network that is not a stage's layers is here: the masked image, the ones, mask
+    and sketch channels, stage 1, the paste of its output into the hole, stage 2's input (v1 adds
+    the ones and mask channels to the pasted image), its two branches, tanh (v2) or clipping of
+    both stages' outputs, and the merge. Whole images may pass through it (the streamed runner's),
+    so it lets go of each one as soon as it is no longer needed.
+
+    Args:
+        generator: a `Generator`.
+        runner: how the stages are run: a `StageRunner` (`Generator.call`) or an object with the
+            same methods and attribute (`inpainting.inference.streaming.StreamedGenerator`).
+        inputs: as `Generator.call` takes them.
+
+    Returns:
+        As `Generator.call`.
+    """
+    guided, v2 = generator.config.guided, generator.v2
+    if len(inputs) != 2 + guided:
+        raise ValueError(f"a {'guided ' * guided}{generator.config.version} generator takes "
+                         f"[image, mask{', sketch' * guided}], got {len(inputs)} inputs")
+
+    def output(x):
+        return tf.tanh(x) if v2 else tf.clip_by_value(x, -1.0, 1.0)
+
+    image, mask = inputs[:2]
+    # Under a mixed-precision policy the convolutions run in 16 bits; attention stays float32.
+    image = tf.cast(image, generator.compute_dtype)
+    mask = tf.cast(mask, image.dtype)
+    _check_spatial(image, mask)
+    masked = image * (1.0 - mask)
+    ones = tf.ones_like(image[..., :1])
+    channels = [masked, ones, ones * mask]
+    if guided:
+        channels.insert(1, tf.cast(inputs[2], image.dtype) * mask)
+    del image
+    coarse = output(runner.run("stage1", runner.concat(channels)))
+    del channels
+
+    pasted = coarse * mask + masked * (1.0 - mask)
+    del masked
+    # v2's stage 2 sees the pasted image only; v1's also the ones and mask channels.
+    x = pasted if v2 else runner.concat([pasted, ones, ones * mask])
+    del pasted
+
+    if runner.attention_first:
+        attended, attention = _attention_branch(runner, x, mask)
+        hallucinated = runner.run("conv_branch", x)
+    else:
+        hallucinated = runner.run("conv_branch", x)
+        attended, attention = _attention_branch(runner, x, mask)
+    del x
+    refined = output(runner.run("merge", runner.concat([hallucinated, attended])))
+    return {"coarse": coarse, "refined": refined, "flow": attention["flow"],
+            "offsets": attention["offsets"]}
+
+
+def _attention_branch(runner, x, mask):
+    """Stage 2's attention branch of `forward`: (its output, the attention's offsets and flow)."""
+    attention = runner.attend(runner.run("attention_in", x), mask)
+    return runner.run("attention_out", attention.pop("output")), attention
 
 
 def _check_spatial(image, mask):
