@@ -1,5 +1,5 @@
 """Tests of `python -m inpainting.demo`, the second half of `make demo` (its picture, `before_after`,
-is also tested in test_training.py)."""
+is also tested in training/test_trainer.py)."""
 
 import os
 import shutil

@@ -1,5 +1,5 @@
 """Tests of the inpaint command line: single images and folders, pixels outside the hole untouched,
-and its errors (the library it runs is tested in test_inference.py)."""
+and its errors (the library it runs is tested in inference/test_inpainter.py)."""
 
 import os
 

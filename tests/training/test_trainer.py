@@ -149,7 +149,7 @@ def test_v2_mirrored_matches_one_device(tmp_path, image_folder):
     # replicas, so they must agree too.
     script = f"""
 import numpy as np, tensorflow as tf
-from test_training import TINY, V2, checkpoint_values
+from test_trainer import TINY, V2, checkpoint_values
 from inpainting.config import TrainConfig
 from inpainting.training import trainer as training
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
@@ -164,8 +164,10 @@ for name, strategy in (("one", "one_device"), ("two", "mirrored")):
 assert results["one"].keys() == results["two"].keys()
 print(max(float(np.abs(results["two"][k] - v).max()) for k, v in results["one"].items()))
 """
+    # The script imports this module (from its folder) and conftest (from the working folder).
+    path = os.pathsep.join(filter(None, [str(REPO / "tests" / "training"), os.environ.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                            cwd=REPO / "tests", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                            cwd=REPO / "tests", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.split()[-1]) <= 1e-5
 

@@ -25,7 +25,7 @@ from inpainting.export import job, saved_model, signatures
 from inpainting.inference import runners
 from inpainting.inference.inpainter import Inpainter
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # TF Serving's REST and gRPC APIs run the graph loader; so do these fresh processes, which never
 # import this project (the environment keeps TensorFlow quiet, nothing else).
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")

@@ -20,10 +20,10 @@ from conftest import REPO, assert_user_error
 from inpainting.config import TrainConfig
 from inpainting.errors import ConfigError, TrainingError
 from inpainting.training import distribution, trainer
-from test_training import TINY, checkpoint_values, image_folder  # noqa: F401 (a fixture)
+from test_trainer import TINY, checkpoint_values, image_folder  # noqa: F401 (a fixture)
 
 EXAMPLE = distribution.EXAMPLE
-# Adam's epsilon 1e-3 keeps an update proportional to its gradient (see test_training's mirrored
+# Adam's epsilon 1e-3 keeps an update proportional to its gradient (see test_trainer's mirrored
 # test): the runs below then compare gradients, whose summation order differs between one process
 # and an all-reduce over workers.
 COMMON = ("--cnum=4", "--image_size=64", "--box_size=32", "--max_delta=8", "--critic_steps=1",
