@@ -15,6 +15,9 @@ from inpainting.files import write_json
 CONFIG_FILE = "model_config.json"
 VERSIONS = ("v1", "v2")
 PADDINGS = ("same", "reflect", "symmetric")
+# The formulations of contextual attention (`inpainting.model.attention`): the batched matrix
+# multiply, and the reference one on extracted patches.
+ATTENTIONS = ("matmul", "patches")
 # The largest height x width an exported SavedModel accepts by default (export.py --max_pixels):
 # contextual attention at 1024x1024 needs about 6 GB in one piece.
 DEFAULT_MAX_PIXELS = 1024 * 1024
@@ -232,7 +235,7 @@ class TrainConfig:
             fail("model_dir", "is empty; give the directory where checkpoints and logs go")
         for name, choices in (("preprocess", PREPROCESSING), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("version", VERSIONS), ("padding", PADDINGS),
-                              ("attention", ("matmul", "patches"))):
+                              ("attention", ATTENTIONS)):
             if getattr(self, name) not in choices:
                 fail(name, f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.free_form_masks and self.mask_dir:

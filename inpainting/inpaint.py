@@ -37,6 +37,7 @@ import time
 from absl import app, flags
 
 from inpainting import imageio
+from inpainting.config import ATTENTIONS
 from inpainting.errors import ImageError, InpaintingError
 from inpainting.inference import highres
 
@@ -67,7 +68,7 @@ def define_flags():
     flags.DEFINE_string("sketch_dir", None, "Guided v2 models: folder of sketches for --image_dir, "
                         "matched like --mask_dir; images without one are filled without lines.")
     flags.DEFINE_bool("overwrite", False, "Replace output files that already exist.")
-    flags.DEFINE_enum("attention", "matmul", ["matmul", "patches", "hole_only"],
+    flags.DEFINE_enum("attention", "matmul", [*ATTENTIONS, "hole_only"],
                       "Contextual attention: matmul (fast), patches (the reference formulation), or "
                       "hole_only (approximate: only the part of the image within about 16 pixels "
                       "of the holes is matched, the rest copies itself; much faster on large "

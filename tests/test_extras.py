@@ -27,3 +27,14 @@ def test_the_web_server_without_its_extra_says_how_to_install_it():
     assert result.stderr.strip().splitlines()[-1] == (
         "ImportError: python -m inpainting.serve needs the Python module starlette, which is not installed: "
         "pip install 'inpainting[serve]' (or pip install -e '.[serve]' in a checkout)")
+
+
+def test_running_a_tflite_model_without_litert_names_the_export_extra():
+    code = ("import sys; sys.modules['ai_edge_litert'] = None\n"
+            "from inpainting.inference import runners\n"
+            "try:\n    runners.TFLiteRunner('model_fp32.tflite')\n"
+            "except ImportError as err:\n    print(err)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == (
+        "running a TFLite model needs the Python module ai_edge_litert, which is not installed: "
+        "pip install 'inpainting[export]' (or pip install -e '.[export]' in a checkout)")

@@ -21,7 +21,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from inpainting import locks
+from inpainting import extras, locks
 from inpainting.config import DEFAULT_MAX_PIXELS
 from inpainting.errors import ExportError
 from inpainting.export.signatures import ServingModule
@@ -67,6 +67,7 @@ def is_saved_model(path):
 
 def warmup_requests(generator, model_name):
     """PredictionLog protos replaying both signatures once at the generator's training size."""
+    extras.require("tensorflow_serving", "export", "writing TF Serving's warm-up requests")
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     height, width = generator.config.image_size

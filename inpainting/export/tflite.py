@@ -27,7 +27,7 @@ import tempfile
 
 import tensorflow as tf
 
-from inpainting import files
+from inpainting import extras, files
 from inpainting.errors import ExportError
 from inpainting.export.signatures import GeneratorModule, inpaint_graph
 
@@ -131,6 +131,7 @@ def convert_saved_model(directory, quantization="fp32"):
 
 def op_names(model):
     """The sorted set of op names in a TFLite model (bytes or path), e.g. CONV_2D, FlexXyz."""
+    extras.require("ai_edge_litert", "export", "reading a TFLite model")
     from ai_edge_litert.interpreter import Interpreter
 
     kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": os.fspath(model)}

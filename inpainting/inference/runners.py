@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from inpainting import extras
 from inpainting.config import CONFIG_FILE, ModelConfig
 from inpainting.errors import CheckpointError, ExportError, ImageError
 
@@ -184,6 +185,7 @@ class TFLiteRunner(Runner):
     kind = "tflite"
 
     def __init__(self, path, threads=None):
+        extras.require("ai_edge_litert", "export", "running a TFLite model")
         from ai_edge_litert.interpreter import Interpreter
 
         from inpainting.export.tflite import SIGNATURE

@@ -38,10 +38,10 @@ import collections
 import keras
 import tensorflow as tf
 
+from inpainting.config import ATTENTIONS
 from inpainting.model import flow as flow_lib
 from inpainting.model.layers import downsample_nearest
 
-IMPLEMENTATIONS = ("matmul", "patches")
 # Peak bytes per element of the score matrix (or of a block of it): the float32 scores and up to
 # five copies of that size alive at once (fuse, transpose, softmax). Measured in graphs at
 # 128**4 scores (the v1 generator at 1024x1024): 17.6 bytes for `attention_matmul` alone, 23 for
@@ -684,8 +684,8 @@ class ContextualAttention(keras.layers.Layer):
                  implementation="matmul", flow_upsample="nearest", flow_dtype="float64",
                  block_rows=None, memory_mb=None, **kwargs):
         super().__init__(**kwargs)
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+        if implementation not in ATTENTIONS:
+            raise ValueError(f"implementation must be one of {ATTENTIONS}, got {implementation!r}")
         if ksize % 2 == 0 or fuse_k % 2 == 0:
             raise ValueError(f"ksize and fuse_k must be odd, got {ksize} and {fuse_k}")
         if rate < 1:

@@ -10,7 +10,7 @@ import types
 
 from absl import flags
 
-from inpainting.config import PRECISIONS, PREPROCESSING, STRATEGIES, VERSIONS, TrainConfig
+from inpainting.config import ATTENTIONS, PRECISIONS, PREPROCESSING, STRATEGIES, VERSIONS, TrainConfig
 
 # The declared defaults: None where the value depends on --version (see VERSION_DEFAULTS).
 _D = types.SimpleNamespace(**{field.name: field.default for field in dataclasses.fields(TrainConfig)})
@@ -113,7 +113,7 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("init_checkpoint", _D.init_checkpoint, "Start from these weights (an original "
                         "DeepFill checkpoint or one of this project) when --model_dir has no checkpoint: "
                         "fine-tuning.", flag_values=flag_values)
-    flags.DEFINE_enum("attention", _D.attention, ["matmul", "patches"], "Contextual-attention "
+    flags.DEFINE_enum("attention", _D.attention, list(ATTENTIONS), "Contextual-attention "
                       "implementation.", flag_values=flag_values)
     # Devices.
     flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES), "auto: MultiWorkerMirroredStrategy "
