@@ -146,6 +146,14 @@ def write_tf1_checkpoint(directory, variables, name="snap-0", state_file="checkp
 
 
 @pytest.fixture(scope="module")
+def reference_variables(official_checkpoint):
+    """The variables of the reference v1 (TF1) checkpoint, by name."""
+    from inpainting.checkpoints import tf1
+
+    return tf1.read_variables(official_checkpoint("v1"))
+
+
+@pytest.fixture(scope="module")
 def v2_variables(official_checkpoint):
     """The variables of the reference v2 (TF1) checkpoint, by name."""
     from inpainting.checkpoints import tf1
