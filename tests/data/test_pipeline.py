@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from inpainting.config import PREPROCESSING
 from inpainting.data import masks, pipeline, sources
+from inpainting.data.edges import canny_edges
 from inpainting.errors import DataError
 
 
@@ -555,7 +556,7 @@ def test_edge_maps_of_training_and_validation_batches(tmp_path):
     for batch in _read(batches, 2):
         edges = batch["edge"]
         assert set(np.unique(edges)) == {0.0, 1.0}
-        np.testing.assert_array_equal(edges, edges.canny_edges(batch["image"]).numpy())
+        np.testing.assert_array_equal(edges, canny_edges(batch["image"]).numpy())
         for image, edge in zip(batch["image"], edges):  # the unmasked images' edges
             expected = cv2.Canny(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 100, 200) > 0
             np.testing.assert_array_equal(edge[..., 0], expected)
@@ -563,7 +564,7 @@ def test_edge_maps_of_training_and_validation_batches(tmp_path):
         functools.partial(pipeline.image_dataset, folder, image_size=(32, 32), training=False),
         count=8, image_size=(32, 32), box_size=(16, 16), edges=True))
     assert batch["edge"].shape == (5, 32, 32, 1) and batch["edge"].any()
-    np.testing.assert_array_equal(batch["edge"], edges.canny_edges(batch["image"]).numpy())
+    np.testing.assert_array_equal(batch["edge"], canny_edges(batch["image"]).numpy())
 
 
 def test_free_form_validation_batches_use_one_fixed_stroke_mask(tmp_path):
@@ -694,8 +695,8 @@ def test_tfds_prepared_dataset_reads_every_example_once_per_epoch(tiny_tfds, mon
                              image_size=(6, 8), data_dir=tiny_tfds, seed=4)
     assert sources.num_examples("tfds:inpainting_test_pictures", data_dir=tiny_tfds) == 40
     for block, window, starts in ((16, 256, (17, 40)), (2, 3, (1, 13, 39, 63)), (1, 1, (27,))):
-        monkeypatch.setattr(pipeline, "TFDS_BLOCK_SHARDS", block)
-        monkeypatch.setattr(pipeline, "TFDS_WINDOW", window)
+        monkeypatch.setattr(sources, "TFDS_BLOCK_SHARDS", block)
+        monkeypatch.setattr(sources, "TFDS_WINDOW", window)
         full = _read(make(), 90)
         ids = _ids(full)
         assert sorted(ids[:40]) == sorted(ids[40:80]) == list(range(100, 140))
