@@ -6,7 +6,7 @@
 Each size runs in a child process that loads the model and inpaints one image (random pixels, a
 centred hole over 10% of it) at full size, as `inpaint --hr=native` does: through
 `inpainting.inference.inpainter.Inpainter` with the attention memory budget, which streams images over
-`inference.STREAM_PIXELS` (convolutions in strips, attention in tiles; `inpainting.inference.streaming`).
+`inpainter.STREAM_PIXELS` (convolutions in strips, attention in tiles; `inpainting.inference.streaming`).
 The line gives the wall time of that call (tracing included), the child's peak RSS, whether the
 image was streamed, and the peak the unchunked attention would need (`attention_memory_bytes`).
 The weights are those of `--checkpoint`, by default the reference v1 checkpoint

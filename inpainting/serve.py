@@ -145,7 +145,7 @@ class ModelWorker:
 
 
 class RunnerInpainter:
-    """A runner called like `inference.Inpainter`, so `highres.HighResInpainter` can drive it.
+    """A runner called like `inpainter.Inpainter`, so `highres.HighResInpainter` can drive it.
 
     Args:
         runner: a runner from `inpainting.inference.runners.load` (a checkpoint or a SavedModel).

@@ -5,7 +5,7 @@ attention compares every position with every other, so its time grows with the s
 image area (minutes from about 2048x2048 on, on a 2-core CPU). `HighResInpainter` has three modes:
 
 native
-    The whole image at full resolution (`inference.Inpainter` as it is; it streams large images).
+    The whole image at full resolution (`inpainter.Inpainter` as it is; it streams large images).
 resize
     The whole image at a working size whose long side is `work_size` (images that small already
     run natively), the fill enlarged into the holes. The image is downscaled with area
@@ -209,10 +209,10 @@ def crop_boxes(hole, margin=DEFAULT_MARGIN):
 class HighResInpainter:
     """Inpaints large images at a working size or in crops around the holes (module docstring).
 
-    It is called like `inference.Inpainter`, so `inference.inpaint_image` takes it as it is.
+    It is called like `inpainter.Inpainter`, so `inpainter.inpaint_image` takes it as it is.
 
     Args:
-        inpainter: an `inference.Inpainter`.
+        inpainter: an `inpainter.Inpainter`.
         mode: "native" (the whole image at full size), "resize" (the whole image at a working
             size, the fill enlarged) or "crop" (crops around the holes at full size).
         work_size: resize: the working image's long side; crop: crops with a longer side are

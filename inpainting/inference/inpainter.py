@@ -81,7 +81,7 @@ class Inpainter:
             (layers of each part of the network, and attention tiles).
 
     Example:
-        >>> inpainter = Inpainter(checkpoints.load_generator("places2_v1"))
+        >>> inpainter = Inpainter(store.load_generator("places2_v1"))
         >>> result = inpainter(rgb_uint8, mask)  # [H, W, 3] uint8 and [H, W] {0, 1}
         >>> result["filled"].shape, result["flow"].shape
         ((H, W, 3), (H, W, 3))

@@ -84,7 +84,7 @@ class CheckpointRunner(Runner):
     """Runs a generator loaded from a checkpoint directory of this project or an original one.
 
     Args:
-        path: the checkpoint (see `checkpoints.load_generator`).
+        path: the checkpoint (see `store.load_generator`).
         attention: contextual-attention implementation, "matmul" or "patches".
     """
 
