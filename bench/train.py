@@ -33,7 +33,6 @@ the machine's oneDNN mode with the default formulation.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -148,21 +147,13 @@ def main():
     common.emit({"bench": "matmul", "gflops": round(gflops, 1), "seconds": round(matmul["median"], 5),
                  "onednn": onednn})
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def launch_workers(args):
     """Runs this script as 1, 2, ... local workers of one cluster each; prints the chief's lines."""
+    from inpainting.training import distribution
+
     rates = {}
     for count in [int(n) for n in args.workers.split(",")]:
-        addresses = [f"127.0.0.1:{port}" for port in free_ports(count)]
+        addresses = [f"127.0.0.1:{port}" for port in distribution.free_local_ports(count)]
         argv = [a for a in sys.argv[1:] if not a.startswith("--workers")]
         processes = []
         scratch = tempfile.TemporaryDirectory()

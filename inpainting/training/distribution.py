@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -126,6 +127,19 @@ def parse_tf_config(text):
         _fail(f'task index {index} is out of range: the cluster has {len(jobs[task_type])} '
               f'"{task_type}" task(s), indices 0 to {len(jobs[task_type]) - 1}')
     return Cluster({job: list(jobs[job]) for job in JOBS if job in jobs}, task_type, index)
+
+
+def free_local_ports(count):
+    """`count` distinct TCP ports free on 127.0.0.1 now, for a cluster of local processes (tests,
+    benchmarks). Another process may take one before it is bound again: retry on failure."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def cluster_from_environment(environ=None):

@@ -7,7 +7,6 @@ The cluster tests start `train.py` worker processes on 127.0.0.1 free ports with
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,13 +37,7 @@ def cluster_json(ports, chief=False):
 
 def tf_configs(count, chief=False):
     """The TF_CONFIG of each of `count` tasks on free 127.0.0.1 ports (the chief's first)."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    cluster = cluster_json(ports, chief)
+    cluster = cluster_json(distribution.free_local_ports(count), chief)
     tasks = [(job, i) for job in ("chief", "worker") for i in range(len(cluster.get(job, ())))]
     return [json.dumps({"cluster": cluster, "task": {"type": job, "index": i}}) for job, i in tasks]
 
@@ -467,3 +460,15 @@ def test_vertex_ai_pools_run_the_same_command(monkeypatch):
     config = parsed_config(chief, monkeypatch)
     assert config.strategy == "multi_worker" and config.batch_size % tasks == 0
     assert config.model_dir.startswith("/gcs/")
+
+
+def test_free_local_ports_are_distinct_and_bindable():
+    import socket
+
+    ports = distribution.free_local_ports(4)
+    assert len(set(ports)) == 4 and all(1024 <= port < 65536 for port in ports)
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", ports[0]))  # released again: a worker can take it
+    finally:
+        listener.close()
