@@ -134,7 +134,9 @@ def test_check_size_message_names_the_image_and_what_to_do():
     assert "\n" not in message
     assert message.startswith("photos/big.png: 300000x400000 is too large to inpaint at full size on this "
                               "machine (it needs about ")
-    assert message.endswith("; downscale it or inpaint crops around the holes (--hr=resize or --hr=crop)")
+    assert message.endswith("; downscale it or inpaint crops around the holes (hr=resize or hr=crop)")
+    # The command line names the flag.
+    assert excinfo.value.describe(flags=True).endswith("(--hr=resize or --hr=crop)")
     needed = inpainter.memory_bytes(400000, 300000, 64) / 2 ** 30
     assert f"it needs about {needed:.0f} GiB, the machine has " in message
 
