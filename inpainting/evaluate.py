@@ -41,18 +41,17 @@ import os
 import sys
 import time
 
-import cv2
 import numpy as np
 from absl import app, flags
 
-from inpainting import imageio, metrics
+from inpainting import classical, imageio, metrics
 from inpainting.errors import InpaintingError
 from inpainting.files import write_json, write_text
 
 FLAGS = flags.FLAGS
 
 MODEL = "model"
-BASELINES = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+BASELINES = classical.METHODS
 CENTER = "center"
 CSV_FILE = "per_image.csv"
 SUMMARY_FILE = "summary.json"
@@ -105,8 +104,9 @@ def center_mask(size):
     return mask
 
 
-def baseline(name, radius=3):
-    """A fill function running OpenCV's inpainting, called like a model runner.
+def baseline(name, radius=classical.DEFAULT_RADIUS):
+    """A fill function running OpenCV's inpainting (`inpainting.classical`), called like a model
+    runner.
 
     Args:
         name: "telea" (cv2.INPAINT_TELEA) or "ns" (cv2.INPAINT_NS).
@@ -121,12 +121,9 @@ def baseline(name, radius=3):
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
-    method = BASELINES[name]
 
     def fill(rgb, mask):
-        bgr = np.ascontiguousarray(np.asarray(rgb, np.uint8)[:, :, ::-1])
-        holes = np.where(np.asarray(mask) > 0.5, 255, 0).astype(np.uint8)
-        return cv2.inpaint(bgr, holes, radius, method)[:, :, ::-1].astype(np.float32)
+        return classical.inpaint(rgb, mask, name, radius)
 
     return fill
 

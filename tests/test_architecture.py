@@ -17,7 +17,7 @@ PACKAGE = "inpainting"
 # one layer do not import each other.
 LAYERS = (
     ("errors", "extras", "files"),
-    ("config", "imageio", "locks", "metrics", "cli"),
+    ("config", "imageio", "locks", "metrics", "classical", "cli"),
     ("model",),
     ("data",),
     ("checkpoints",),

@@ -12,7 +12,9 @@ across devices. One Adam optimizer serves the generator and the critics, as in t
 its bias correction counts every update.
 
 `model_dir` receives `model_config.json`, `train_config.json`, checkpoints `ckpt-<step>` (generator,
-critics, optimizer, step) and TensorBoard logs under `train/` and `validation/`. One run at a time
+critics, optimizer, step) and TensorBoard logs under `train/` and `validation/`; `validation/` also
+holds the held-out quality of the completed validation images (`inpainting.metrics`) next to
+OpenCV's classical fills of the same holes, and the run's health (`Health`). One run at a time
 uses it: the process that writes the checkpoints (the chief; today the only process) holds an
 exclusive lock on `model_dir/.train.lock` (`inpainting.locks`) from the creation of its `Trainer`
 to the end of `fit()`, and a second run in the same `model_dir` is refused. The kernel releases the
@@ -27,10 +29,11 @@ import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from inpainting import locks
+from inpainting import classical, locks, metrics
 from inpainting.checkpoints import store
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
 from inpainting.data import pipeline, sources
@@ -44,6 +47,32 @@ from inpainting.training import distribution, losses
 
 _DEFAULTS = TrainConfig()
 LOCK_FILE = ".train.lock"
+# The held-out metrics TensorBoard shows (of `inpainting.metrics.METRIC_NAMES`), under
+# "heldout/<name>" for the model and "heldout/<name>_<method>" for the classical fills.
+HELDOUT_METRICS = ("l1_hole", "l1_image", "psnr_hole", "psnr_image", "ssim_hole", "ssim_image")
+BASELINE_METHODS = ("telea", "ns")
+
+# ---- health: the rules that flag a collapsed generator or a diverging critic -----------------------
+# Generator collapse: the fill of the validation holes is nearly constant. Spread is the standard
+# deviation in 0..255 levels over the holes' pixels of all validation images, per channel, averaged
+# over the channels (a constant colour has 0). Below COLLAPSE_STD (less than 1% of the range) the
+# fill follows nothing of the images, while real holes of photos spread by tens of levels;
+# COLLAPSE_MIN_REAL_STD keeps flat validation images (a blank sky) from triggering it.
+COLLAPSE_STD = 2.0
+COLLAPSE_MIN_REAL_STD = 8.0
+# A randomly initialised v2 generator fills with a constant gray (its gated layers shrink the signal
+# to ~1e-6 before the final tanh) and may pass through a flat phase before it follows the images
+# (measured on a 64x64 v2 with cnum 8: spread below 2 levels at steps 300 to 600, above 10 from
+# step 800): the generator is judged from this step on, with a margin.
+COLLAPSE_FROM_STEP = 2000
+# Critic divergence, on the mean |critic loss| of each interval between two validations: diverged
+# when the last interval's exceeds CRITIC_DIVERGENCE_FACTOR x the early value, the first interval's
+# of this process (at least CRITIC_LOSS_FLOOR). Healthy WGAN-GP and hinge losses wander up and down
+# within a few times their early size; a diverging critic's grows by orders of magnitude on its way
+# to infinity. The floor keeps a loss that starts near 0 (WGAN's real and fake scores cancel at
+# first) from making every later value look like a large multiple.
+CRITIC_LOSS_FLOOR = 1.0
+CRITIC_DIVERGENCE_FACTOR = 100.0
 
 
 def configure_devices(config):
@@ -160,6 +189,8 @@ class Trainer:
         self.critic_step = tf.function(self._critic_step)
         self.generator_step = tf.function(self._generator_step)
         self._outputs = tf.function(lambda inputs: self.generator(inputs))
+        self.health = Health()
+        self._baselines = None  # (validation batch, the classical fills' held-out metrics)
 
     # ---- set-up --------------------------------------------------------------------------------
 
@@ -325,7 +356,22 @@ class Trainer:
     # ---- summaries -----------------------------------------------------------------------------
 
     def validate(self, batch, writer, step):
-        """Writes validation losses and the image grid input | masked | coarse | refined | flow."""
+        """Writes validation losses, held-out metrics, health and the image grid.
+
+        Scalars: the reconstruction losses; `heldout/<metric>` (`HELDOUT_METRICS`, means over the
+        batch) of the completed images (the refined output rounded to 8 bits in the holes, the
+        images elsewhere) and `heldout/<metric>_<method>` of OpenCV's fills of the same holes
+        (`BASELINE_METHODS`; computed once for a batch, so they draw flat lines); `health/*`
+        (`Health.check`). Image: the grid input | masked | coarse | refined | flow.
+
+        Args:
+            batch: the validation batch of numpy arrays (`validation_batch()`).
+            writer: a `tf.summary` writer.
+            step: the training step the values are written at.
+
+        Returns:
+            The grid, float32 [B, H, 5 * W, 3] in [0, 1] (before clipping).
+        """
         images, mask, _, inputs = self._inputs({key: tf.constant(value) for key, value in batch.items()})
         outputs = self._outputs(inputs)
         outputs = {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
@@ -335,12 +381,39 @@ class Trainer:
                    losses.paste(images, outputs["refined"], mask),
                    upsample_nearest(outputs["flow"], factor)]
         grid = tf.concat([(c + 1.0) / 2.0 for c in columns], axis=2)
+        originals, holes = np.asarray(batch["image"], np.uint8), np.asarray(batch["mask"])[..., 0] > 0.5
+        refined = (outputs["refined"].numpy().astype(np.float64) + 1.0) * 127.5
+        scalars = {f"heldout/{key}": value
+                   for key, value in heldout_metrics(refined, originals, holes).items()}
+        scalars.update(self.baseline_metrics(batch))
+        health, warnings = self.health.check(step, refined, originals, holes)
+        scalars.update(health)
+        if self.chief:
+            for line in warnings:
+                print(f"warning: {line}", file=sys.stderr, flush=True)
         with writer.as_default(step=step):
             for key, value in terms.items():
                 tf.summary.scalar(key, tf.reduce_mean(value))
+            for key, value in scalars.items():
+                tf.summary.scalar(key, value)
             tf.summary.image("input | masked | coarse | refined | flow", tf.clip_by_value(grid, 0, 1),
                              max_outputs=len(batch["image"]))
         return grid
+
+    def baseline_metrics(self, batch):
+        """{"heldout/<metric>_<method>": mean} of OpenCV's fills of the validation batch's holes,
+        computed at the first call for a batch and reused (the validation batch is fixed)."""
+        if self._baselines is None or self._baselines[0] is not batch:
+            originals = np.asarray(batch["image"], np.uint8)
+            holes = np.asarray(batch["mask"])[..., 0] > 0.5
+            values = {}
+            for method in BASELINE_METHODS:
+                filled = np.stack([classical.inpaint(image, hole, method)
+                                   for image, hole in zip(originals, holes)])
+                values.update((f"heldout/{key}_{method}", value)
+                              for key, value in heldout_metrics(filled, originals, holes).items())
+            self._baselines = (batch, values)
+        return dict(self._baselines[1])
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -402,6 +475,7 @@ class Trainer:
                     step += 1
                     self.step.assign(step)
                     self.skipped_files.assign(int(stats["skipped_files"]))
+                    self.health.record(stats)
                     if step % c.checkpoint_every == 0:
                         saved = self.manager.save(checkpoint_number=step)
                     progress.update(step, stats)
@@ -458,6 +532,137 @@ def _checked(stats, step, update):
                                 "without saving, the last checkpoint is kept (lower "
                                 f"{mention('learning_rate')}, or check the data)")
     return values
+
+
+def completed_images(filled, originals, holes):
+    """The 8-bit images a user gets: `filled` rounded and clipped to 0..255 in the holes,
+    `originals` elsewhere (uint8 [B, H, W, 3]; holes bool [B, H, W])."""
+    rounded = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+    return np.where(holes[..., None], rounded, originals)
+
+
+def heldout_metrics(filled, originals, holes):
+    """Means over a batch of the `HELDOUT_METRICS` of completed images.
+
+    Args:
+        filled: float [B, H, W, 3] in 0..255, a method's fill (only its holes' pixels count).
+        originals: uint8 [B, H, W, 3], the real images.
+        holes: bool [B, H, W], the holes.
+
+    Returns:
+        {metric: mean over the images} (`inpainting.metrics.image_metrics` of each completed
+        image); a hole metric is averaged over the images with a hole, NaN if none has one.
+    """
+    completed = completed_images(filled, originals, holes)
+    rows = [metrics.image_metrics(result, original, hole)
+            for result, original, hole in zip(completed, originals, holes)]
+    means = {}
+    for name in HELDOUT_METRICS:
+        values = [row[name] for row in rows if not math.isnan(row[name])]
+        means[name] = float(np.mean(values)) if values else math.nan
+    return means
+
+
+def hole_spread(images, holes):
+    """The spread of images in their holes: the standard deviation over the holes' pixels of all
+    images, per channel, averaged over the channels (0 for a constant colour; NaN without holes).
+
+    Args:
+        images: [B, H, W, 3] in 0..255.
+        holes: bool [B, H, W].
+    """
+    pixels = np.asarray(images, np.float64)[np.asarray(holes)]
+    return float(pixels.std(axis=0).mean()) if len(pixels) else math.nan
+
+
+def generator_collapsed(refined, originals, holes):
+    """Whether a generator's fill is nearly constant where the real images are not: the
+    `hole_spread` of `refined` below COLLAPSE_STD while that of `originals` is at least
+    COLLAPSE_MIN_REAL_STD. Arguments as `hole_spread`'s."""
+    fake, real = hole_spread(refined, holes), hole_spread(originals, holes)
+    return fake < COLLAPSE_STD and real >= COLLAPSE_MIN_REAL_STD
+
+
+def critic_diverged(magnitudes):
+    """Whether a critic loss diverges, from the mean |loss| of each interval, oldest first: the
+    last interval's exceeds CRITIC_DIVERGENCE_FACTOR x the first interval's (at least
+    CRITIC_LOSS_FLOOR), or is not finite. One interval alone never diverges."""
+    magnitudes = [float(value) for value in magnitudes]
+    if len(magnitudes) < 2:
+        return False
+    last = magnitudes[-1]
+    return not math.isfinite(last) or last > CRITIC_DIVERGENCE_FACTOR * critic_early(magnitudes)
+
+
+def critic_early(magnitudes):
+    """The early critic-loss value `critic_diverged` compares with: the first interval's mean
+    |loss|, at least CRITIC_LOSS_FLOOR."""
+    return max(float(magnitudes[0]), CRITIC_LOSS_FLOOR)
+
+
+class Health:
+    """Watches a run for a collapsed generator and a diverging critic (the rules above).
+
+    `record(stats)` after each training step collects the critic loss; `check(...)` at each
+    validation closes the interval and judges both. The first time each kind is seen it returns a
+    warning line; the scalars it returns say at every check what holds then.
+    """
+
+    def __init__(self):
+        self.magnitudes = []  # mean |d_loss| of each closed interval
+        self._interval = []
+        self.warned = set()
+
+    def record(self, stats):
+        """Collects the critic loss ("d_loss") of one training step's stats."""
+        if "d_loss" in stats:
+            self._interval.append(abs(float(stats["d_loss"])))
+
+    def check(self, step, refined, originals, holes):
+        """Judges the run at a validation.
+
+        Args:
+            step: the training step.
+            refined: float [B, H, W, 3] in 0..255, the generator's refined output.
+            originals: the real images [B, H, W, 3] in 0..255.
+            holes: bool [B, H, W].
+
+        Returns:
+            (scalars, warnings): {"health/collapsed": 0 or 1 (either kind), "health/
+            generator_collapsed", "health/critic_diverged": 0 or 1, "health/refined_hole_std",
+            "health/real_hole_std" and, after a training step, "health/critic_loss_magnitude"
+            (this interval's mean |critic loss|)}, and the warning lines (without "warning: ")
+            of kinds seen for the first time.
+        """
+        if self._interval:
+            self.magnitudes.append(float(np.mean(self._interval)))
+            self._interval = []
+        fake, real = hole_spread(refined, holes), hole_spread(originals, holes)
+        collapsed = step >= COLLAPSE_FROM_STEP and generator_collapsed(refined, originals, holes)
+        diverged = critic_diverged(self.magnitudes)
+        scalars = {"health/collapsed": float(collapsed or diverged),
+                   "health/generator_collapsed": float(collapsed),
+                   "health/critic_diverged": float(diverged),
+                   "health/refined_hole_std": fake, "health/real_hole_std": real}
+        if self.magnitudes:
+            scalars["health/critic_loss_magnitude"] = self.magnitudes[-1]
+        warnings = []
+        if collapsed and "generator" not in self.warned:
+            self.warned.add("generator")
+            warnings.append(
+                f"step {step}: the generator has collapsed: its fill of the validation holes is "
+                f"nearly constant (standard deviation {fake:.3g} of 255 levels, the real pixels' "
+                f"{real:.3g}); try a lower --learning_rate, check that the training images are "
+                "varied and readable, or restart from an earlier ckpt-<step> with --init_checkpoint "
+                "in a new --model_dir")
+        if diverged and "critic" not in self.warned:
+            self.warned.add("critic")
+            early = critic_early(self.magnitudes)
+            warnings.append(
+                f"step {step}: the critic loss is diverging: its mean magnitude since the last "
+                f"validation is {self.magnitudes[-1]:.3g}, {self.magnitudes[-1] / early:.0f}x that "
+                f"of the first interval ({early:.3g}); try a lower --learning_rate, or check the data")
+        return scalars, warnings
 
 
 def _write_scalars(writer, step, stats, images_per_second, learning_rate):

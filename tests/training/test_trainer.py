@@ -1,6 +1,7 @@
 """Training end to end on a tiny model: files written, exact resume, NaN handling, strategies."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, assert_user_error
-from inpainting import locks
+from inpainting import classical, locks, metrics
 from inpainting.checkpoints import store
 from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
 from inpainting.config import ModelConfig, TrainConfig
@@ -219,6 +220,11 @@ def test_mirrored_strategy_matches_one_device(tmp_path, image_folder):
     assert np.abs(moved).max() > 1e-6  # the step did change the weights
     for key, value in results["one"].items():
         np.testing.assert_allclose(results["two"][key], value, rtol=0, atol=1e-5, err_msg=key)
+    # The held-out metrics are measured under either strategy.
+    for name in ("one", "two"):
+        validation = read_events(tmp_path / name / "validation")
+        assert np.isfinite(float(validation["heldout/l1_hole"][1])), name
+        assert float(validation["health/collapsed"][1]) == 0.0, name
 
 
 def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder, tiny_checkpoint):
@@ -454,3 +460,183 @@ def test_demo_picture_keeps_the_photo_outside_the_hole(tiny_checkpoint):
     np.testing.assert_array_equal(filled[~hole], photo[~hole])
     assert np.all(masked[hole] == 255) and np.array_equal(masked[~hole], photo[~hole])
     assert not np.array_equal(filled[hole], photo[hole])
+
+
+# ---- validation: held-out metrics, classical baselines, health --------------------------------------
+
+def _expected_heldout(filled, batch):
+    """{metric: mean over the batch} of `filled` (0..255) pasted into the batch's holes, rounded to
+    8 bits, computed here with `inpainting.metrics` image by image."""
+    means = {}
+    rows = []
+    for fill, image, mask in zip(filled, batch["image"], batch["mask"][..., 0]):
+        hole = mask > 0.5
+        completed = image.copy()
+        completed[hole] = np.clip(np.rint(fill[hole]), 0, 255).astype(np.uint8)
+        rows.append(metrics.image_metrics(completed, image, mask))
+    for name in training.HELDOUT_METRICS:
+        means[name] = float(np.mean([row[name] for row in rows]))
+    return means
+
+
+@pytest.mark.parametrize("version", ["v1", "v2_guided"])
+def test_validation_writes_heldout_metrics_baselines_and_health(tmp_path, image_folder, version):
+    extra = V2 if version == "v2_guided" else {}
+    config = tiny_config(tmp_path, image_folder, max_steps=2, validation_every=1, deterministic=False,
+                         **extra)
+    trainer = training.Trainer(config)
+    trainer.fit()
+    validation = read_events(tmp_path / "validation")
+    assert set(training.HELDOUT_METRICS) == {"l1_hole", "l1_image", "psnr_hole", "psnr_image",
+                                             "ssim_hole", "ssim_image"}
+    assert set(training.HELDOUT_METRICS) <= set(metrics.METRIC_NAMES)
+    for name in training.HELDOUT_METRICS:
+        for tag in (f"heldout/{name}", f"heldout/{name}_telea", f"heldout/{name}_ns"):
+            assert sorted(validation[tag]) == [1, 2], tag
+            assert all(np.isfinite(float(value)) for value in validation[tag].values()), tag
+        for method in ("telea", "ns"):  # computed once: flat lines
+            assert validation[f"heldout/{name}_{method}"][1] == validation[f"heldout/{name}_{method}"][2]
+    for tag in ("health/collapsed", "health/generator_collapsed", "health/critic_diverged"):
+        assert [float(validation[tag][step]) for step in (1, 2)] == [0.0, 0.0], tag
+    assert float(validation["health/real_hole_std"][1]) > training.COLLAPSE_MIN_REAL_STD
+    assert float(validation["health/critic_loss_magnitude"][2]) > 0
+
+    # The same numbers from the library, on the validation batch: OpenCV's fills, and the
+    # generator's refined output after the last step (validated at step 2).
+    batch = trainer.validation_batch()
+    for method in ("telea", "ns"):
+        filled = np.stack([classical.inpaint(image, mask[..., 0], method)
+                           for image, mask in zip(batch["image"], batch["mask"])])
+        for name, value in _expected_heldout(filled, batch).items():
+            assert float(validation[f"heldout/{name}_{method}"][1]) == pytest.approx(value, rel=1e-6), \
+                (method, name)
+    inputs = [tf.cast(batch["image"], tf.float32) / 127.5 - 1.0, tf.constant(batch["mask"])]
+    if version == "v2_guided":
+        inputs.append(tf.constant(batch["edge"]))
+    refined = (trainer.generator(inputs)["refined"].numpy().astype(np.float64) + 1.0) * 127.5
+    for name, value in _expected_heldout(refined, batch).items():
+        assert float(validation[f"heldout/{name}"][2]) == pytest.approx(value, rel=1e-4, abs=1e-4), name
+    # The model is not the baseline.
+    assert float(validation["heldout/l1_hole"][2]) != float(validation["heldout/l1_hole_telea"][2])
+
+
+def test_collapse_rule_flags_a_constant_fill_only():
+    rng = np.random.default_rng(5)
+    originals = rng.integers(0, 256, [3, 32, 32, 3]).astype(np.uint8)
+    holes = np.zeros([3, 32, 32], bool)
+    holes[:, 8:24, 8:24] = True
+    gray = np.full([3, 32, 32, 3], 127.5)
+    red = np.zeros([3, 32, 32, 3])
+    red[..., 0] = 250.0
+    assert training.hole_spread(gray, holes) == 0.0 and training.hole_spread(red, holes) == 0.0
+    assert training.generator_collapsed(gray, originals, holes)
+    assert training.generator_collapsed(red, originals, holes)  # a constant colour is constant too
+    # Nearly constant (spread 1 level) still is; a blurry but varied fill (the originals smoothed
+    # and shrunk towards gray) is not.
+    nearly = gray + rng.normal(0, 1.0, gray.shape)
+    assert training.hole_spread(nearly, holes) == pytest.approx(1.0, rel=0.1)
+    assert training.generator_collapsed(nearly, originals, holes)
+    blurry = 127.5 + 0.5 * (cv2.blur(originals[0], (5, 5)).astype(np.float64) - 127.5)
+    varied = np.broadcast_to(blurry, originals.shape)
+    assert training.hole_spread(varied, holes) > training.COLLAPSE_STD
+    assert not training.generator_collapsed(varied, originals, holes)
+    assert not training.generator_collapsed(originals.astype(np.float64), originals, holes)
+    # Flat validation images: a flat fill is right, not a collapse.
+    flat = np.full_like(originals, 90)
+    assert not training.generator_collapsed(gray, flat, holes)
+    # The spread by hand: per channel the standard deviation over the holes' pixels of all images.
+    two = np.zeros([2, 4, 4, 3])
+    two[1] = [10.0, 20.0, 40.0]  # channel spreads 5, 10, 20 (half the images at 0, half at v)
+    assert training.hole_spread(two, np.ones([2, 4, 4], bool)) == pytest.approx((5 + 10 + 20) / 3)
+    assert np.isnan(training.hole_spread(two, np.zeros([2, 4, 4], bool)))
+
+
+def test_critic_divergence_rule():
+    assert not training.critic_diverged([])
+    assert not training.critic_diverged([1e6])  # one interval: nothing to compare with
+    # A tiny v1 run's healthy WGAN-GP critic loss (mean |d_loss| per 25 steps), and a hinge loss.
+    assert not training.critic_diverged([35.6, 52.1, 60.7, 61.0, 56.3, 51.6, 45.5, 55.0, 49.9, 42.1])
+    assert not training.critic_diverged([0.86, 0.56, 0.24, 0.44, 0.23, 0.25, 0.48, 0.28, 0.38, 0.21])
+    # A loss that starts near 0 is compared with the floor, not with ~0.
+    assert not training.critic_diverged([0.001, 0.5, 3.0, 20.0, 90.0])
+    assert training.critic_diverged([0.001, 0.5, 3.0, 20.0, 101.0])
+    # Growing by orders of magnitude; or no longer finite.
+    assert training.critic_diverged([40.0, 55.0, 300.0, 2500.0, 4001.0])
+    assert not training.critic_diverged([40.0, 55.0, 300.0, 2500.0, 3999.0])
+    assert training.critic_diverged([40.0, math.inf]) and training.critic_diverged([40.0, math.nan])
+    assert training.critic_early([0.2, 5.0]) == training.CRITIC_LOSS_FLOOR == 1.0
+    assert training.critic_early([40.0, 5.0]) == 40.0
+
+
+def test_health_warns_once_per_kind_and_reports_every_check():
+    rng = np.random.default_rng(6)
+    originals = rng.integers(0, 256, [2, 16, 16, 3]).astype(np.uint8)
+    holes = np.zeros([2, 16, 16], bool)
+    holes[:, 4:12, 4:12] = True
+    constant = np.full([2, 16, 16, 3], 127.5)
+    varied = originals.astype(np.float64)
+    health = training.Health()
+    start = training.COLLAPSE_FROM_STEP
+    for value in (2.0, -3.0):  # first interval: mean |d_loss| 2.5
+        health.record({"d_loss": value, "g_loss": 1e9})
+    scalars, warnings = health.check(start - 10, constant, originals, holes)
+    # Before COLLAPSE_FROM_STEP a constant fill is how a fresh v2 generator starts: no flag.
+    assert warnings == [] and scalars["health/collapsed"] == 0.0
+    assert scalars["health/refined_hole_std"] == 0.0
+    assert scalars["health/critic_loss_magnitude"] == 2.5
+    health.record({"d_loss": 5.0})
+    scalars, warnings = health.check(start, varied, originals, holes)
+    assert warnings == [] and scalars["health/collapsed"] == 0.0
+    health.record({"d_loss": 5.0})
+    scalars, warnings = health.check(start + 10, constant, originals, holes)
+    assert scalars["health/collapsed"] == scalars["health/generator_collapsed"] == 1.0
+    assert scalars["health/critic_diverged"] == 0.0
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"step {start + 10}: the generator has collapsed: its fill of the validation holes is nearly "
+        "constant (standard deviation 0 of 255 levels, the real pixels' ")
+    assert warnings[0].endswith("try a lower --learning_rate, check that the training images are varied "
+                                "and readable, or restart from an earlier ckpt-<step> with "
+                                "--init_checkpoint in a new --model_dir")
+    health.record({"d_loss": -251.0})  # 100.4x the first interval's 2.5
+    scalars, warnings = health.check(start + 20, constant, originals, holes)
+    assert scalars["health/generator_collapsed"] == scalars["health/critic_diverged"] == 1.0
+    assert warnings == [f"step {start + 20}: the critic loss is diverging: its mean magnitude since the "
+                        "last validation is 251, 100x that of the first interval (2.5); try a lower "
+                        "--learning_rate, or check the data"]
+    # Each kind is told once; the scalars keep saying what holds (a recovered fill reads 0).
+    health.record({"d_loss": 300.0})
+    scalars, warnings = health.check(start + 30, varied, originals, holes)
+    assert warnings == [] and scalars["health/generator_collapsed"] == 0.0
+    assert scalars["health/collapsed"] == scalars["health/critic_diverged"] == 1.0
+
+
+def test_a_collapsed_generator_is_flagged_once_and_the_run_goes_on(tmp_path, image_folder, capfd):
+    trainer = training.Trainer(tiny_config(tmp_path, image_folder, deterministic=False))
+    try:
+        batch = trainer.validation_batch()
+        writer = tf.summary.create_file_writer(str(tmp_path / "validation"))
+        step = training.COLLAPSE_FROM_STEP
+        capfd.readouterr()
+        trainer.validate(batch, writer, step)  # random weights fill with varied values
+        # The refinement's last layer zeroed: its output is clip(0) = 0 everywhere, a flat gray.
+        last = trainer.generator.allconv17
+        for weight in (last.kernel, last.bias):
+            weight.assign(tf.zeros_like(weight))
+        for offset in (2, 4):
+            trainer.validate(batch, writer, step + offset)
+        writer.flush()
+        warned = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: ")]
+        assert len(warned) == 1, warned
+        assert warned[0].startswith(f"warning: step {step + 2}: the generator has collapsed: its fill of "
+                                    "the validation holes is nearly constant (standard deviation 0 of "
+                                    "255 levels")
+        assert "lower --learning_rate" in warned[0]
+        validation = read_events(tmp_path / "validation")
+        assert [float(validation["health/collapsed"][s]) for s in (step, step + 2, step + 4)] == [0, 1, 1]
+        assert float(validation["health/refined_hole_std"][step]) > training.COLLAPSE_STD
+        # The held-out metrics still measure the gray fill; the run could go on training.
+        assert np.isfinite(float(validation["heldout/l1_hole"][step + 4]))
+        stats = trainer.train_step(trainer.training_data(), 1)
+        assert math.isfinite(stats["g_loss"])
+    finally:
+        trainer.close()
