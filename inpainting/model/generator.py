@@ -290,8 +290,8 @@ def _attention_branch(runner, x, mask):
 
 def _check_spatial(image, mask):
     for a, b in zip(image.shape[1:3], mask.shape[1:3]):
-        if a is not None and a % 8:
-            raise ValueError(f"image height and width must be multiples of 8, got {image.shape[1:3]} "
+        if a is not None and a % GRID:
+            raise ValueError(f"image height and width must be multiples of {GRID}, got {image.shape[1:3]} "
                              "(pad the image, as inpainting.inference.inpainter does)")
         if a is not None and b is not None and a != b:
             raise ValueError(f"mask size {mask.shape[1:3]} does not match image size {image.shape[1:3]}")
