@@ -128,44 +128,12 @@ def baseline(name, radius=classical.DEFAULT_RADIUS):
     return fill
 
 
-def compose(rgb, filled, mask):
-    """The 8-bit image a user gets from a fill.
-
-    Args:
-        rgb: uint8 [H, W, 3], the input image.
-        filled: float [H, W, 3] in 0..255, a method's output at the image's size.
-        mask: [H, W], > 0.5 = hole.
-
-    Returns:
-        uint8 [H, W, 3]: np.rint(filled) clipped to 0..255 inside the hole, `rgb` outside it.
-
-    Raises:
-        ValueError: `filled` has the wrong shape or non-finite values in the hole.
-    """
-    result = np.array(rgb, dtype=np.uint8)
-    filled = np.asarray(filled)
-    if filled.shape != result.shape:
-        raise ValueError(f"compose: expected a fill of shape {result.shape}, got {filled.shape}")
-    hole = np.asarray(mask) > 0.5
-    fill = filled[hole].astype(np.float64)
-    if not np.isfinite(fill).all():
-        raise ValueError("compose: the fill contains NaN or infinite values")
-    result[hole] = np.clip(np.rint(fill), 0, 255).astype(np.uint8)
-    return result
-
-
-def _mean(values):
-    """Mean of the non-NaN values (+inf if one is +inf); NaN when there are none."""
-    values = [value for value in values if not math.isnan(value)]
-    return float(np.mean(values)) if values else math.nan
-
-
 def _summarize(rows, methods):
     """Per method: images, images_with_hole and the means of hole_fraction and the metrics."""
     summary = {}
     for name in methods:
         mine = [row for row in rows if row["method"] == name]
-        means = {column: _mean(row[column] for row in mine) for column in COLUMNS[2:]}
+        means = {column: metrics.mean_of(row[column] for row in mine) for column in COLUMNS[2:]}
         summary[name] = {"images": len(mine),
                          "images_with_hole": sum(row["hole_fraction"] > 0 for row in mine),
                          "mean": means}
@@ -230,7 +198,9 @@ def evaluate(methods, samples, total=None, progress=None):
         fraction = float(hole.mean())
         sample_rows = []
         for name, fill in methods.items():
-            result = compose(rgb, _fill(name, fill, sample.name, hidden, binary), hole) if hole.any() else rgb
+            result = rgb
+            if hole.any():
+                result = metrics.compose(rgb, _fill(name, fill, sample.name, hidden, binary), hole)
             values = metrics.image_metrics(result, rgb, hole)
             sample_rows.append({"image": sample.name, "method": name, "hole_fraction": fraction,
                                 **values})

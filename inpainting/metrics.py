@@ -267,3 +267,38 @@ def image_metrics(result, target, mask):
         values[f"ssim_{suffix}"] = _ssim_from_map(full_map, region)
         values[f"tv_{suffix}"] = total_variation(result, region)
     return {name: values[name] for name in METRIC_NAMES}
+
+
+def compose(rgb, filled, mask):
+    """The 8-bit image a user gets from a fill.
+
+    Args:
+        rgb: uint8 [H, W, 3], the input image.
+        filled: float [H, W, 3] in 0..255, a method's output at the image's size.
+        mask: [H, W], > 0.5 = hole.
+
+    Returns:
+        uint8 [H, W, 3]: np.rint(filled) clipped to 0..255 inside the hole, `rgb` outside it.
+
+    Raises:
+        ValueError: `filled` has the wrong shape or non-finite values in the hole.
+    """
+    result = np.array(rgb, dtype=np.uint8)
+    filled = np.asarray(filled)
+    if filled.shape != result.shape:
+        raise ValueError(f"compose: expected a fill of shape {result.shape}, got {filled.shape}")
+    hole = np.asarray(mask) > 0.5
+    fill = filled[hole].astype(np.float64)
+    if not np.isfinite(fill).all():
+        raise ValueError("compose: the fill contains NaN or infinite values")
+    result[hole] = np.clip(np.rint(fill), 0, 255).astype(np.uint8)
+    return result
+
+
+def mean_of(values):
+    """The mean of the values that are not NaN (+inf if one is +inf); NaN when there are none.
+
+    A summary of per-image metrics: a hole metric is NaN for an image without a hole.
+    """
+    values = [value for value in values if not math.isnan(value)]
+    return float(np.mean(values)) if values else math.nan

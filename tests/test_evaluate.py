@@ -93,19 +93,6 @@ def test_evaluate_with_fake_methods():
     assert f"gray {gray_row['l1_hole']:.2f}%" in lines[0] and "no hole" in lines[1]
 
 
-def test_compose_rounds_clips_and_keeps_the_outside():
-    rgb = np.full((2, 3, 3), 7, np.uint8)
-    filled = np.array([[[0.5, 1.5, 254.6]] * 3, [[-3, 300, 99.49]] * 3])
-    mask = np.array([[1, 0, 0.6], [0.4, 1, 1]])
-    result = evaluate.compose(rgb, filled, mask)
-    # np.rint rounds halves to even: 0.5 -> 0, 1.5 -> 2.
-    assert result.dtype == np.uint8
-    assert result.tolist() == [[[0, 2, 255], [7, 7, 7], [0, 2, 255]],
-                               [[7, 7, 7], [0, 255, 99], [0, 255, 99]]]
-    with pytest.raises(ValueError, match="NaN"):
-        evaluate.compose(rgb, np.full((2, 3, 3), np.nan), mask)
-
-
 def test_baselines_keep_colour_channels():
     # A uniform colour far from gray: OpenCV fills it back, which fails if RGB and BGR are mixed up.
     rgb = np.empty((32, 40, 3), np.uint8)

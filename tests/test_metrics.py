@@ -179,3 +179,16 @@ def test_image_metrics_without_hole():
     for name in metrics.METRIC_NAMES:
         assert math.isnan(values[name]) == name.endswith("_hole"), name
     assert values["l1_image"] == metrics.l1_error(noisy, a)
+
+
+def test_compose_rounds_clips_and_keeps_the_outside():
+    rgb = np.full((2, 3, 3), 7, np.uint8)
+    filled = np.array([[[0.5, 1.5, 254.6]] * 3, [[-3, 300, 99.49]] * 3])
+    mask = np.array([[1, 0, 0.6], [0.4, 1, 1]])
+    result = metrics.compose(rgb, filled, mask)
+    # np.rint rounds halves to even: 0.5 -> 0, 1.5 -> 2.
+    assert result.dtype == np.uint8
+    assert result.tolist() == [[[0, 2, 255], [7, 7, 7], [0, 2, 255]],
+                               [[7, 7, 7], [0, 255, 99], [0, 255, 99]]]
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.compose(rgb, np.full((2, 3, 3), np.nan), mask)

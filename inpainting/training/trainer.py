@@ -534,13 +534,6 @@ def _checked(stats, step, update):
     return values
 
 
-def completed_images(filled, originals, holes):
-    """The 8-bit images a user gets: `filled` rounded and clipped to 0..255 in the holes,
-    `originals` elsewhere (uint8 [B, H, W, 3]; holes bool [B, H, W])."""
-    rounded = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
-    return np.where(holes[..., None], rounded, originals)
-
-
 def heldout_metrics(filled, originals, holes):
     """Means over a batch of the `HELDOUT_METRICS` of completed images.
 
@@ -550,17 +543,13 @@ def heldout_metrics(filled, originals, holes):
         holes: bool [B, H, W], the holes.
 
     Returns:
-        {metric: mean over the images} (`inpainting.metrics.image_metrics` of each completed
-        image); a hole metric is averaged over the images with a hole, NaN if none has one.
+        {metric: mean over the images} (`inpainting.metrics.image_metrics` of each image completed
+        by `metrics.compose`, as `inpainting.evaluate` measures); a hole metric is averaged over
+        the images with a hole, NaN if none has one.
     """
-    completed = completed_images(filled, originals, holes)
-    rows = [metrics.image_metrics(result, original, hole)
-            for result, original, hole in zip(completed, originals, holes)]
-    means = {}
-    for name in HELDOUT_METRICS:
-        values = [row[name] for row in rows if not math.isnan(row[name])]
-        means[name] = float(np.mean(values)) if values else math.nan
-    return means
+    rows = [metrics.image_metrics(metrics.compose(original, fill, hole), original, hole)
+            for fill, original, hole in zip(filled, originals, holes)]
+    return {name: metrics.mean_of(row[name] for row in rows) for name in HELDOUT_METRICS}
 
 
 def hole_spread(images, holes):
@@ -576,10 +565,14 @@ def hole_spread(images, holes):
 
 
 def generator_collapsed(refined, originals, holes):
-    """Whether a generator's fill is nearly constant where the real images are not: the
-    `hole_spread` of `refined` below COLLAPSE_STD while that of `originals` is at least
-    COLLAPSE_MIN_REAL_STD. Arguments as `hole_spread`'s."""
-    fake, real = hole_spread(refined, holes), hole_spread(originals, holes)
+    """Whether a generator's fill is nearly constant where the real images are not (see
+    `spreads_collapsed`). Arguments as `hole_spread`'s."""
+    return spreads_collapsed(hole_spread(refined, holes), hole_spread(originals, holes))
+
+
+def spreads_collapsed(fake, real):
+    """The collapse rule on `hole_spread`s: the fill's below COLLAPSE_STD while the real images'
+    is at least COLLAPSE_MIN_REAL_STD."""
     return fake < COLLAPSE_STD and real >= COLLAPSE_MIN_REAL_STD
 
 
@@ -638,7 +631,7 @@ class Health:
             self.magnitudes.append(float(np.mean(self._interval)))
             self._interval = []
         fake, real = hole_spread(refined, holes), hole_spread(originals, holes)
-        collapsed = step >= COLLAPSE_FROM_STEP and generator_collapsed(refined, originals, holes)
+        collapsed = step >= COLLAPSE_FROM_STEP and spreads_collapsed(fake, real)
         diverged = critic_diverged(self.magnitudes)
         scalars = {"health/collapsed": float(collapsed or diverged),
                    "health/generator_collapsed": float(collapsed),
