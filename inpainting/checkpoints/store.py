@@ -125,11 +125,12 @@ def _load(path, with_critics, **generator_options):
         return generator, tf1.build_critics(variables, path) if has_critics else None
     directory, prefix = found
     config = ModelConfig.load(directory)
-    _check_generator_shapes(prefix, config, os.path.join(directory, CONFIG_FILE))
+    shapes = _stored_shapes(prefix)
+    _check_generator_shapes(shapes, prefix, config, os.path.join(directory, CONFIG_FILE))
     generator = Generator(config, **generator_options)
     generator.build()
     objects = {"generator": generator}
-    if with_critics and _holds_critics(prefix):
+    if with_critics and any(key.startswith("critics/") for key in shapes):
         objects["critics"] = make_critics(config)
         objects["critics"].build()
     try:
@@ -144,30 +145,26 @@ def _load(path, with_critics, **generator_options):
     return generator, objects.get("critics")
 
 
-def _holds_critics(prefix):
-    """Whether the checkpoint at `prefix` holds critics (an unreadable index: False, the restore
-    reports it)."""
+def _stored_shapes(prefix):
+    """{variable key: shape} of the checkpoint at `prefix`; {} for an unreadable index (the
+    restore reports it)."""
     try:
-        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+        return tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except Exception:  # noqa: BLE001 - any unreadable index
-        return False
-    return any(key.startswith("critics/") for key in keys)
+        return {}
 
 
 def _describe(version, cnum, guided):
     return f"{'a guided' if guided else 'a'} {version} generator (cnum {cnum})"
 
 
-def _check_generator_shapes(prefix, config, config_path):
-    """Raises CheckpointError when the generator stored at `prefix` is not the one `config` describes.
+def _check_generator_shapes(shapes, prefix, config, config_path):
+    """Raises CheckpointError when the generator stored at `prefix` (its `_stored_shapes`) is not
+    the one `config` describes.
 
     Checked before restoring: a failed restore makes TensorFlow log a warning for every value it
     could not place. Version, width and sketch input are read from the first convolutions.
     """
-    try:
-        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except Exception:  # unreadable index: the restore reports it
-        return
     conv1 = shapes.get("generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE")
     xconv1 = shapes.get("generator/xconv1/kernel/.ATTRIBUTES/VARIABLE_VALUE")
     if conv1 is None or xconv1 is None or len(conv1) != 4 or len(xconv1) != 4:
