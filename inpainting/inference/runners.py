@@ -66,6 +66,17 @@ def _paste(rgb, filled, mask):
     return np.where(np.asarray(mask)[..., None] > 0.5, filled, rgb).astype(np.float32)
 
 
+def _signature_inputs(rgb, mask, sketch, guided):
+    """The `inpaint` signature's inputs for one image: float32 [1, H, W, C] arrays of the image, the
+    mask and, for a guided model, the sketch (blank when none is given)."""
+    inputs = {"image": np.asarray(rgb, np.float32)[None],
+              "mask": np.asarray(mask, np.float32)[None, :, :, None]}
+    if guided:
+        lines = np.zeros_like(mask) if sketch is None else sketch
+        inputs["sketch"] = np.asarray(lines, np.float32)[None, :, :, None]
+    return inputs
+
+
 def _flow_levels(flow):
     """An exported model's flow (float levels 0..255) as uint8."""
     return np.clip(np.rint(flow), 0, 255).astype(np.uint8)
@@ -156,11 +167,8 @@ class SavedModelRunner(Runner):
         from inpainting import imageio
 
         imageio.check_sketch(sketch, self.guided, name)
-        inputs = {"image": tf.constant(rgb[None].astype(np.float32)),
-                  "mask": tf.constant(mask[None, :, :, None].astype(np.float32))}
-        if self.guided:
-            lines = np.zeros_like(mask) if sketch is None else sketch
-            inputs["sketch"] = tf.constant(lines[None, :, :, None].astype(np.float32))
+        inputs = _signature_inputs(rgb, mask, sketch, self.guided)
+        inputs = {key: tf.constant(value) for key, value in inputs.items()}
         try:
             out = self._signature(**inputs)
         except tf.errors.InvalidArgumentError as err:  # the signature's own checks (size, mask)
@@ -229,12 +237,7 @@ class TFLiteRunner(Runner):
                               f"{{parameter}}); got {width}x{height}", parameter="tflite_size")
         inpainter.check_size(height, width, name)
         imageio.check_sketch(sketch, self.guided, name)
-        inputs = {"image": np.asarray(rgb, np.float32)[None],
-                  "mask": np.asarray(mask, np.float32)[None, :, :, None]}
-        if self.guided:
-            lines = np.zeros_like(mask) if sketch is None else sketch
-            inputs["sketch"] = np.asarray(lines, np.float32)[None, :, :, None]
-        out = self._runner(**inputs)
+        out = self._runner(**_signature_inputs(rgb, mask, sketch, self.guided))
         return Result(out["inpainted"][0], _flow_levels(out["flow"][0]))
 
 
