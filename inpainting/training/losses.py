@@ -8,12 +8,16 @@ The v1 objective (Yu et al., "Generative Image Inpainting with Contextual Attent
 https://arxiv.org/abs/1801.07892, with the weights of the released configuration):
 
     l1      = 1.2 * mean(|x - coarse| * D) + mean(|x - refined| * D)    on the hole box
-    ae      = (1.2 * mean(|x - coarse| * (1-m)) + mean(|x - refined| * (1-m))) / mean(1-m)
+    ae      = (1.2 * mean(|x - coarse| * K) + mean(|x - refined| * K)) / mean(K),  K = 1 - m * B
     g_loss  = 0.001 * (g_global + g_local) + 1.2 * l1 + 1.2 * ae
     d_loss  = d_local + d_global + 10 * (penalty_local + penalty_global)
 
 D is the spatial discounting mask of the box, `coarse`/`refined` are the un-pasted stage outputs,
-and the critics see the pasted image. The gradient penalty is taken over the hole only.
+and the critics see the pasted image. The gradient penalty is taken over the hole only. B is 1 in
+the hole box: K is every pixel the box term does not cover, so the known region for the holes the
+original trains with (inside their box, K = 1 - m) and, for free-form strokes or mask-folder holes
+that reach outside the box, their pixels there too (with K = 1 - m they would have no
+reconstruction term at all).
 
 The v2 objective (Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019,
 https://arxiv.org/abs/1806.03589), with the SN-PatchGAN critic D scoring every patch of
@@ -108,6 +112,22 @@ def discounted_l1(target, prediction, discount):
     return _mean_per_example(tf.abs(target - prediction) * discount)
 
 
+def box_indicator(bbox, image_shape):
+    """1 inside the hole box, 0 elsewhere: float32 [1 or B, H, W, 1].
+
+    Args:
+        bbox: int32 (top, left, height, width): [4] or [B, 4] (see `crop_box`).
+        image_shape: the images' shape [B, H, W, C] (a tensor or list).
+    """
+    bbox = tf.cast(tf.reshape(bbox, [-1, 4]), tf.int32)
+    rows = tf.range(image_shape[1])[None, :]
+    cols = tf.range(image_shape[2])[None, :]
+    inside_rows = (rows >= bbox[:, :1]) & (rows < bbox[:, :1] + bbox[:, 2:3])
+    inside_cols = (cols >= bbox[:, 1:2]) & (cols < bbox[:, 1:2] + bbox[:, 3:4])
+    inside = inside_rows[:, :, None] & inside_cols[:, None, :]
+    return tf.cast(inside, tf.float32)[:, :, :, None]
+
+
 def known_region_l1(target, prediction, mask):
     """Per-example L1 outside the hole, normalised by the known fraction of the image.
 
@@ -178,7 +198,8 @@ def v1_reconstruction_losses(images, outputs, mask, bbox, local_size, weights=V1
         images: the real images [B, H, W, 3] in [-1, 1].
         outputs: the generator's dict with `coarse` and `refined` (not pasted).
         mask: [B, H, W, 1] or [1, H, W, 1], 1 = hole.
-        bbox: the hole box (see `crop_box`); the discounted L1 is taken over it.
+        bbox: the hole box (see `crop_box`); the discounted L1 is taken over it, `ae` over the
+            rest of the image and the known pixels inside the box (see the module docstring).
         local_size: (h, w) of the box.
         weights: a `V1LossWeights`.
 
@@ -189,8 +210,9 @@ def v1_reconstruction_losses(images, outputs, mask, bbox, local_size, weights=V1
     box_real = crop_box(images, bbox, local_size)
     l1 = (weights.coarse * discounted_l1(box_real, crop_box(outputs["coarse"], bbox, local_size), discount)
           + discounted_l1(box_real, crop_box(outputs["refined"], bbox, local_size), discount))
-    ae = (weights.coarse * known_region_l1(images, outputs["coarse"], mask)
-          + known_region_l1(images, outputs["refined"], mask))
+    hole_in_box = tf.cast(mask, tf.float32) * box_indicator(bbox, tf.shape(images))
+    ae = (weights.coarse * known_region_l1(images, outputs["coarse"], hole_in_box)
+          + known_region_l1(images, outputs["refined"], hole_in_box))
     return {"l1": l1, "ae": ae}
 
 

@@ -91,6 +91,41 @@ def test_known_region_l1_and_interpolate():
                                [0.25, 0.75])
 
 
+def test_box_indicator_marks_each_examples_box():
+    one = losses.box_indicator(tf.constant([1, 2, 3, 2]), [2, 6, 5, 3])
+    expected = np.zeros([1, 6, 5, 1], np.float32)
+    expected[:, 1:4, 2:4] = 1.0
+    np.testing.assert_array_equal(one, expected)
+    each = losses.box_indicator(tf.constant([[1, 2, 3, 2], [0, 0, 1, 5]]), [2, 6, 5, 3])
+    expected = np.zeros([2, 6, 5, 1], np.float32)
+    expected[0, 1:4, 2:4] = expected[1, 0:1, :] = 1.0
+    np.testing.assert_array_equal(each, expected)
+
+
+def test_v1_holes_outside_the_box_are_reconstructed_by_the_ae_term():
+    # An 8x8 image, the box rows/columns 2..5, a hole of the box's centre 2x2 plus a stroke pixel
+    # at (0, 0), outside the box. The refined output is wrong by 1 only there: the box term does not
+    # see it, so the ae term must, as a known pixel would be.
+    images = tf.zeros([1, 8, 8, 1])
+    mask = np.zeros([1, 8, 8, 1], np.float32)
+    mask[:, 3:5, 3:5] = mask[:, 0, 0] = 1.0
+    refined = np.zeros([1, 8, 8, 1], np.float32)
+    refined[:, 0, 0] = 1.0
+    outputs = {"coarse": images, "refined": tf.constant(refined)}
+    weights = losses.V1LossWeights(discount_gamma=1.0)
+    terms = losses.v1_reconstruction_losses(images, outputs, tf.constant(mask), tf.constant([2, 2, 4, 4]),
+                                            (4, 4), weights)
+    assert float(terms["l1"][0]) == 0.0
+    # K = everything but the 4 hole pixels inside the box: 60 of 64; the error 1 at one of them.
+    np.testing.assert_allclose(terms["ae"], [(1 / 64) / (60 / 64)], rtol=1e-6)
+    # A hole inside its box (the original's case) leaves ae the known-region L1.
+    mask[:, 0, 0] = 0.0
+    refined[:, 0, 0], refined[:, 3, 3] = 0.0, 1.0
+    terms = losses.v1_reconstruction_losses(images, {"coarse": images, "refined": tf.constant(refined)},
+                                            tf.constant(mask), tf.constant([2, 2, 4, 4]), (4, 4), weights)
+    assert float(terms["ae"][0]) == 0.0 and float(terms["l1"][0]) == 1 / 16
+
+
 def test_wgan_terms_and_crop_box():
     real, fake = tf.constant([[1.0], [2.0]]), tf.constant([[0.5], [4.0]])
     np.testing.assert_allclose(losses.wgan_critic_loss(real, fake), [-0.5, 2.0])
