@@ -55,6 +55,8 @@ critic_steps batches for its critics), "masks": "center" or "free_form", "model"
 "eval_size"}. After each evaluation OUTPUT/learning_curve.png (against training minutes) and
 OUTPUT/learning_curve_images.png (against images seen) are redrawn with OpenCV: PSNR, SSIM and
 L1 in the hole for both kinds of holes, the model's curve with Telea and NS as horizontal lines.
+At the end OUTPUT/heldout_grid.png shows the last checkpoint's fills of the first 4 held-out
+photos, both kinds of holes, as bench/grid.py draws them (masked | Telea | model | original).
 OUTPUT/settings.json records the split, the schedule and the train.py command.
 
 Exit status: 0 done; 2 a usage error (one `error: ...` line: a missing folder or config, too
@@ -100,6 +102,7 @@ RESERVED = {"dataset": "--images", "model_dir": "--output_dir", "seed": "--seed"
             "checkpoint_every": "--checkpoint_every or --eval_every_steps", "flagfile": "--config"}
 TRAIN_LIST, HELD_OUT_LIST, CURVE_FILE = "train.flist", "held_out.flist", "curve.jsonl"
 FIGURES = {"minutes": "learning_curve.png", "images_seen": "learning_curve_images.png"}
+GRID_FILE, GRID_PHOTOS = "heldout_grid.png", 4
 COLORS = {"model": (190, 100, 20), "telea": (20, 140, 240), "ns": (60, 160, 60)}  # BGR
 PLOTTED = (("psnr_hole", "PSNR in the hole (dB)"), ("ssim_hole", "SSIM in the hole"),
            ("l1_hole", "L1 in the hole (%)"))
@@ -578,7 +581,21 @@ def run(args, trainer, curve, samples, train_list):
     found = trainer.checkpoints()
     if found and max(found) not in evaluated:
         evaluate(max(found), found[max(found)], paused=False)
+    if found:
+        write_grid(found[max(found)], samples, curve.output_dir)
     return status
+
+
+def write_grid(prefix, samples, output_dir):
+    """Draws the fills of checkpoint `prefix` on the first GRID_PHOTOS held-out photos."""
+    import grid
+    from inpainting.inference import runners
+
+    photos = [(center.name, center.rgb, {"center": center.mask, "free_form": free.mask})
+              for center, free in zip(samples["center"][:GRID_PHOTOS], samples["free_form"][:GRID_PHOTOS])]
+    path = os.path.join(output_dir, GRID_FILE)
+    grid.write(path, grid.draw(runners.load(prefix), photos, MASK_KINDS))
+    progress(f"the last checkpoint's fills of {len(photos)} held-out photos: {path}")
 
 
 def stop_on_signals():
@@ -627,7 +644,7 @@ def main(argv):
         progress(f"training (train.py's output in {trainer.log_path})")
         run(args, trainer, curve, samples, train_list)
         progress(f"done: {os.path.join(output_dir, CURVE_FILE)}, "
-                 f"{', '.join(os.path.join(output_dir, name) for name in FIGURES.values())}")
+                 f"{', '.join(os.path.join(output_dir, name) for name in (*FIGURES.values(), GRID_FILE))}")
         return 0
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)

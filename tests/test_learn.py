@@ -15,6 +15,7 @@ from conftest import REPO, assert_user_error
 sys.path.insert(0, str(REPO / "bench"))
 
 import chart  # noqa: E402
+import grid as grid_module  # noqa: E402
 import learn  # noqa: E402
 
 SCRIPT = REPO / "bench" / "learn.py"
@@ -154,6 +155,40 @@ def test_learning_curve_end_to_end(tmp_path):
     for name in ("learning_curve.png", "learning_curve_images.png"):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape[0] > 400 and image.shape[1] > 900, name
+    grid = cv2.imread(str(out / "heldout_grid.png"))[:, :, ::-1]
+    assert grid.shape == (grid_module.LABEL_HEIGHT + 4 * 2 * 64, 4 * 64, 3)
+    # The first held-out photo with its centre hole: its last column is the photo, the first the
+    # photo with a white hole, and the model's column keeps the photo outside the hole.
+    original = learn.square(cv2.imread(str(tmp_path / "photos" / "img02.png"))[:, :, ::-1], 64)
+    row = grid[grid_module.LABEL_HEIGHT:grid_module.LABEL_HEIGHT + 64]
+    hole = np.zeros((64, 64), bool)
+    hole[16:48, 16:48] = True
+    np.testing.assert_array_equal(row[:, 192:], original)
+    np.testing.assert_array_equal(row[:, :64][hole], 255)
+    np.testing.assert_array_equal(row[:, 128:192][~hole], original[~hole])
+    assert not np.array_equal(row[:, 64:128][hole], original[hole])  # Telea's fill
+
+    # bench/grid.py draws the same from the command line, for any checkpoint and photos.
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "grid.py"), f"--checkpoint={out / 'model'}",
+                             f"--images={out / 'held_out.flist'}", "--count=2", "--size=64", "--masks=center",
+                             "--scale=2", f"--output={tmp_path / 'grid.png'}"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    drawn = cv2.imread(str(tmp_path / "grid.png"))[:, :, ::-1]
+    assert drawn.shape == (grid_module.LABEL_HEIGHT + 2 * 128, 4 * 128, 3)
+    np.testing.assert_array_equal(drawn[grid_module.LABEL_HEIGHT:, 384:][:128:2, ::2], original)
+    np.testing.assert_array_equal(drawn[grid_module.LABEL_HEIGHT:, 256:384][:128:2, ::2],
+                                  row[:, 128:192])  # the same checkpoint's fill
+    for args, fragments in [(["--masks=boxes"], ["--masks=boxes", "center or free_form"]),
+                            (["--images=nowhere"], ["--images=nowhere", "no such folder"]),
+                            (["--checkpoint=nowhere"], ["--checkpoint"])]:
+        failed = subprocess.run([sys.executable, str(REPO / "bench" / "grid.py"), f"--checkpoint={out / 'model'}",
+                                 f"--images={out / 'held_out.flist'}", f"--output={tmp_path / 'bad.png'}", *args],
+                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                cwd=tmp_path, timeout=300)
+        assert_user_error(failed, *fragments)
+        assert failed.returncode == 2
+    assert not (tmp_path / "bad.png").exists()
 
     photos = sorted(str(tmp_path / "photos" / f"img{i:02d}.png") for i in range(14))
     training = (out / "train.flist").read_text().splitlines()
