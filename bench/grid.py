@@ -65,8 +65,7 @@ def prepared(paths, count, size, kinds):
             print(f"grid: skipped {err}", file=sys.stderr)
             continue
         name = os.path.basename(path)
-        holes = {"center": center_mask((size, size)), "free_form": None}
-        chosen.append((name, rgb, {kind: holes[kind] if holes[kind] is not None
+        chosen.append((name, rgb, {kind: center_mask((size, size)) if kind == "center"
                                    else learn.free_form_mask(name, size) for kind in kinds}))
     return chosen
 
@@ -74,18 +73,16 @@ def prepared(paths, count, size, kinds):
 def draw(runner, photos, kinds, scale=1):
     """The grid as uint8 RGB: for each photo and kind of hole a row of COLUMNS, with a label row
     on top."""
-    from inpainting import classical
+    from inpainting import classical, metrics
 
     rows = []
     for name, rgb, masks in photos:
         for kind in kinds:
             mask = masks[kind]
-            hole = mask[:, :, None] > 0.5
-            masked = np.where(hole, np.uint8(255), rgb)
-            telea = np.where(hole, np.clip(np.round(classical.inpaint(rgb, mask, "telea")), 0, 255), rgb)
-            model = runner.run(rgb, mask, name).filled
-            rows.append(np.concatenate([masked, telea.astype(np.uint8),
-                                        np.clip(np.round(model), 0, 255).astype(np.uint8), rgb], 1))
+            masked = np.where(mask[:, :, None] > 0.5, np.uint8(255), rgb)
+            telea = metrics.compose(rgb, classical.inpaint(rgb, mask, "telea"), mask)
+            model = metrics.compose(rgb, runner.run(rgb, mask, name).filled, mask)
+            rows.append(np.concatenate([masked, telea, model, rgb], 1))
     grid = np.concatenate(rows, 0)
     if scale > 1:
         grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
