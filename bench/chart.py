@@ -3,7 +3,8 @@
 A figure is a grid of panels under a title and a legend. Each panel has its own axes (x from 0,
 y fitted to the values with a margin, ticks at 1, 2 or 5 times a power of ten), curves of (x, y)
 points with markers, and levels: horizontal lines across the whole panel (e.g. a baseline that
-does not change). Values that are None or not finite are left out.
+does not change). Values that are None or not finite are left out. `fills_grid` draws a
+model's fills beside OpenCV's for bench/grid.py and bench/learn.py.
 """
 
 import dataclasses
@@ -18,6 +19,8 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 INK = (40, 40, 40)
 GRID = (225, 225, 225)
 BACKGROUND = (255, 255, 255)
+FILL_COLUMNS = ("masked", "telea", "model", "original")
+LABEL_HEIGHT = 18
 # Panel margins in pixels: room for the y tick labels, the title, the x tick labels and label.
 LEFT, RIGHT, TOP, BOTTOM = 62, 14, 26, 42
 HEADER = 58  # the figure's title and legend
@@ -193,6 +196,37 @@ def draw_figure(panels, columns, title, legend, panel_size=(380, 270)):
         row, column = divmod(index, columns)
         draw_panel(image, panel, (column * width, HEADER + row * height, width, height))
     return image
+
+
+def fills_grid(runner, photos, kinds, scale=1):
+    """A picture of a model's fills beside OpenCV Telea's, as uint8 RGB: for each photo and kind
+    of hole a row of FILL_COLUMNS (masked | telea | model | original), with a label row on top.
+
+    Args:
+        runner: an `inpainting.inference.runners` runner.
+        photos: [(name, uint8 RGB [H, W, 3], {kind: mask [H, W], 1 = hole})].
+        kinds: the kinds of holes to show, in order.
+        scale: enlargement (nearest neighbour) for display.
+    """
+    from inpainting import classical, metrics
+
+    rows = []
+    for name, rgb, masks in photos:
+        for kind in kinds:
+            mask = masks[kind]
+            masked = np.where(mask[:, :, None] > 0.5, np.uint8(255), rgb)
+            telea = metrics.compose(rgb, classical.inpaint(rgb, mask, "telea"), mask)
+            model = metrics.compose(rgb, runner.run(rgb, mask, name).filled, mask)
+            rows.append(np.concatenate([masked, telea, model, rgb], 1))
+    grid = np.concatenate(rows, 0)
+    if scale > 1:
+        grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    width = grid.shape[1] // len(FILL_COLUMNS)
+    labels = np.full((LABEL_HEIGHT, grid.shape[1], 3), 255, np.uint8)
+    for index, column in enumerate(FILL_COLUMNS):
+        cv2.putText(labels, column, (index * width + 4, LABEL_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([labels, grid], 0)
 
 
 def write_png(path, image):

@@ -24,14 +24,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
+import chart  # noqa: E402
 import learn  # noqa: E402
 
-COLUMNS = ("masked", "telea", "model", "original")
 SAMPLE_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "motorcycle_left.png", "rocket.jpg",
                  "motorcycle_right.png")  # the colour photos of `samples`, held-out ones first
-LABEL_HEIGHT = 18
 
 
 def photo_paths(images):
@@ -70,40 +68,6 @@ def prepared(paths, count, size, kinds):
     return chosen
 
 
-def draw(runner, photos, kinds, scale=1):
-    """The grid as uint8 RGB: for each photo and kind of hole a row of COLUMNS, with a label row
-    on top."""
-    from inpainting import classical, metrics
-
-    rows = []
-    for name, rgb, masks in photos:
-        for kind in kinds:
-            mask = masks[kind]
-            masked = np.where(mask[:, :, None] > 0.5, np.uint8(255), rgb)
-            telea = metrics.compose(rgb, classical.inpaint(rgb, mask, "telea"), mask)
-            model = metrics.compose(rgb, runner.run(rgb, mask, name).filled, mask)
-            rows.append(np.concatenate([masked, telea, model, rgb], 1))
-    grid = np.concatenate(rows, 0)
-    if scale > 1:
-        grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    width = grid.shape[1] // len(COLUMNS)
-    labels = np.full((LABEL_HEIGHT, grid.shape[1], 3), 255, np.uint8)
-    for index, column in enumerate(COLUMNS):
-        cv2.putText(labels, column, (index * width + 4, LABEL_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([labels, grid], 0)
-
-
-def write(path, grid):
-    """Writes the RGB grid as a PNG, atomically."""
-    from inpainting import files
-
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    files.write_bytes(path, encoded.tobytes())
-
-
 def parse_args(argv):
     parser = learn.Parser(description=__doc__.split("\n\n")[0],
                           formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,7 +104,8 @@ def main(argv):
             runner = runners.load(args.checkpoint)
         except InpaintingError as err:
             raise learn.UsageError(f"--checkpoint: {err}") from None
-        write(args.output, draw(runner, photos, kinds, args.scale))
+        grid = chart.fills_grid(runner, photos, kinds, args.scale)
+        chart.write_png(args.output, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         print(f"grid: {len(photos)} photos x {len(kinds)} holes in {args.output}", file=sys.stderr)
         return 0
     except learn.UsageError as err:

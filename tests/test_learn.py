@@ -15,7 +15,6 @@ from conftest import REPO, assert_user_error
 sys.path.insert(0, str(REPO / "bench"))
 
 import chart  # noqa: E402
-import grid as grid_module  # noqa: E402
 import learn  # noqa: E402
 
 SCRIPT = REPO / "bench" / "learn.py"
@@ -156,11 +155,11 @@ def test_learning_curve_end_to_end(tmp_path):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape[0] > 400 and image.shape[1] > 900, name
     grid = cv2.imread(str(out / "heldout_grid.png"))[:, :, ::-1]
-    assert grid.shape == (grid_module.LABEL_HEIGHT + 4 * 2 * 64, 4 * 64, 3)
+    assert grid.shape == (chart.LABEL_HEIGHT + 4 * 2 * 64, 4 * 64, 3)
     # The first held-out photo with its centre hole: its last column is the photo, the first the
     # photo with a white hole, and the model's column keeps the photo outside the hole.
     original = learn.square(cv2.imread(str(tmp_path / "photos" / "img02.png"))[:, :, ::-1], 64)
-    row = grid[grid_module.LABEL_HEIGHT:grid_module.LABEL_HEIGHT + 64]
+    row = grid[chart.LABEL_HEIGHT:chart.LABEL_HEIGHT + 64]
     hole = np.zeros((64, 64), bool)
     hole[16:48, 16:48] = True
     np.testing.assert_array_equal(row[:, 192:], original)
@@ -175,9 +174,9 @@ def test_learning_curve_end_to_end(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert result.returncode == 0, result.stderr
     drawn = cv2.imread(str(tmp_path / "grid.png"))[:, :, ::-1]
-    assert drawn.shape == (grid_module.LABEL_HEIGHT + 2 * 128, 4 * 128, 3)
-    np.testing.assert_array_equal(drawn[grid_module.LABEL_HEIGHT:, 384:][:128:2, ::2], original)
-    np.testing.assert_array_equal(drawn[grid_module.LABEL_HEIGHT:, 256:384][:128:2, ::2],
+    assert drawn.shape == (chart.LABEL_HEIGHT + 2 * 128, 4 * 128, 3)
+    np.testing.assert_array_equal(drawn[chart.LABEL_HEIGHT:, 384:][:128:2, ::2], original)
+    np.testing.assert_array_equal(drawn[chart.LABEL_HEIGHT:, 256:384][:128:2, ::2],
                                   row[:, 128:192])  # the same checkpoint's fill
     for args, fragments in [(["--masks=boxes"], ["--masks=boxes", "center or free_form"]),
                             (["--images=nowhere"], ["--images=nowhere", "no such folder"]),
