@@ -148,6 +148,19 @@ def parse_size(value, name):
     return size
 
 
+def parse_range(value, name):
+    """(low, high) from "12,40" or a pair of integers; ConfigError naming parameter `name`."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        pair = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2:
+        raise ConfigError(f"{{parameter}} must be two whole numbers MIN,MAX like 12,40, got {value!r}",
+                          parameter=name)
+    return pair
+
+
 # Fields whose default depends on the version: the released models' values. A field left at None
 # takes its version's value when the config is created.
 VERSION_DEFAULTS = {
@@ -186,6 +199,7 @@ class TrainConfig:
     max_delta: tuple = (32, 32)
     margins: tuple = (0, 0)
     free_form_masks: bool = None
+    stroke_width: tuple = (12, 40)
     batch_size: int = 16
     critic_steps: int = None
     learning_rate: float = 1e-4
@@ -220,6 +234,7 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("image_size", "box_size", "max_delta", "margins"):
             object.__setattr__(self, name, parse_size(getattr(self, name), name))
+        object.__setattr__(self, "stroke_width", parse_range(self.stroke_width, "stroke_width"))
         if self.free_form_masks is None and self.mask_dir:  # the mask folder gives the holes
             object.__setattr__(self, "free_form_masks", False)
         for name, value in VERSION_DEFAULTS.get(self.version, {}).items():
@@ -241,6 +256,14 @@ class TrainConfig:
         if self.free_form_masks and self.mask_dir:
             fail("free_form_masks", f"cannot be combined with {mention('mask_dir')}, whose masks are "
                  "the holes; leave one out")
+        if self.stroke_width != TrainConfig.__dataclass_fields__["stroke_width"].default:
+            low, high = self.stroke_width
+            if not 1 <= low < high:
+                fail("stroke_width", f"must be MIN,MAX with 1 <= MIN < MAX (pixels; a stroke's width is "
+                     f"a whole number in [MIN, MAX)), got {low},{high}")
+            if not self.free_form_masks:
+                fail("stroke_width", f"sets the width of free-form brush strokes, which this run does "
+                     f"not draw; add {mention('free_form_masks')} or leave it out")
         if self.version == "v2":
             for name in V1_ONLY:
                 if getattr(self, name) != TrainConfig.__dataclass_fields__[name].default:

@@ -69,6 +69,9 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_bool("free_form_masks", _D.free_form_masks, "Holes are the box's hole united with "
                       "random brush strokes, as DeepFill v2 trains (per version: off for v1, on for "
                       "v2).", flag_values=flag_values)
+    flags.DEFINE_string("stroke_width", ",".join(map(str, _D.stroke_width)), "With --free_form_masks: "
+                        "MIN,MAX, each brush stroke's width in pixels is a whole number in [MIN, MAX) "
+                        "(the original's 12,40 are for 256x256 images).", flag_values=flag_values)
     # Optimisation.
     flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size, split across devices.", flag_values=flag_values)
     flags.DEFINE_integer("critic_steps", _D.critic_steps, "Critic updates per generator update, each "

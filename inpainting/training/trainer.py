@@ -333,10 +333,15 @@ class Trainer:
         batches = pipeline.training_batches(
             images, batch_size=c.batch_size, image_size=c.image_size, box_size=c.box_size,
             max_delta=c.max_delta, margins=c.margins, seed=c.seed, mask_dir=c.mask_dir or None,
-            free_form=c.free_form_masks, edges=c.guided,
+            free_form=c.free_form_masks, strokes=self._strokes(), edges=c.guided,
             start_batch=int(self.step.numpy()) * c.batches_per_step,
             skipped_before=int(self.skipped_files.numpy()))
         return distribution.distribute(self.strategy, batches)
+
+    def _strokes(self):
+        """The brush strokes' widths of this run, as the data pipeline takes them."""
+        low, high = self.config.stroke_width
+        return {"min_width": low, "max_width": high}
 
     def validation_batch(self):
         """The fixed validation images, boxes and masks, as one batch of numpy arrays."""
@@ -347,7 +352,8 @@ class Trainer:
                                         data_dir=c.data_dir or None, download=c.download)
         batches = pipeline.validation_batches(images, count=c.validation_images, image_size=c.image_size,
                                               box_size=c.box_size, mask_dir=c.mask_dir or None,
-                                              free_form=c.free_form_masks, edges=c.guided)
+                                              free_form=c.free_form_masks, strokes=self._strokes(),
+                                              edges=c.guided)
         for batch in batches.take(1):
             return {key: value.numpy() for key, value in batch.items()}
         raise TrainingError(f"no readable validation image in "

@@ -72,6 +72,11 @@ def test_v2_configs_hold_the_original_v2_hyper_parameters():
     (dict(discount_gamma=0.0), "discount_gamma: must be in (0, 1], got 0.0"),
     (dict(max_delta=200), "max_delta: (200, 200) is larger than box_size (128, 128)"),
     (dict(precision="float8"), "precision: must be one of float32, mixed_bfloat16, got 'float8'"),
+    (dict(stroke_width="6,20"), "stroke_width: sets the width of free-form brush strokes, which this "
+                                "run does not draw; add free_form_masks"),
+    (dict(stroke_width="20,6", free_form_masks=True), "stroke_width: must be MIN,MAX with 1 <= MIN < MAX"),
+    (dict(stroke_width="0,6", free_form_masks=True), "stroke_width: must be MIN,MAX with 1 <= MIN < MAX"),
+    (dict(stroke_width="6", free_form_masks=True), "stroke_width must be two whole numbers MIN,MAX"),
     (dict(box_size="256", image_size="240"), "box_size: 256x256 plus margins 0x0 on each side does not "
                                              "fit in image_size 240x240"),
 ])

@@ -20,6 +20,7 @@ from inpainting import classical, locks, metrics
 from inpainting.checkpoints import store
 from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
 from inpainting.config import ModelConfig, TrainConfig
+from inpainting.data import masks, pipeline, sources
 from inpainting.errors import ConfigError, TrainingError
 from inpainting.model.critics import Critics
 from inpainting.model.generator import Generator
@@ -182,6 +183,26 @@ def test_v2_flag_rules(tmp_path, image_folder):
     assert not tiny_config(tmp_path, image_folder, mask_dir=str(image_folder), **V2).free_form_masks
     with pytest.raises(ConfigError, match="^free_form_masks: cannot be combined with mask_dir"):
         tiny_config(tmp_path, image_folder, mask_dir=str(image_folder), free_form_masks=True, **V2)
+
+
+def test_stroke_width_sets_the_brush_strokes_of_the_holes(tmp_path, image_folder):
+    """The validation holes are the box united with the fixed strokes of --stroke_width's widths."""
+    def validation_mask(**overrides):
+        config = tiny_config(tmp_path / str(len(overrides)), image_folder, free_form_masks=True,
+                             **overrides)
+        return config, training.Trainer(config).validation_batch()
+
+    config, thin = validation_mask(stroke_width="2,4")
+    assert config.stroke_width == (2, 4)
+    _, default = validation_mask()
+    stream = pipeline.image_dataset(f"folder:{image_folder}", image_size=(64, 64), training=False)
+    [boxes] = pipeline.validation_batches(stream, count=2, image_size=(64, 64), box_size=(32, 32)
+                                          ).as_numpy_iterator()
+    seed = sources.stream_seed(0, pipeline.VALIDATION_STROKES)
+    for batch, widths in ((thin, dict(min_width=2, max_width=4)), (default, {})):
+        strokes = masks.brush_stroke_mask((64, 64), seed, masks.StrokeConfig(**widths)).numpy()
+        np.testing.assert_array_equal(batch["mask"], np.maximum(boxes["mask"], strokes[None]))
+    assert boxes["mask"].sum() < thin["mask"].sum() < default["mask"].sum()
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder):
