@@ -199,8 +199,9 @@ def draw_figure(panels, columns, title, legend, panel_size=(380, 270)):
 
 
 def fills_grid(runner, photos, kinds, scale=1):
-    """A picture of a model's fills beside OpenCV Telea's, as uint8 RGB: for each photo and kind
-    of hole a row of FILL_COLUMNS (masked | telea | model | original), with a label row on top.
+    """A picture of a model's fills beside OpenCV Telea's, as uint8 BGR (for `write_png`): for
+    each photo and kind of hole a row of FILL_COLUMNS (masked | telea | model | original), with a
+    label row on top.
 
     Args:
         runner: an `inpainting.inference.runners` runner.
@@ -218,14 +219,14 @@ def fills_grid(runner, photos, kinds, scale=1):
             telea = metrics.compose(rgb, classical.inpaint(rgb, mask, "telea"), mask)
             model = metrics.compose(rgb, runner.run(rgb, mask, name).filled, mask)
             rows.append(np.concatenate([masked, telea, model, rgb], 1))
-    grid = np.concatenate(rows, 0)
+    grid = cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR)
     if scale > 1:
         grid = cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     width = grid.shape[1] // len(FILL_COLUMNS)
     labels = np.full((LABEL_HEIGHT, grid.shape[1], 3), 255, np.uint8)
     for index, column in enumerate(FILL_COLUMNS):
-        cv2.putText(labels, column, (index * width + 4, LABEL_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(labels, column, (index * width + 4, LABEL_HEIGHT - 5), FONT, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
     return np.concatenate([labels, grid], 0)
 
 

@@ -23,8 +23,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import cv2  # noqa: E402
-
 import chart  # noqa: E402
 import learn  # noqa: E402
 
@@ -104,8 +102,7 @@ def main(argv):
             runner = runners.load(args.checkpoint)
         except InpaintingError as err:
             raise learn.UsageError(f"--checkpoint: {err}") from None
-        grid = chart.fills_grid(runner, photos, kinds, args.scale)
-        chart.write_png(args.output, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        chart.write_png(args.output, chart.fills_grid(runner, photos, kinds, args.scale))
         print(f"grid: {len(photos)} photos x {len(kinds)} holes in {args.output}", file=sys.stderr)
         return 0
     except learn.UsageError as err:

@@ -56,7 +56,8 @@ critic_steps batches for its critics), "masks": "center" or "free_form", "model"
 OUTPUT/learning_curve_images.png (against images seen) are redrawn with OpenCV: PSNR, SSIM and
 L1 in the hole for both kinds of holes, the model's curve with Telea and NS as horizontal lines.
 At the end OUTPUT/heldout_grid.png shows the last checkpoint's fills of the first 4 held-out
-photos, both kinds of holes, as bench/grid.py draws them (`chart.fills_grid`: masked | Telea | model | original).
+photos, both kinds of holes, as bench/grid.py draws them (`chart.fills_grid`: masked | Telea |
+model | original).
 OUTPUT/settings.json records the split, the schedule and the train.py command.
 
 Exit status: 0 done; 2 a usage error (one `error: ...` line: a missing folder or config, too
@@ -593,8 +594,7 @@ def write_grid(prefix, samples, output_dir):
     photos = [(center.name, center.rgb, {"center": center.mask, "free_form": free.mask})
               for center, free in zip(samples["center"][:GRID_PHOTOS], samples["free_form"][:GRID_PHOTOS])]
     path = os.path.join(output_dir, GRID_FILE)
-    grid = chart.fills_grid(runners.load(prefix), photos, MASK_KINDS)
-    chart.write_png(path, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    chart.write_png(path, chart.fills_grid(runners.load(prefix), photos, MASK_KINDS))
     progress(f"the last checkpoint's fills of {len(photos)} held-out photos: {path}")
 
 
