@@ -256,14 +256,14 @@ class TrainConfig:
         if self.free_form_masks and self.mask_dir:
             fail("free_form_masks", f"cannot be combined with {mention('mask_dir')}, whose masks are "
                  "the holes; leave one out")
-        if self.stroke_width != TrainConfig.__dataclass_fields__["stroke_width"].default:
-            low, high = self.stroke_width
-            if not 1 <= low < high:
-                fail("stroke_width", f"must be MIN,MAX with 1 <= MIN < MAX (pixels; a stroke's width is "
-                     f"a whole number in [MIN, MAX)), got {low},{high}")
-            if not self.free_form_masks:
-                fail("stroke_width", f"sets the width of free-form brush strokes, which this run does "
-                     f"not draw; add {mention('free_form_masks')} or leave it out")
+        low, high = self.stroke_width
+        if not 1 <= low < high:
+            fail("stroke_width", f"must be MIN,MAX with 1 <= MIN < MAX (pixels; a stroke's width is a "
+                 f"whole number in [MIN, MAX)), got {low},{high}")
+        default_widths = TrainConfig.__dataclass_fields__["stroke_width"].default
+        if (low, high) != default_widths and not self.free_form_masks:
+            fail("stroke_width", f"sets the width of free-form brush strokes, which this run does not "
+                 f"draw; add {mention('free_form_masks')} or leave it out")
         if self.version == "v2":
             for name in V1_ONLY:
                 if getattr(self, name) != TrainConfig.__dataclass_fields__[name].default:
