@@ -130,7 +130,7 @@ def _load(path, with_critics, **generator_options):
     generator = Generator(config, **generator_options)
     generator.build()
     objects = {"generator": generator}
-    if with_critics and any(key.startswith("critics/") for key in shapes):
+    if with_critics and "critics" in stored_objects(prefix):
         objects["critics"] = make_critics(config)
         objects["critics"].build()
     try:
@@ -143,6 +143,24 @@ def _load(path, with_critics, **generator_options):
                               f"{os.path.join(directory, CONFIG_FILE)} "
                               f"({str(err).splitlines()[0]})") from None
     return generator, objects.get("critics")
+
+
+def stored_objects(prefix):
+    """The names of the objects a TF2 checkpoint at `prefix` holds ("generator", "critics",
+    "optimizer", ...); empty for an unreadable one (a restore reports it).
+
+    Read from its object graph, not from the variable keys: a variable reachable along several
+    paths is keyed by one of them only (a critic's weights, which the optimizer also tracks, can
+    be keyed under "optimizer/").
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    try:
+        graph.ParseFromString(tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint
+        return set()
+    return {child.local_name for child in graph.nodes[0].children} if graph.nodes else set()
 
 
 def _stored_shapes(prefix):

@@ -108,10 +108,18 @@ def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
     assert expected.keys() == got.keys() and len(expected) > 100
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-6, err_msg=key)
-    # The trained model is usable by every tool.
-    generator = store.load_generator(full)
+    # The trained model is usable by every tool, its critics too (for --init_checkpoint), though
+    # their variables are keyed under "optimizer/", which tracks them along a shorter path.
+    generator, critics = store.load_networks(full)
     np.testing.assert_array_equal(generator.conv1.kernel.numpy(),
                                   expected["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"])
+    assert not any(key.startswith("critics/") for key in expected)
+    trained = Critics(full_config.model_config())
+    trained.build()
+    tf.train.Checkpoint(critics=trained).read(str(full / "ckpt-4")).expect_partial()
+    assert len(critics.weights) == len(trained.weights) > 10
+    for got, want in zip(critics.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
 V2 = dict(version="v2", guided=True, cnum=8, critic_steps=1)
