@@ -213,6 +213,7 @@ class TrainConfig:
     global_gan_weight: float = 1.0
     gradient_penalty: float = 10.0
     discount_gamma: float = 0.9
+    ema_decay: float = 0.0
     max_steps: int = 1_000_000
     max_minutes: float = 0.0
     checkpoint_every: int = 1000
@@ -286,6 +287,9 @@ class TrainConfig:
             fail("max_minutes", f"must be 0 (no time limit) or positive, got {self.max_minutes}")
         if not 0 < self.discount_gamma <= 1:
             fail("discount_gamma", f"must be in (0, 1], got {self.discount_gamma}")
+        if not 0 <= self.ema_decay < 1:
+            fail("ema_decay", f"must be in [0, 1) (0: no average; 0.999 averages about the last 1000 "
+                 f"steps), got {self.ema_decay}")
         if not self.worker_timeout > 0:
             fail("worker_timeout", f"must be positive (seconds), got {self.worker_timeout}")
         if self.cpu_devices < 0:

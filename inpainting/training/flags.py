@@ -95,6 +95,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_float("gradient_penalty", _D.gradient_penalty, "v1: WGAN-GP lambda.", flag_values=flag_values)
     flags.DEFINE_float("discount_gamma", _D.discount_gamma, "v1: base of the spatial discounting mask "
                        "(1 disables discounting).", flag_values=flag_values)
+    flags.DEFINE_float("ema_decay", _D.ema_decay, "Keep an exponential moving average of the "
+                       "generator's weights, updated after each step with this decay (0.999: about the "
+                       "last 1000 steps; 0: none). Checkpoints then give the average as the generator "
+                       "every tool loads (infer, export, evaluate, --init_checkpoint) and validation "
+                       "shows it; the trained weights are kept for resuming.", flag_values=flag_values)
     # The run.
     flags.DEFINE_integer("max_steps", _D.max_steps, "Stop after this many generator updates (total, "
                          "counting the steps of earlier runs in --model_dir).", flag_values=flag_values)

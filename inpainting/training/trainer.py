@@ -169,16 +169,24 @@ class Trainer:
                                                    beta_2=config.beta2,
                                                    epsilon=config.adam_epsilon)
             self.optimizer.build(self.generator.trainable_variables + self.critics.trainable_variables)
+            # --ema_decay: the average of the generator's weights, which checkpoints store as the
+            # generator every tool loads (the trained weights as "trained_generator").
+            self.average = None
+            if config.ema_decay:
+                self.average = Generator(self.model_config, attention=config.attention,
+                                         flow_dtype="float32")
+                self.average.build()
+        self.saved_generator = self.generator if self.average is None else self.average
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         # Unreadable files met so far: with the step it fixes where the data stream resumes.
         self.skipped_files = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_files")
-        self.checkpoint = tf.train.Checkpoint(generator=self.generator, critics=self.critics,
-                                              optimizer=self.optimizer, step=self.step,
-                                              skipped_files=self.skipped_files)
+        state = dict(critics=self.critics, optimizer=self.optimizer, step=self.step,
+                     skipped_files=self.skipped_files)
+        self.checkpoint = tf.train.Checkpoint(**self._networks(), **state)
         self.manager = distribution.checkpoint_manager(
             self.checkpoint, config.model_dir, self.strategy, max_to_keep=config.keep_checkpoints,
             checkpoint_name=store.CHECKPOINT_NAME)
-        self.restored = self._restore()
+        self.restored = self._restore(state)
         # The flags win over a restored learning rate, so a resumed run can change it.
         self.optimizer.learning_rate.assign(config.learning_rate)
         # XLA compiles the per-replica updates; reading the iterator stays outside the cluster.
@@ -188,7 +196,8 @@ class Trainer:
             if config.xla else self._generator_update
         self.critic_step = tf.function(self._critic_step)
         self.generator_step = tf.function(self._generator_step)
-        self._outputs = tf.function(lambda inputs: self.generator(inputs))
+        self.average_step = tf.function(self._average_update)
+        self._outputs = tf.function(lambda inputs: self.saved_generator(inputs))
         self.health = Health()
         self._baselines = None  # (validation batch, the classical fills' held-out metrics)
 
@@ -207,19 +216,49 @@ class Trainer:
                 raise TrainingError(f"{{parameter}}={self.config.model_dir} holds a model with {diff}; "
                                     "use a new {parameter} or the flags of that run", parameter="model_dir")
 
-    def _restore(self):
-        """Restores the latest checkpoint of model_dir, or init_checkpoint; returns what happened."""
+    def _networks(self, averaged=True):
+        """The generators by checkpoint key: the average, if this run keeps one and `averaged`, is
+        "generator" and the trained weights "trained_generator"; else the trained weights are
+        "generator"."""
+        if self.average is not None and averaged:
+            return {"generator": self.average, "trained_generator": self.generator}
+        return {"generator": self.generator}
+
+    def _restore(self, state):
+        """Restores the latest checkpoint of model_dir, or init_checkpoint; returns what happened.
+
+        A run that starts --ema_decay on a model_dir trained without it starts the average from
+        the trained weights; one that leaves it out where the checkpoints hold an average is
+        refused (resuming would drop the average).
+        """
         latest = self.manager.latest_checkpoint
         if latest:
+            averaged = "trained_generator" in store.stored_objects(latest)
+            if averaged and self.average is None:
+                raise TrainingError(f"{latest} holds an average of the generator's weights; resume with "
+                                    f"{{parameter}} above 0 (e.g. that run's, in {TRAIN_CONFIG_FILE}), or "
+                                    f"use a new {mention('model_dir')}", parameter="ema_decay")
+            starts_average = self.average is not None and not averaged
+            checkpoint = tf.train.Checkpoint(**self._networks(False), **state) if starts_average \
+                else self.checkpoint
             try:
-                self.checkpoint.restore(latest).assert_existing_objects_matched()
+                checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as err:
                 raise TrainingError(f"cannot resume from {latest}: {str(err).splitlines()[0]}; "
                                     "use a new {parameter}", parameter="model_dir") from None
-            return f"resumed from {latest} at step {int(self.step.numpy())}"
+            what = f"resumed from {latest} at step {int(self.step.numpy())}"
+            if starts_average:
+                self.checkpoint.save_counter.assign(checkpoint.save_counter)
+                self.average.set_weights(self.generator.get_weights())
+                what += " (the average of the generator's weights starts there)"
+            return what
         if self.config.init_checkpoint:
-            return self._initialise_from(self.config.init_checkpoint)
-        return "started from random weights"
+            what = self._initialise_from(self.config.init_checkpoint)
+        else:
+            what = "started from random weights"
+        if self.average is not None:
+            self.average.set_weights(self.generator.get_weights())
+        return what
 
     def _initialise_from(self, path):
         generator, critics = store.load_networks(path)
@@ -302,6 +341,15 @@ class Trainer:
         stats["generator_grad_norm"] = self._apply(stats["g_loss"], tape, variables)
         stats["skipped_files"] = tf.reduce_max(batch["skipped"], keepdims=True)
         return stats
+
+    def _average_update(self, step):
+        """Moves the average towards the trained weights after training step `step` (a float32
+        tensor), with decay min(ema_decay, (1 + step) / (10 + step)) as
+        `tf.train.ExponentialMovingAverage` with num_updates: early steps, whose weights are far
+        from the later ones, are forgotten sooner."""
+        decay = tf.minimum(self.config.ema_decay, (1.0 + step) / (10.0 + step))
+        for average, weight in zip(self.average.weights, self.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * weight)
 
     def _run(self, update, iterator):
         per_replica = self.strategy.run(update, args=(next(iterator),))
@@ -502,11 +550,12 @@ class Trainer:
 
     def train_step(self, iterator, step):
         """One training step on batches of `iterator`: `critic_steps` critic updates, then the
-        generator update; their stats as floats (the last critic update's).
+        generator update (and, with --ema_decay, the average's); their stats as floats (the last
+        critic update's).
 
         Args:
             iterator: distributed training batches (`training_data()`).
-            step: the number of this step, for messages.
+            step: the number of this step, for messages and the average's decay.
 
         Raises:
             TrainingError: a value is NaN or infinite, or the data ran out.
@@ -520,6 +569,8 @@ class Trainer:
             raise TrainingError(f"step {step}: the training data ran out; no image of {{parameter}}="
                                 f"{self.config.dataset} could be read (see the skipped-file warnings)",
                                 parameter="dataset") from None
+        if self.average is not None:
+            self.average_step(tf.constant(step, tf.float32))
         return stats
 
     def checked_update(self, update, iterator, step=None):

@@ -268,7 +268,7 @@ def test_two_workers_train_like_one_process(tmp_path, image_folder, workers):
     # amplifies that rounding in a few near-zero components.
     model_dir = tmp_path / "cluster"
     workers.start(model_dir, image_folder, "--batch_size=4", "--max_steps=3", "--checkpoint_every=1",
-                  "--strategy=multi_worker")
+                  "--strategy=multi_worker", "--ema_decay=0.5")
     assert workers.wait() == [0, 0], workers.output(0) + workers.output(1)
     chief, worker = workers.output(0), workers.output(1)
     assert f"finished at step 3; checkpoint {model_dir / 'ckpt-3'}" in chief
@@ -278,10 +278,13 @@ def test_two_workers_train_like_one_process(tmp_path, image_folder, workers):
     assert_only_chief_files(model_dir)
     assert json.load(open(model_dir / "train_config.json"))["strategy"] == "multi_worker"
 
-    one_process(tmp_path / "one", image_folder, batch_size=4, max_steps=3, checkpoint_every=1)
+    one_process(tmp_path / "one", image_folder, batch_size=4, max_steps=3, checkpoint_every=1,
+                ema_decay=0.5)
     assert_close(checkpoint_values(model_dir / "ckpt-1"), checkpoint_values(tmp_path / "one" / "ckpt-1"),
                  atol=1e-5)
     got, expected = (checkpoint_values(d / "ckpt-3") for d in (model_dir, tmp_path / "one"))
+    # With --ema_decay "generator" is the average of the weights of every step, updated on every
+    # worker alike.
     generator = [key for key in expected if key.startswith("generator/")]
     assert len(generator) > 50
     assert_close(got, expected, atol=1e-6, keys=generator)

@@ -77,6 +77,8 @@ def test_v2_configs_hold_the_original_v2_hyper_parameters():
     (dict(stroke_width="20,6", free_form_masks=True), "stroke_width: must be MIN,MAX with 1 <= MIN < MAX"),
     (dict(stroke_width="0,6", free_form_masks=True), "stroke_width: must be MIN,MAX with 1 <= MIN < MAX"),
     (dict(stroke_width="6", free_form_masks=True), "stroke_width must be two whole numbers MIN,MAX"),
+    (dict(ema_decay=1.0), "ema_decay: must be in [0, 1) (0: no average"),
+    (dict(ema_decay=-0.5), "ema_decay: must be in [0, 1) (0: no average"),
     (dict(box_size="256", image_size="240"), "box_size: 256x256 plus margins 0x0 on each side does not "
                                              "fit in image_size 240x240"),
 ])

@@ -213,6 +213,69 @@ def test_stroke_width_sets_the_brush_strokes_of_the_holes(tmp_path, image_folder
     assert boxes["mask"].sum() < thin["mask"].sum() < default["mask"].sum()
 
 
+def _read_generator(prefix, key, config):
+    """The weights of the generator stored under `key` ("generator" or "trained_generator") of the
+    training checkpoint at `prefix`, as `Generator.get_weights()` lists them."""
+    generator = Generator(config)
+    generator.build()
+    tf.train.Checkpoint(**{key: generator}).read(str(prefix)).expect_partial()
+    return generator.get_weights()
+
+
+def test_ema_decay_keeps_an_average_that_the_tools_load_and_resumes_exactly(tmp_path, image_folder):
+    config = tiny_config(tmp_path / "full", image_folder, max_steps=2, checkpoint_every=1, ema_decay=0.5)
+    training.configure_devices(config)
+    tf.config.experimental.enable_op_determinism()
+    trainer = training.Trainer(config)
+    np.testing.assert_array_equal(trainer.average.conv1.kernel.numpy(), trainer.generator.conv1.kernel.numpy())
+    expected = trainer.generator.get_weights()
+    trainer.fit()
+    # After step t the average is decay * average + (1 - decay) * trained, decay = min(0.5,
+    # (1 + t) / (10 + t)), from the initial weights: 2/11 after step 1, 1/4 after step 2.
+    model = config.model_config()
+    for step in (1, 2):
+        prefix = tmp_path / "full" / f"ckpt-{step}"
+        decay = min(0.5, (1 + step) / (10 + step))
+        trained = _read_generator(prefix, "trained_generator", model)
+        expected = [decay * a + (1 - decay) * w for a, w in zip(expected, trained)]
+        average = _read_generator(prefix, "generator", model)
+        assert len(average) == len(trained) > 50
+        for got, want in zip(average, expected):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert max(np.abs(a - w).max() for a, w in zip(average, trained)) > 1e-6
+    assert store.stored_objects(prefix) >= {"generator", "trained_generator", "critics", "optimizer"}
+    # Every tool loads the average; the critics come with it.
+    generator, critics = store.load_networks(tmp_path / "full")
+    for got, want in zip(generator.get_weights(), average):
+        np.testing.assert_array_equal(got, want)
+    assert critics is not None
+    # Resuming restores both the trained weights and the average.
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=1, ema_decay=0.5))
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, ema_decay=0.5))
+    want, got = (checkpoint_values(d / "ckpt-2") for d in (tmp_path / "full", tmp_path / "part"))
+    assert got.keys() == want.keys()
+    for key in got:
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_ema_decay_can_start_on_a_resumed_run_but_not_be_dropped(tmp_path, image_folder):
+    training.train(tiny_config(tmp_path, image_folder, max_steps=1))
+    trainer = training.Trainer(tiny_config(tmp_path, image_folder, max_steps=2, ema_decay=0.9))
+    assert trainer.restored == (f"resumed from {tmp_path / 'ckpt-1'} at step 1 (the average of the "
+                                "generator's weights starts there)")
+    for average, trained in zip(trainer.average.weights, trainer.generator.weights):
+        np.testing.assert_array_equal(average.numpy(), trained.numpy())
+    trainer.fit()
+    assert "trained_generator" in store.stored_objects(tmp_path / "ckpt-2")
+    assert "trained_generator" not in store.stored_objects(tmp_path / "ckpt-1")
+    with pytest.raises(TrainingError) as err:
+        training.Trainer(tiny_config(tmp_path, image_folder, max_steps=3))
+    assert err.value.describe(flags=True) == (
+        f"{tmp_path / 'ckpt-2'} holds an average of the generator's weights; resume with --ema_decay "
+        "above 0 (e.g. that run's, in train_config.json), or use a new --model_dir")
+    assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-2")
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder):
     model_dir = tmp_path / "run"
     training.train(tiny_config(model_dir, image_folder, max_steps=1, checkpoint_every=1))
@@ -235,7 +298,9 @@ def test_mirrored_strategy_matches_one_device(tmp_path, image_folder):
     # effect cancels between the real and fake halves) into a full step of size lr when
     # epsilon is 1e-8; epsilon 1e-3 keeps the update proportional to the gradient, so this
     # compares the gradients of the two runs.
-    common = dict(max_steps=1, critic_steps=1, batch_size=4, adam_epsilon=1e-3, deterministic=False)
+    # With an average of the generator's weights, updated in cross-replica context.
+    common = dict(max_steps=1, critic_steps=1, batch_size=4, adam_epsilon=1e-3, deterministic=False,
+                  ema_decay=0.5)
     results = {}
     for name, strategy in (("one", "one_device"), ("two", "mirrored")):
         config = tiny_config(tmp_path / name, image_folder, strategy=strategy, cpu_devices=2, **common)
@@ -245,7 +310,8 @@ def test_mirrored_strategy_matches_one_device(tmp_path, image_folder):
         initial = [v.numpy() for v in trainer.generator.trainable_variables]
         trainer.fit()
         results[name] = checkpoint_values(tmp_path / name / "ckpt-1")
-    moved = results["one"]["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"] - initial[0]
+    moved = results["one"]["trained_generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"] - initial[0]
+    assert any(key.startswith("generator/") for key in results["two"])
     assert np.abs(moved).max() > 1e-6  # the step did change the weights
     for key, value in results["one"].items():
         np.testing.assert_allclose(results["two"][key], value, rtol=0, atol=1e-5, err_msg=key)
