@@ -288,8 +288,8 @@ class TrainConfig:
         if not 0 < self.discount_gamma <= 1:
             fail("discount_gamma", f"must be in (0, 1], got {self.discount_gamma}")
         if not 0 <= self.ema_decay < 1:
-            fail("ema_decay", f"must be in [0, 1) (0: no average; 0.999 averages about the last 1000 "
-                 f"steps), got {self.ema_decay}")
+            fail("ema_decay", f"must be in [0, 1) (0: no average of the generator's weights; e.g. "
+                 f"0.999), got {self.ema_decay}")
         if not self.worker_timeout > 0:
             fail("worker_timeout", f"must be positive (seconds), got {self.worker_timeout}")
         if self.cpu_devices < 0:

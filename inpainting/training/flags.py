@@ -96,8 +96,9 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_float("discount_gamma", _D.discount_gamma, "v1: base of the spatial discounting mask "
                        "(1 disables discounting).", flag_values=flag_values)
     flags.DEFINE_float("ema_decay", _D.ema_decay, "Keep an exponential moving average of the "
-                       "generator's weights, updated after each step with this decay (0.999: about the "
-                       "last 1000 steps; 0: none). Checkpoints then give the average as the generator "
+                       "generator's weights, updated after each step with the decay min(ema_decay, (1 + "
+                       "step) / (10 + step)) (0.999: about the last 1000 steps from step 10000 on, "
+                       "fewer before; 0: none). Checkpoints then give the average as the generator "
                        "every tool loads (infer, export, evaluate, --init_checkpoint) and validation "
                        "shows it; the trained weights are kept for resuming.", flag_values=flag_values)
     # The run.
