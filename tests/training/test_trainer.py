@@ -310,8 +310,8 @@ def test_mirrored_strategy_matches_one_device(tmp_path, image_folder):
         initial = [v.numpy() for v in trainer.generator.trainable_variables]
         trainer.fit()
         results[name] = checkpoint_values(tmp_path / name / "ckpt-1")
-    moved = results["one"]["trained_generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"] - initial[0]
-    assert any(key.startswith("generator/") for key in results["two"])
+    # "generator" is the average, 2/11 of the initial weights and 9/11 of the trained ones.
+    moved = results["one"]["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"] - initial[0]
     assert np.abs(moved).max() > 1e-6  # the step did change the weights
     for key, value in results["one"].items():
         np.testing.assert_allclose(results["two"][key], value, rtol=0, atol=1e-5, err_msg=key)
