@@ -2,7 +2,8 @@
 
 Training writes them (with optimizers and step), `python -m inpainting.checkpoints.convert` converts original
 checkpoints into them, and every tool reads them. The generator is stored under the checkpoint
-key `generator` and the critics under `critics`.
+key `generator` and the critics under `critics`; training with `--ema_decay` stores the average of
+the generator's weights as `generator` and the trained weights as `trained_generator`.
 """
 
 import os
