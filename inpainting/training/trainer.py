@@ -216,13 +216,12 @@ class Trainer:
                 raise TrainingError(f"{{parameter}}={self.config.model_dir} holds a model with {diff}; "
                                     "use a new {parameter} or the flags of that run", parameter="model_dir")
 
-    def _networks(self, averaged=True):
-        """The generators by checkpoint key: the average, if this run keeps one and `averaged`, is
-        "generator" and the trained weights "trained_generator"; else the trained weights are
-        "generator"."""
-        if self.average is not None and averaged:
-            return {"generator": self.average, "trained_generator": self.generator}
-        return {"generator": self.generator}
+    def _networks(self):
+        """The generators by checkpoint key: with an average, it is "generator" and the trained
+        weights "trained_generator"; without, the trained weights are "generator"."""
+        if self.average is None:
+            return {"generator": self.generator}
+        return {"generator": self.average, "trained_generator": self.generator}
 
     def _restore(self, state):
         """Restores the latest checkpoint of model_dir, or init_checkpoint; returns what happened.
@@ -238,21 +237,20 @@ class Trainer:
                 raise TrainingError(f"{latest} holds an average of the generator's weights; resume with "
                                     f"{{parameter}} above 0 (e.g. that run's, in {TRAIN_CONFIG_FILE}), or "
                                     f"use a new {mention('model_dir')}", parameter="ema_decay")
-            starts_average = self.average is not None and not averaged
-            checkpoint = tf.train.Checkpoint(**self._networks(False), **state) if starts_average \
-                else self.checkpoint
+            # A checkpoint without an average holds the trained weights as "generator".
+            checkpoint = self.checkpoint if averaged or self.average is None else \
+                tf.train.Checkpoint(generator=self.generator, **state)
             try:
                 checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as err:
                 raise TrainingError(f"cannot resume from {latest}: {str(err).splitlines()[0]}; "
                                     "use a new {parameter}", parameter="model_dir") from None
             what = f"resumed from {latest} at step {int(self.step.numpy())}"
-            if starts_average:
-                self.checkpoint.save_counter.assign(checkpoint.save_counter)
-                self.average.set_weights(self.generator.get_weights())
-                what += " (the average of the generator's weights starts there)"
-            return what
-        if self.config.init_checkpoint:
+            if checkpoint is self.checkpoint:
+                return what
+            self.checkpoint.save_counter.assign(checkpoint.save_counter)
+            what += " (the average of the generator's weights starts there)"
+        elif self.config.init_checkpoint:
             what = self._initialise_from(self.config.init_checkpoint)
         else:
             what = "started from random weights"
