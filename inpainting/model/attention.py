@@ -223,8 +223,26 @@ def _sum_of_slices(x, axes, k):
 
     The terms are added one after the other (a control dependency in graphs, where the executor
     would otherwise slice all k at once): at most two slices and two sums of the size of the
-    result are alive beside `x`.
+    result are alive beside `x`. The gradient is the same sum of slices of the upstream gradient
+    zero-padded by k - 1 on both sides of those axes (dx[i] = sum over s of dy[i - s]): slices and
+    adds, where TensorFlow's own gradient writes each slice's gradient into a tensor of zeros the
+    size of `x` (StridedSliceGrad, a sixth of a v1 generator update) and adds those up.
     """
+
+    @tf.custom_gradient
+    def summed(x):
+        def grad(dy):
+            pads = [[0, 0]] * dy.shape.rank
+            for axis in axes:
+                pads[axis] = [k - 1, k - 1]
+            return _slices_added(tf.pad(dy, pads), axes, k)
+
+        return _slices_added(x, axes, k), grad
+
+    return summed(x)
+
+
+def _slices_added(x, axes, k):
     total = None
     for start in range(k):
         index = [slice(None)] * x.shape.rank
@@ -275,9 +293,25 @@ def _cell_weights(weights, height, width):
     weights = tf.reshape(weights, [batch, -1, width, height, width])
     after, before = [[0, 0], [0, 0], [0, 1], [0, 0], [0, 1]], [[0, 0], [0, 0], [1, 0], [0, 0], [1, 0]]
     weights = tf.pad(weights, after) + tf.pad(weights, before)  # columns: c = c_f + k, c' = c_b + k
-    weights = (tf.pad(weights[:, 1:], [[0, 0], [0, 0], [0, 0], [0, 1], [0, 0]])  # rows, k = 0
-               + tf.pad(weights[:, :-1], [[0, 0], [0, 0], [0, 0], [1, 0], [0, 0]]))  # k = 1
+    weights = (tf.pad(_drop_row(weights, first=True), [[0, 0], [0, 0], [0, 0], [0, 1], [0, 0]])  # k = 0
+               + tf.pad(_drop_row(weights, first=False), [[0, 0], [0, 0], [0, 0], [1, 0], [0, 0]]))
     return tf.reshape(weights, [batch, -1, (height + 1) * (width + 1)])
+
+
+def _drop_row(x, first):
+    """`x` without its first (or last) element along axis 1; the gradient pads a zero back in
+    (TensorFlow's own, StridedSliceGrad, is several times slower on these score-sized tensors)."""
+
+    @tf.custom_gradient
+    def dropped(x):
+        def grad(dy):
+            pads = [[0, 0]] * dy.shape.rank
+            pads[1] = [1, 0] if first else [0, 1]
+            return tf.pad(dy, pads)
+
+        return (x[:, 1:] if first else x[:, :-1]), grad
+
+    return dropped(x)
 
 
 def background_cells(b, rate):
