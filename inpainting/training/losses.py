@@ -91,8 +91,11 @@ def crop_box(x, bbox, size):
     """
     bbox = tf.convert_to_tensor(bbox)
     if bbox.shape.rank == 1:
-        top, left = bbox[0], bbox[1]
-        return x[:, top:top + size[0], left:left + size[1], :]
+        # A slice, not x[:, top:...]: its gradient is a pad (a strided slice's is several times
+        # slower), and the box's static shape lets the local critic's graph know its sizes.
+        box = tf.slice(x, tf.stack([0, bbox[0], bbox[1], 0]), [-1, size[0], size[1], -1])
+        box.set_shape([x.shape[0], size[0], size[1], x.shape[3]])
+        return box
     rows = bbox[:, :1] + tf.range(size[0], dtype=bbox.dtype)
     cols = bbox[:, 1:2] + tf.range(size[1], dtype=bbox.dtype)
     return tf.gather(tf.gather(x, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
