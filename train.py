@@ -26,11 +26,11 @@ def main(argv):
     if not app.FLAGS["verbosity"].present:  # TensorFlow's INFO lines would drown the progress
         logging.set_verbosity(logging.WARNING)
     with cli.user_errors():
-        from inpainting.training import trainer
+        from inpainting.training import stopping, trainer
 
         config = flags.config_from_flags()
         result = trainer.train(config)
-    return trainer.exit_status(result)  # absl's app.run exits with it
+    return stopping.exit_status(result)  # absl's app.run exits with it
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ class ModelConfig:
 
 TRAIN_CONFIG_FILE = "train_config.json"
 STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING = ("crop", "resize")
 
 

@@ -196,15 +196,22 @@ def _native_forward_space_to_batch_gradient(x, kernel, rate, padding):
     return conv(x, kernel)
 
 
-@functools.cache
-def native_dilated_gradients():
-    """Whether TensorFlow has gradient kernels for dilated convolutions here.
+def native_dilated_gradients(dtype=tf.float32):
+    """Whether TensorFlow has gradient kernels for dilated convolutions of `dtype` here.
 
-    GPUs have them; TensorFlow's CPU kernels only with oneDNN on. Where TensorFlow does not say
-    whether oneDNN is on, a tiny dilated gradient is tried (a missing kernel logs a warning).
+    GPUs have them; TensorFlow's CPU kernels only with oneDNN on, and for float32 and bfloat16
+    only (none has float16). Where TensorFlow does not say whether oneDNN is on, a tiny dilated
+    gradient is tried (a missing kernel logs a warning).
     """
+    return _native_dilated_gradients(tf.as_dtype(dtype).name)
+
+
+@functools.cache
+def _native_dilated_gradients(dtype):
     if tf.config.list_physical_devices("GPU"):
         return True
+    if dtype == "float16":
+        return False
     try:
         from tensorflow.python.util import _pywrap_util_port
     except ImportError:
@@ -252,7 +259,7 @@ def dilated_conv2d(x, kernel, rate, padding, formulation=None):
     formulation = formulation or dilated_conv_formulation()
     if formulation == "space_to_batch":
         return space_to_batch_conv2d(x, kernel, rate, padding)
-    if formulation == "native" or native_dilated_gradients():
+    if formulation == "native" or native_dilated_gradients(x.dtype):
         return tf.nn.conv2d(x, kernel, 1, padding, dilations=rate)
     return _native_forward_space_to_batch_gradient(x, kernel, rate, padding)
 

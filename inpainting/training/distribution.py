@@ -405,7 +405,7 @@ def chief_output(strategy):
 def finish(result, strategy):
     """`Trainer.fit()`'s result, after a last line from each non-chief task of a cluster. Every
     task of a cluster that stopped for a SIGTERM (on any task) has "signal" "SIGTERM", so each exits
-    with `PREEMPTED_EXIT_STATUS` (`trainer.exit_status`)."""
+    with `PREEMPTED_EXIT_STATUS` (`stopping.exit_status`)."""
     cluster = cluster_of(strategy)
     if cluster is not None and not cluster.is_chief:
         print(f"{cluster.name}: {result['status']} at step {result['step']}", flush=True)

@@ -137,9 +137,12 @@ def define_flags(flag_values=flags.FLAGS):
                        "with an error saying one was lost.", flag_values=flag_values)
     flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into N logical devices (0: one); "
                          "with --strategy=mirrored this trains data-parallel on a CPU.", flag_values=flag_values)
-    flags.DEFINE_enum("precision", _D.precision, list(PRECISIONS), "float32, or mixed_bfloat16 (16-bit "
-                      "convolutions with float32 weights, contextual attention and losses; for GPUs "
-                      "and CPUs with bfloat16 units).", flag_values=flag_values)
+    flags.DEFINE_enum("precision", _D.precision, list(PRECISIONS), "float32; mixed_bfloat16 (16-bit "
+                      "convolutions with float32 weights, contextual attention and losses; for Ampere "
+                      "and newer GPUs and CPUs with bfloat16 units); or mixed_float16 (the same in "
+                      "float16, with dynamic loss scaling: an update whose gradients overflow is skipped "
+                      "and halves the scale; for GPUs without bfloat16 such as T4 and V100).",
+                      flag_values=flag_values)
     flags.DEFINE_bool("xla", _D.xla, "Compile the training steps with XLA (jit_compile).", flag_values=flag_values)
 
 

@@ -9,12 +9,14 @@ order, crops, flips, boxes, masks and the gradient-penalty weights) comes from t
 as a pure function of the seed and the position in the stream, so a run resumed from step k sees
 the data an uninterrupted run sees, and the update does not depend on how the batch is split
 across devices. One Adam optimizer serves the generator and the critics, as in the original, so
-its bias correction counts every update.
+its bias correction counts every update; under `--precision=mixed_float16` it is wrapped in
+Keras's dynamic loss scaling, whose state checkpoints keep under "loss_scale".
 
 `model_dir` receives `model_config.json`, `train_config.json`, checkpoints `ckpt-<step>` (generator,
 critics, optimizer, step) and TensorBoard logs under `train/` and `validation/`; `validation/` also
 holds the held-out quality of the completed validation images (`inpainting.metrics`) next to
-OpenCV's classical fills of the same holes, and the run's health (`Health`). One run at a time
+OpenCV's classical fills of the same holes, and the run's health (`inpainting.training.health`).
+One run at a time
 uses it: the process that writes the checkpoints (the chief; today the only process) holds an
 exclusive lock on `model_dir/.train.lock` (`inpainting.locks`) from the creation of its `Trainer`
 to the end of `fit()`, and a second run in the same `model_dir` is refused. The kernel releases the
@@ -24,7 +26,6 @@ lock when the process dies, SIGKILL included.
 import functools
 import math
 import os
-import signal
 import sys
 import time
 
@@ -43,37 +44,19 @@ from inpainting.model.critics import make_critics
 from inpainting.model.generator import Generator
 from inpainting.model.layers import upsample_nearest
 from inpainting.training import distribution, losses
+from inpainting.training.health import Health
+from inpainting.training.progress import Progress
+from inpainting.training.stopping import StopRequest
 
 
 _DEFAULTS = TrainConfig()
 LOCK_FILE = ".train.lock"
+# Update stats that every replica computes alike (besides the gradient norms).
+SAME_ON_EVERY_REPLICA = ("loss_scale", "update_skipped")
 # The held-out metrics TensorBoard shows (of `inpainting.metrics.METRIC_NAMES`), under
 # "heldout/<name>" for the model and "heldout/<name>_<method>" for the classical fills.
 HELDOUT_METRICS = ("l1_hole", "l1_image", "psnr_hole", "psnr_image", "ssim_hole", "ssim_image")
 BASELINE_METHODS = ("telea", "ns")
-
-# ---- health: the rules that flag a collapsed generator or a diverging critic -----------------------
-# Generator collapse: the fill of the validation holes is nearly constant. Spread is the standard
-# deviation in 0..255 levels over the holes' pixels of all validation images, per channel, averaged
-# over the channels (a constant colour has 0). Below COLLAPSE_STD (less than 1% of the range) the
-# fill follows nothing of the images, while real holes of photos spread by tens of levels;
-# COLLAPSE_MIN_REAL_STD keeps flat validation images (a blank sky) from triggering it.
-COLLAPSE_STD = 2.0
-COLLAPSE_MIN_REAL_STD = 8.0
-# A randomly initialised v2 generator fills with a constant gray (its gated layers shrink the signal
-# to ~1e-6 before the final tanh) and may pass through a flat phase before it follows the images
-# (measured on a 64x64 v2 with cnum 8: spread below 2 levels at steps 300 to 600, above 10 from
-# step 800): the generator is judged from this step on, with a margin.
-COLLAPSE_FROM_STEP = 2000
-# Critic divergence, on the mean |critic loss| of each interval between two validations: diverged
-# when the last interval's exceeds CRITIC_DIVERGENCE_FACTOR x the early value, the first interval's
-# of this process (at least CRITIC_LOSS_FLOOR). Healthy WGAN-GP and hinge losses wander up and down
-# within a few times their early size; a diverging critic's grows by orders of magnitude on its way
-# to infinity. The floor keeps a loss that starts near 0 (WGAN's real and fake scores cancel at
-# first) from making every later value look like a large multiple.
-CRITIC_LOSS_FLOOR = 1.0
-CRITIC_DIVERGENCE_FACTOR = 100.0
-
 
 def configure_devices(config):
     """Splits the CPU into `config.cpu_devices` logical devices (must run before TF starts)."""
@@ -168,7 +151,13 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1,
                                                    beta_2=config.beta2,
                                                    epsilon=config.adam_epsilon)
-            self.optimizer.build(self.generator.trainable_variables + self.critics.trainable_variables)
+            # mixed_float16: dynamic loss scaling around the same Adam. Checkpoints keep the Adam
+            # under "optimizer" as every run does, and the scaler's state under "loss_scale".
+            self.scaler = None
+            if config.precision == "mixed_float16":
+                self.scaler = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            (self.scaler or self.optimizer).build(self.generator.trainable_variables
+                                                  + self.critics.trainable_variables)
             # --ema_decay: the average of the generator's weights, which checkpoints store as the
             # generator every tool loads (the trained weights as "trained_generator").
             self.average = None
@@ -182,6 +171,9 @@ class Trainer:
         self.skipped_files = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_files")
         state = dict(critics=self.critics, optimizer=self.optimizer, step=self.step,
                      skipped_files=self.skipped_files)
+        if self.scaler is not None:
+            state["loss_scale"] = tf.train.Checkpoint(scale=self.scaler.dynamic_scale,
+                                                      good_steps=self.scaler.step_counter)
         self.checkpoint = tf.train.Checkpoint(**self._networks(), **state)
         self.manager = distribution.checkpoint_manager(
             self.checkpoint, config.model_dir, self.strategy, max_to_keep=config.keep_checkpoints,
@@ -290,16 +282,35 @@ class Trainer:
 
     # ---- the two updates -----------------------------------------------------------------------
 
-    def _apply(self, loss, tape, variables):
-        """Gradients of `loss` for `variables`, applied by the shared optimizer; returns their norm.
+    def _scaled(self, loss):
+        """The loss the gradient is taken of: `loss` times the loss scale under mixed_float16."""
+        return loss if self.scaler is None else self.scaler.scale_loss(loss)
 
-        The norm is that of the gradient summed over replicas, i.e. of the whole global batch.
+    def _apply(self, loss, tape, variables, stats, update):
+        """Gradients of `loss` (`_scaled`) for `variables`, applied by the shared optimizer.
+
+        Adds to `stats` the gradient's norm (`<update>_grad_norm`, of the gradient summed over
+        replicas, i.e. of the whole global batch) and, under loss scaling, `loss_scale` (after this
+        update) and `update_skipped`: 1 where the scaled gradient overflowed, so the update was
+        skipped and the scale halved (the norm is then not finite).
         """
         grads = tape.gradient(loss, variables)
         context = tf.distribute.get_replica_context()
-        norm = _global_norm(context.all_reduce(tf.distribute.ReduceOp.SUM, grads))
-        self.optimizer.apply(grads, variables)
-        return norm
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        norm = _global_norm(summed)
+        if self.scaler is not None:
+            norm = norm / self.scaler.dynamic_scale
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in summed if g is not None])
+            # The scaler skips on its replica's own gradient: where another replica's overflowed,
+            # make this one's not finite too, so that every replica skips the same update.
+            poison = tf.where(finite, 0.0, math.nan)
+            grads = [None if g is None else g + tf.cast(poison, g.dtype) for g in grads]
+            self.scaler.apply(grads, variables)
+            stats["update_skipped"] = 1.0 - tf.cast(finite, tf.float32)
+            stats["loss_scale"] = tf.identity(self.scaler.dynamic_scale)
+        else:
+            self.optimizer.apply(grads, variables)
+        stats[f"{update}_grad_norm"] = norm
 
     def _average(self, values):
         batch = self.config.batch_size
@@ -323,7 +334,8 @@ class Trainer:
                 self.critics, images, completed, mask, sketch=sketch, bbox=batch["bbox"][0],
                 alpha_local=batch["alpha_local"], alpha_global=batch["alpha_global"])
             stats = self._average(terms)
-        stats["critic_grad_norm"] = self._apply(stats["d_loss"], tape, variables)
+            loss = self._scaled(stats["d_loss"])
+        self._apply(loss, tape, variables, stats, "critic")
         stats["skipped_files"] = tf.reduce_max(batch["skipped"], keepdims=True)
         return stats
 
@@ -336,7 +348,8 @@ class Trainer:
             terms = self.objective.generator_losses(self.critics, images, outputs, mask, sketch=sketch,
                                                     bbox=batch["bbox"][0])
             stats = self._average(terms)
-        stats["generator_grad_norm"] = self._apply(stats["g_loss"], tape, variables)
+            loss = self._scaled(stats["g_loss"])
+        self._apply(loss, tape, variables, stats, "generator")
         stats["skipped_files"] = tf.reduce_max(batch["skipped"], keepdims=True)
         return stats
 
@@ -355,7 +368,7 @@ class Trainer:
         for key, value in per_replica.items():
             if key == "skipped_files":  # cumulative along the global batch: its largest is the total
                 stats[key] = tf.reduce_max(self.strategy.gather(value, axis=0))
-            elif key.endswith("grad_norm"):  # already the same on every replica
+            elif key in SAME_ON_EVERY_REPLICA or key.endswith("grad_norm"):
                 stats[key] = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
             else:
                 stats[key] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
@@ -507,7 +520,7 @@ class Trainer:
         deadline = time.monotonic() + 60 * c.max_minutes if c.max_minutes else math.inf
         progress = Progress(int(self.step.numpy()), c.max_steps, c.log_every,
                             images_per_step=c.batch_size * c.batches_per_step, deadline=deadline)
-        stop = _StopRequest()
+        stop = StopRequest()
         vote = distribution.StopVote(self.strategy)  # a cluster stops after the same step
         step = int(self.step.numpy())
         saved = self.manager.latest_checkpoint
@@ -579,10 +592,12 @@ class Trainer:
 
 
 def _checked(stats, step, update):
-    """The stats as floats; TrainingError if any is NaN or infinite (nothing is saved then)."""
+    """The stats as floats; TrainingError if any is NaN or infinite (nothing is saved then), but
+    for the gradient norm of an update the loss scaling skipped (`update_skipped`)."""
     values = {key: float(value) for key, value in stats.items()}
+    skipped = values.get("update_skipped", 0.0) > 0
     for key, value in values.items():
-        if not math.isfinite(value):
+        if not math.isfinite(value) and not (skipped and key.endswith("grad_norm")):
             raise TrainingError(f"step {step}: {key} is {value} in the {update} update; training stopped "
                                 "without saving, the last checkpoint is kept (lower "
                                 f"{mention('learning_rate')}, or check the data)")
@@ -607,210 +622,12 @@ def heldout_metrics(filled, originals, holes):
     return {name: metrics.mean_of(row[name] for row in rows) for name in HELDOUT_METRICS}
 
 
-def hole_spread(images, holes):
-    """The spread of images in their holes: the standard deviation over the holes' pixels of all
-    images, per channel, averaged over the channels (0 for a constant colour; NaN without holes).
-
-    Args:
-        images: [B, H, W, 3] in 0..255.
-        holes: bool [B, H, W].
-    """
-    pixels = np.asarray(images, np.float64)[np.asarray(holes)]
-    return float(pixels.std(axis=0).mean()) if len(pixels) else math.nan
-
-
-def generator_collapsed(refined, originals, holes):
-    """Whether a generator's fill is nearly constant where the real images are not (see
-    `spreads_collapsed`). Arguments as `hole_spread`'s."""
-    return spreads_collapsed(hole_spread(refined, holes), hole_spread(originals, holes))
-
-
-def spreads_collapsed(fake, real):
-    """The collapse rule on `hole_spread`s: the fill's below COLLAPSE_STD while the real images'
-    is at least COLLAPSE_MIN_REAL_STD."""
-    return fake < COLLAPSE_STD and real >= COLLAPSE_MIN_REAL_STD
-
-
-def critic_diverged(magnitudes):
-    """Whether a critic loss diverges, from the mean |loss| of each interval, oldest first: the
-    last interval's exceeds CRITIC_DIVERGENCE_FACTOR x the first interval's (at least
-    CRITIC_LOSS_FLOOR), or is not finite. One interval alone never diverges."""
-    magnitudes = [float(value) for value in magnitudes]
-    if len(magnitudes) < 2:
-        return False
-    last = magnitudes[-1]
-    return not math.isfinite(last) or last > CRITIC_DIVERGENCE_FACTOR * critic_early(magnitudes)
-
-
-def critic_early(magnitudes):
-    """The early critic-loss value `critic_diverged` compares with: the first interval's mean
-    |loss|, at least CRITIC_LOSS_FLOOR."""
-    return max(float(magnitudes[0]), CRITIC_LOSS_FLOOR)
-
-
-class Health:
-    """Watches a run for a collapsed generator and a diverging critic (the rules above).
-
-    `record(stats)` after each training step collects the critic loss; `check(...)` at each
-    validation closes the interval and judges both. The first time each kind is seen it returns a
-    warning line; the scalars it returns say at every check what holds then.
-    """
-
-    def __init__(self):
-        self.magnitudes = []  # mean |d_loss| of each closed interval
-        self._interval = []
-        self.warned = set()
-
-    def record(self, stats):
-        """Collects the critic loss ("d_loss") of one training step's stats."""
-        if "d_loss" in stats:
-            self._interval.append(abs(float(stats["d_loss"])))
-
-    def check(self, step, refined, originals, holes):
-        """Judges the run at a validation.
-
-        Args:
-            step: the training step.
-            refined: float [B, H, W, 3] in 0..255, the generator's refined output.
-            originals: the real images [B, H, W, 3] in 0..255.
-            holes: bool [B, H, W].
-
-        Returns:
-            (scalars, warnings): {"health/collapsed": 0 or 1 (either kind), "health/
-            generator_collapsed", "health/critic_diverged": 0 or 1, "health/refined_hole_std",
-            "health/real_hole_std" and, after a training step, "health/critic_loss_magnitude"
-            (this interval's mean |critic loss|)}, and the warning lines (without "warning: ")
-            of kinds seen for the first time.
-        """
-        if self._interval:
-            self.magnitudes.append(float(np.mean(self._interval)))
-            self._interval = []
-        fake, real = hole_spread(refined, holes), hole_spread(originals, holes)
-        collapsed = step >= COLLAPSE_FROM_STEP and spreads_collapsed(fake, real)
-        diverged = critic_diverged(self.magnitudes)
-        scalars = {"health/collapsed": float(collapsed or diverged),
-                   "health/generator_collapsed": float(collapsed),
-                   "health/critic_diverged": float(diverged),
-                   "health/refined_hole_std": fake, "health/real_hole_std": real}
-        if self.magnitudes:
-            scalars["health/critic_loss_magnitude"] = self.magnitudes[-1]
-        warnings = []
-        if collapsed and "generator" not in self.warned:
-            self.warned.add("generator")
-            warnings.append(
-                f"step {step}: the generator has collapsed: its fill of the validation holes is "
-                f"nearly constant (standard deviation {fake:.3g} of 255 levels, the real pixels' "
-                f"{real:.3g}); try a lower --learning_rate, check that the training images are "
-                "varied and readable, or restart from an earlier ckpt-<step> with --init_checkpoint "
-                "in a new --model_dir")
-        if diverged and "critic" not in self.warned:
-            self.warned.add("critic")
-            early = critic_early(self.magnitudes)
-            warnings.append(
-                f"step {step}: the critic loss is diverging: its mean magnitude since the last "
-                f"validation is {self.magnitudes[-1]:.3g}, {self.magnitudes[-1] / early:.0f}x that "
-                f"of the first interval ({early:.3g}); try a lower --learning_rate, or check the data")
-        return scalars, warnings
-
-
 def _write_scalars(writer, step, stats, images_per_second, learning_rate):
     with writer.as_default(step=step):
         for key, value in stats.items():
             tf.summary.scalar(key, value)
         tf.summary.scalar("images_per_second", images_per_second)
         tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))
-
-
-class _StopRequest:
-    """Turns SIGINT and SIGTERM into a request to stop after the current step.
-
-    A second Ctrl-C interrupts the step in progress at once; the weights are saved as they are
-    then, so a run resumed from that checkpoint is close to, not exactly, the uninterrupted one.
-    """
-
-    def __init__(self):
-        self.requested = None
-
-    def _handle(self, signum, frame):
-        if signum == signal.SIGINT and self.requested:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        print(f"\n{self.requested}: saving a checkpoint after this step (Ctrl-C again to stop now)",
-              file=sys.stderr, flush=True)
-
-    def installed(self):
-        return _SignalHandlers(self._handle)
-
-
-class _SignalHandlers:
-    def __init__(self, handler):
-        self.handler = handler
-        self.previous = {}
-
-    def __enter__(self):
-        try:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self.handler)
-        except ValueError:  # not the main thread: leave the handlers alone
-            self.previous = {}
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-
-class Progress:
-    """Console progress: step, the main losses, images/s and the estimated time left.
-
-    The time left is that to `total` steps or to the `deadline` (a `time.monotonic()` value),
-    whichever comes first.
-    """
-
-    KEYS = ("d_loss", "gp", "g_loss", "l1", "ae")
-
-    def __init__(self, start, total, every, images_per_step, deadline=math.inf, stream=None):
-        self.start, self.total, self.every, self.deadline = start, total, every, deadline
-        self.images_per_step = images_per_step
-        self.stream = stream or sys.stdout
-        self.last_time, self.last_step = time.perf_counter(), start
-        self.images_per_second = 0.0
-
-    def update(self, step, stats):
-        now = time.perf_counter()
-        # The first step includes tracing and is left out; later ones are averaged with a short memory.
-        if self.last_step > self.start and now > self.last_time:
-            rate = (step - self.last_step) * self.images_per_step / (now - self.last_time)
-            self.images_per_second = 0.8 * self.images_per_second + 0.2 * rate \
-                if self.images_per_second else rate
-        self.last_time, self.last_step = now, step
-        if step % self.every and step != self.total:
-            return
-        steps_per_second = self.images_per_second / self.images_per_step
-        eta = (self.total - step) / steps_per_second if steps_per_second else math.inf
-        eta = min(eta, max(0.0, self.deadline - time.monotonic()))
-        width = 20
-        filled = int(width * step / self.total)
-        losses_text = "  ".join(f"{key} {stats[key]:.4g}" for key in self.KEYS if key in stats)
-        print(f"step {step}/{self.total} [{'#' * filled}{'.' * (width - filled)}]  {losses_text}  "
-              f"{self.images_per_second:.1f} img/s  ETA {_duration(eta)}", file=self.stream, flush=True)
-
-
-def _duration(seconds):
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def exit_status(result):
-    """The exit status of `train.py` after `Trainer.fit()` returned `result`.
-
-    0 when the run finished (or reached --max_minutes); 128 + the signal's number when a signal
-    stopped it after its checkpoint was saved, as a shell reports a process killed by that signal:
-    143 for SIGTERM, so Kubernetes and batch systems see a preempted job as terminated, not done,
-    and 130 for Ctrl-C (SIGINT), so a script running `train.py && export.py` stops there.
-    """
-    return 128 + signal.Signals[result["signal"]] if result["signal"] else 0
 
 
 def emulated_bfloat16(config):
@@ -823,13 +640,17 @@ def emulated_bfloat16(config):
 
 def train(config):
     """Runs one training job described by a `TrainConfig`; returns `Trainer.fit()`'s result
-    (`exit_status` turns it into train.py's exit status)."""
+    (`stopping.exit_status` turns it into train.py's exit status)."""
     configure_devices(config)
     if emulated_bfloat16(config):
         print("warning: --precision=mixed_bfloat16 without oneDNN (this CPU has no AVX-512, or "
               "TF_ENABLE_ONEDNN_OPTS=0): TensorFlow emulates bfloat16 here, which trains about 9x "
               "slower than --precision=float32 (README: Benchmarks); use float32 for speed",
               file=sys.stderr, flush=True)
+    if config.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        print("warning: --precision=mixed_float16 without a GPU: TensorFlow's CPU kernels compute "
+              "float16 slowly (it is meant for GPUs without bfloat16); use float32, or "
+              "mixed_bfloat16 on a CPU with AVX-512", file=sys.stderr, flush=True)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config)

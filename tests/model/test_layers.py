@@ -215,6 +215,24 @@ def test_native_dilated_gradients_where_tensorflow_has_them():
             run("native")
 
 
+def test_auto_dilated_convolution_trains_in_float16():
+    # TensorFlow's CPU has no float16 gradient for dilated convolutions (with oneDNN on or off):
+    # "auto" takes the space-to-batch gradient there, and it agrees with float32's.
+    rng = np.random.default_rng(4)
+    values = [rng.uniform(-1, 1, (2, 12, 10, 3)), rng.normal(0, 0.2, (3, 3, 3, 4)),
+              rng.normal(size=(2, 12, 10, 4))]
+    results = {}
+    for dtype in (tf.float32, tf.float16):
+        x, kernel, upstream = (tf.constant(v, dtype) for v in values)
+        results[dtype] = _dilated_value_and_gradients(
+            lambda x, k: layers.dilated_conv2d(x, k, 2, "SAME", "auto"), x, kernel, upstream)
+    assert not tf.config.list_physical_devices("GPU") and not layers.native_dilated_gradients(tf.float16)
+    for half, full in zip(results[tf.float16], results[tf.float32]):
+        assert half.dtype == np.float16
+        np.testing.assert_allclose(np.asarray(half, np.float32), full, rtol=0,
+                                   atol=5e-3 * np.abs(full).max())
+
+
 def test_auto_forward_is_tensorflows_dilated_kernel():
     # The forward pass, which inference and export use, is TF's own op on every backend.
     x = tf.random.stateless_normal([1, 12, 12, 2], seed=[1, 2])

@@ -24,6 +24,7 @@ from inpainting.data import masks, pipeline, sources
 from inpainting.errors import ConfigError, TrainingError
 from inpainting.model.critics import Critics
 from inpainting.model.generator import Generator
+from inpainting.training import health, stopping
 from inpainting.training import trainer as training
 
 # Also run with the other oneDNN mode by `make test` (see pytest.ini).
@@ -494,9 +495,9 @@ def test_a_model_dir_that_is_a_file_is_an_error(tmp_path, image_folder):
 
 
 def test_exit_status():
-    assert training.exit_status({"signal": None, "status": "finished"}) == 0
-    assert training.exit_status({"signal": "SIGTERM", "status": "stopped by SIGTERM"}) == 143
-    assert training.exit_status({"signal": "SIGINT", "status": "stopped by a second interrupt"}) == 130
+    assert stopping.exit_status({"signal": None, "status": "finished"}) == 0
+    assert stopping.exit_status({"signal": "SIGTERM", "status": "stopped by SIGTERM"}) == 143
+    assert stopping.exit_status({"signal": "SIGINT", "status": "stopped by a second interrupt"}) == 130
 
 
 def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder, capfd):
@@ -524,6 +525,78 @@ def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder, capf
     # Same weights and data; only the 16-bit convolutions differ.
     for tag, value in losses["float32"].items():
         assert losses["mixed_bfloat16"][tag] == pytest.approx(value, rel=0.05), tag
+
+
+def test_mixed_float16_scales_the_loss_saves_the_scale_and_resumes_exactly(tmp_path, image_folder,
+                                                                         capfd):
+    capfd.readouterr()
+    full = training.train(tiny_config(tmp_path / "full", image_folder, max_steps=4,
+                                      precision="mixed_float16"))
+    assert full["step"] == 4 and keras.mixed_precision.global_policy().name == "float32"
+    warned = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warned == ["warning: --precision=mixed_float16 without a GPU: TensorFlow's CPU kernels "
+                      "compute float16 slowly (it is meant for GPUs without bfloat16); use float32, or "
+                      "mixed_bfloat16 on a CPU with AVX-512"]
+    scalars = read_events(tmp_path / "full" / "train")
+    assert [float(scalars["loss_scale"][s]) for s in (1, 4)] == [2.0 ** 15] * 2
+    assert [float(scalars["update_skipped"][s]) for s in (1, 4)] == [0.0, 0.0]
+    expected = checkpoint_values(tmp_path / "full" / "ckpt-4")
+    assert expected["loss_scale/scale/.ATTRIBUTES/VARIABLE_VALUE"] == 2.0 ** 15
+    # Two critic updates and one generator update a step, none skipped.
+    assert expected["loss_scale/good_steps/.ATTRIBUTES/VARIABLE_VALUE"] == 12
+    assert expected["generator/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE"].dtype == np.float32
+    # The Adam is where every run keeps it: a float32 run can resume a float16 one.
+    assert expected["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 12
+    assert not any("inner_optimizer" in key for key in expected)
+
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, precision="mixed_float16"))
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=4, precision="mixed_float16"))
+    got = checkpoint_values(tmp_path / "part" / "ckpt-4")
+    assert expected.keys() == got.keys() and len(expected) > 100
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_mixed_float16_skips_an_overflowing_update_and_keeps_attention_and_losses_float32(
+        tmp_path, image_folder):
+    from layer_test import global_policy
+
+    config = tiny_config(tmp_path, image_folder, max_steps=1, precision="mixed_float16")
+    with global_policy("mixed_float16"):
+        trainer = training.Trainer(config)
+        try:
+            iterator = trainer.training_data()
+            batch_spec = iterator.element_spec
+            # The graphs of both updates: 16-bit convolutions, float32 attention and losses.
+            for update in (trainer._critic_update, trainer._generator_update):
+                graph = tf.function(update).get_concrete_function(batch_spec).graph
+                ops = graph.get_operations()
+                convs = {op.get_attr("T") for op in ops if op.type == "Conv2D"}
+                assert convs == {tf.float16}
+                attention = {op.get_attr("T") for op in ops if "contextual_attention" in op.name
+                             and op.node_def.attr["T"].HasField("type") and op.type != "Cast"}
+                assert attention == {tf.float32, tf.int32}
+                assert {op.get_attr("T") for op in ops if op.type == "Softmax"} <= {tf.float32}
+                assert all(spec.dtype == tf.float32 for spec in tf.nest.flatten(graph.structured_outputs)
+                           if spec.dtype.is_floating)
+
+            # A scale so large that the scaled gradient overflows float16: the update is skipped
+            # (no weight or Adam state moves), the scale halves, and training goes on.
+            before = [w.numpy() for w in trainer.generator.weights + trainer.optimizer.variables]
+            trainer.scaler.dynamic_scale.assign(2.0 ** 40)
+            stats = trainer.checked_update("generator", iterator, 1)
+            assert stats["update_skipped"] == 1.0 and stats["loss_scale"] == 2.0 ** 39
+            assert not math.isfinite(stats["generator_grad_norm"]) and math.isfinite(stats["g_loss"])
+            after = [w.numpy() for w in trainer.generator.weights + trainer.optimizer.variables]
+            for old, new in zip(before, after):
+                np.testing.assert_array_equal(old, new)
+            trainer.scaler.dynamic_scale.assign(2.0 ** 10)
+            stats = trainer.checked_update("generator", iterator, 2)
+            assert stats["update_skipped"] == 0.0 and stats["loss_scale"] == 2.0 ** 10
+            assert math.isfinite(stats["generator_grad_norm"]) and stats["generator_grad_norm"] > 0
+            assert int(trainer.optimizer.iterations.numpy()) == 1
+        finally:
+            trainer.close()
 
 
 def test_unreadable_data_stops_with_an_error(tmp_path, image_folder):
@@ -593,7 +666,7 @@ def test_validation_writes_heldout_metrics_baselines_and_health(tmp_path, image_
             assert validation[f"heldout/{name}_{method}"][1] == validation[f"heldout/{name}_{method}"][2]
     for tag in ("health/collapsed", "health/generator_collapsed", "health/critic_diverged"):
         assert [float(validation[tag][step]) for step in (1, 2)] == [0.0, 0.0], tag
-    assert float(validation["health/real_hole_std"][1]) > training.COLLAPSE_MIN_REAL_STD
+    assert float(validation["health/real_hole_std"][1]) > health.COLLAPSE_MIN_REAL_STD
     assert float(validation["health/critic_loss_magnitude"][2]) > 0
 
     # The same numbers from the library, on the validation batch: OpenCV's fills, and the
@@ -623,44 +696,44 @@ def test_collapse_rule_flags_a_constant_fill_only():
     gray = np.full([3, 32, 32, 3], 127.5)
     red = np.zeros([3, 32, 32, 3])
     red[..., 0] = 250.0
-    assert training.hole_spread(gray, holes) == 0.0 and training.hole_spread(red, holes) == 0.0
-    assert training.generator_collapsed(gray, originals, holes)
-    assert training.generator_collapsed(red, originals, holes)  # a constant colour is constant too
+    assert health.hole_spread(gray, holes) == 0.0 and health.hole_spread(red, holes) == 0.0
+    assert health.generator_collapsed(gray, originals, holes)
+    assert health.generator_collapsed(red, originals, holes)  # a constant colour is constant too
     # Nearly constant (spread 1 level) still is; a blurry but varied fill (the originals smoothed
     # and shrunk towards gray) is not.
     nearly = gray + rng.normal(0, 1.0, gray.shape)
-    assert training.hole_spread(nearly, holes) == pytest.approx(1.0, rel=0.1)
-    assert training.generator_collapsed(nearly, originals, holes)
+    assert health.hole_spread(nearly, holes) == pytest.approx(1.0, rel=0.1)
+    assert health.generator_collapsed(nearly, originals, holes)
     blurry = 127.5 + 0.5 * (cv2.blur(originals[0], (5, 5)).astype(np.float64) - 127.5)
     varied = np.broadcast_to(blurry, originals.shape)
-    assert training.hole_spread(varied, holes) > training.COLLAPSE_STD
-    assert not training.generator_collapsed(varied, originals, holes)
-    assert not training.generator_collapsed(originals.astype(np.float64), originals, holes)
+    assert health.hole_spread(varied, holes) > health.COLLAPSE_STD
+    assert not health.generator_collapsed(varied, originals, holes)
+    assert not health.generator_collapsed(originals.astype(np.float64), originals, holes)
     # Flat validation images: a flat fill is right, not a collapse.
     flat = np.full_like(originals, 90)
-    assert not training.generator_collapsed(gray, flat, holes)
+    assert not health.generator_collapsed(gray, flat, holes)
     # The spread by hand: per channel the standard deviation over the holes' pixels of all images.
     two = np.zeros([2, 4, 4, 3])
     two[1] = [10.0, 20.0, 40.0]  # channel spreads 5, 10, 20 (half the images at 0, half at v)
-    assert training.hole_spread(two, np.ones([2, 4, 4], bool)) == pytest.approx((5 + 10 + 20) / 3)
-    assert np.isnan(training.hole_spread(two, np.zeros([2, 4, 4], bool)))
+    assert health.hole_spread(two, np.ones([2, 4, 4], bool)) == pytest.approx((5 + 10 + 20) / 3)
+    assert np.isnan(health.hole_spread(two, np.zeros([2, 4, 4], bool)))
 
 
 def test_critic_divergence_rule():
-    assert not training.critic_diverged([])
-    assert not training.critic_diverged([1e6])  # one interval: nothing to compare with
+    assert not health.critic_diverged([])
+    assert not health.critic_diverged([1e6])  # one interval: nothing to compare with
     # A tiny v1 run's healthy WGAN-GP critic loss (mean |d_loss| per 25 steps), and a hinge loss.
-    assert not training.critic_diverged([35.6, 52.1, 60.7, 61.0, 56.3, 51.6, 45.5, 55.0, 49.9, 42.1])
-    assert not training.critic_diverged([0.86, 0.56, 0.24, 0.44, 0.23, 0.25, 0.48, 0.28, 0.38, 0.21])
+    assert not health.critic_diverged([35.6, 52.1, 60.7, 61.0, 56.3, 51.6, 45.5, 55.0, 49.9, 42.1])
+    assert not health.critic_diverged([0.86, 0.56, 0.24, 0.44, 0.23, 0.25, 0.48, 0.28, 0.38, 0.21])
     # A loss that starts near 0 is compared with the floor, not with ~0.
-    assert not training.critic_diverged([0.001, 0.5, 3.0, 20.0, 90.0])
-    assert training.critic_diverged([0.001, 0.5, 3.0, 20.0, 101.0])
+    assert not health.critic_diverged([0.001, 0.5, 3.0, 20.0, 90.0])
+    assert health.critic_diverged([0.001, 0.5, 3.0, 20.0, 101.0])
     # Growing by orders of magnitude; or no longer finite.
-    assert training.critic_diverged([40.0, 55.0, 300.0, 2500.0, 4001.0])
-    assert not training.critic_diverged([40.0, 55.0, 300.0, 2500.0, 3999.0])
-    assert training.critic_diverged([40.0, math.inf]) and training.critic_diverged([40.0, math.nan])
-    assert training.critic_early([0.2, 5.0]) == training.CRITIC_LOSS_FLOOR == 1.0
-    assert training.critic_early([40.0, 5.0]) == 40.0
+    assert health.critic_diverged([40.0, 55.0, 300.0, 2500.0, 4001.0])
+    assert not health.critic_diverged([40.0, 55.0, 300.0, 2500.0, 3999.0])
+    assert health.critic_diverged([40.0, math.inf]) and health.critic_diverged([40.0, math.nan])
+    assert health.critic_early([0.2, 5.0]) == health.CRITIC_LOSS_FLOOR == 1.0
+    assert health.critic_early([40.0, 5.0]) == 40.0
 
 
 def test_health_warns_once_per_kind_and_reports_every_check():
@@ -670,8 +743,8 @@ def test_health_warns_once_per_kind_and_reports_every_check():
     holes[:, 4:12, 4:12] = True
     constant = np.full([2, 16, 16, 3], 127.5)
     varied = originals.astype(np.float64)
-    health = training.Health()
-    start = training.COLLAPSE_FROM_STEP
+    health = health.Health()
+    start = health.COLLAPSE_FROM_STEP
     for value in (2.0, -3.0):  # first interval: mean |d_loss| 2.5
         health.record({"d_loss": value, "g_loss": 1e9})
     scalars, warnings = health.check(start - 10, constant, originals, holes)
@@ -710,7 +783,7 @@ def test_a_collapsed_generator_is_flagged_once_and_the_run_goes_on(tmp_path, ima
     try:
         batch = trainer.validation_batch()
         writer = tf.summary.create_file_writer(str(tmp_path / "validation"))
-        step = training.COLLAPSE_FROM_STEP
+        step = health.COLLAPSE_FROM_STEP
         capfd.readouterr()
         trainer.validate(batch, writer, step)  # random weights fill with varied values
         # The refinement's last layer zeroed: its output is clip(0) = 0 everywhere, a flat gray.
@@ -728,7 +801,7 @@ def test_a_collapsed_generator_is_flagged_once_and_the_run_goes_on(tmp_path, ima
         assert "lower --learning_rate" in warned[0]
         validation = read_events(tmp_path / "validation")
         assert [float(validation["health/collapsed"][s]) for s in (step, step + 2, step + 4)] == [0, 1, 1]
-        assert float(validation["health/refined_hole_std"][step]) > training.COLLAPSE_STD
+        assert float(validation["health/refined_hole_std"][step]) > health.COLLAPSE_STD
         # The held-out metrics still measure the gray fill; the run could go on training.
         assert np.isfinite(float(validation["heldout/l1_hole"][step + 4]))
         stats = trainer.train_step(trainer.training_data(), 1)
