@@ -194,6 +194,80 @@ def matmul_gflops(n=2048, runs=10, wait=True):
     return 2 * n ** 3 / timing["median"] / 1e9, timing
 
 
+# The original code timed on this project's machine class (shared/reference/deepfill/
+# timing-project-machine.txt, oneDNN on, float32, medians in seconds), and the float32 matmul rate
+# its numbers are scaled by: on a machine measuring M GFLOP/s in the same run, the original would
+# take seconds * ORIGINAL_MATMUL_GFLOPS / M.
+ORIGINAL_MATMUL_GFLOPS = 196.0
+ORIGINAL_SECONDS = {
+    ("infer", "v1", 256, 256): 0.2848, ("infer", "v1", 512, 680): 3.218,
+    ("infer", "v2", 256, 256): 0.3404, ("infer", "v2", 512, 680): 3.126,
+    ("train", "v1", "iteration"): 19.83, ("train", "v1", "critic_update"): 2.983,
+    ("train", "v1", "generator_update"): 4.940,
+    ("train", "v2", "iteration"): 7.542, ("train", "v2", "critic_update"): 2.259,
+    ("train", "v2", "generator_update"): 5.240,
+}
+ORIGINAL_SOURCE = "timing-project-machine.txt"
+
+
+def original_comparison(key, seconds, matmul):
+    """The fields comparing `seconds` with the original's time for `key` (of ORIGINAL_SECONDS) on
+    this machine: that file's time scaled by this run's matmul rate `matmul` (GFLOP/s); null
+    fields where the original was not timed (another size, batch or precision)."""
+    measured = ORIGINAL_SECONDS.get(key)
+    original = measured and measured * ORIGINAL_MATMUL_GFLOPS / matmul
+    return {"original_seconds": original and round(original, 4),
+            "speedup_vs_original": original and round(original / seconds, 3),
+            "original": original and (f"{ORIGINAL_SOURCE} ({measured} s at "
+                                      f"{ORIGINAL_MATMUL_GFLOPS:g} GFLOP/s) x {ORIGINAL_MATMUL_GFLOPS:g}"
+                                      f" / this run's matmul {matmul:.1f} GFLOP/s")}
+
+
+def _executed_ops(graph):
+    """The ops of a traced function's graph that its outputs and side effects depend on: what runs
+    once TensorFlow prunes the rest (e.g. gradients the tape computed for variables it watched
+    but nothing applies)."""
+    pending = [t.op for t in graph.outputs] + list(graph.control_outputs)
+    seen = set()
+    while pending:
+        op = pending.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        pending += [t.op for t in op.inputs] + list(op.control_inputs)
+    return [op for op in graph.get_operations() if op.name in seen]
+
+
+def graph_gflop(graph):
+    """GFLOPs (multiply and add counted apart) of the convolutions (forward and both gradients) and
+    matrix products a traced function's graph executes, from their static shapes: the arithmetic
+    that runs at the matmul rate; the elementwise rest is not counted. ValueError if a shape is
+    unknown.
+    """
+    total = 0
+    for op in _executed_ops(graph):
+        if op.type not in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MatMul",
+                           "BatchMatMulV2"):
+            continue
+        shapes = [t.shape for t in (*op.inputs, *op.outputs)]
+        if not all(shape.is_fully_defined() for shape in shapes):
+            raise ValueError(f"{op.name}: shapes {shapes} are not all known; trace with static shapes")
+        if op.type.startswith("Conv2D"):
+            # Output (or output gradient) positions x the kernel's taps x its input channels.
+            kernel = (op.outputs[0] if op.type == "Conv2DBackpropFilter" else op.inputs[1]).shape
+            positions = (op.outputs[0] if op.type == "Conv2D" else op.inputs[2]).shape
+            total += 2 * positions.num_elements() * kernel[0] * kernel[1] * kernel[2]
+        else:
+            a, b = op.inputs[0].shape, op.inputs[1].shape
+            flags = ("transpose_a", "transpose_b") if op.type == "MatMul" else ("adj_x", "adj_y")
+            transpose_a, transpose_b = (op.get_attr(flag) for flag in flags)
+            rows, depth = (a[-1], a[-2]) if transpose_a else (a[-2], a[-1])
+            columns = b[-2] if transpose_b else b[-1]
+            batch = max(a[:-2].num_elements(), b[:-2].num_elements())
+            total += 2 * batch * rows * columns * depth
+    return total / 1e9
+
+
 def emit(record):
     """Prints one JSON line."""
     print(json.dumps(record, sort_keys=True), flush=True)

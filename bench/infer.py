@@ -8,8 +8,8 @@ original computes it and the effective GFLOP/s, and one line with this machine's
 matmul GFLOP/s measured in the same run. `patches` is the reference formulation of contextual
 attention, the same operations as the original code (extract_patches, convolution, fuse by
 convolution, transposed convolution), so its time is the original's computation on this machine;
-`original_seconds` is the original code's time from the reference `timing.txt`, measured on
-another machine of this class. Weights are random (timing does not depend on their values). The
+`original_seconds` is the original code's time on this machine class (reference
+`timing-project-machine.txt`) scaled by the matmul rate measured in this run (`original` says so). Weights are random (timing does not depend on their values). The
 hole is a centred rectangle covering 13.4% of the image, like the reference 256x256 case.
 
 Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`) runs in a child process of its own, in which the
@@ -26,9 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 
-# Reference timing.txt, forward pass at batch 1.
-ORIGINAL_SECONDS = {("v1", 256, 256): 0.145, ("v1", 512, 680): 1.62,
-                    ("v2", 256, 256): 0.173, ("v2", 512, 680): 1.615}
 RELEASED_CNUM = {"v1": 32, "v2": 48}
 
 
@@ -102,15 +99,14 @@ def main():
                 {f: lambda forward=forward: forward(image, mask).numpy() for f, forward in forwards.items()},
                 runs, warmup=2, wait=not args.no_wait)
             flop = generator_gflop(generator, height, width)
-            original = ORIGINAL_SECONDS.get((version, height, width))
             for formulation, timing in timings.items():
                 common.emit({
                     "bench": "infer", "model": version, "implementation": implementation, "batch": 1,
                     "height": height, "width": width, "hole_fraction": round(float(np.mean(mask)), 4),
                     "seconds": round(timing["median"], 4), "gflop": round(flop, 2),
                     "effective_gflops": round(flop / timing["median"], 1),
-                    "original_seconds": original,
-                    "speedup_vs_original": round(original / timing["median"], 3) if original else None,
+                    **common.original_comparison(("infer", version, height, width), timing["median"],
+                                                 gflops),
                     **{f"timing_{k}": v for k, v in timing.items()},
                     "onednn": onednn, "dilated_conv": formulation,
                 })

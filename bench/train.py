@@ -10,9 +10,14 @@ its own batch) and 1 generator update; for v2, 1 critic update (SN-PatchGAN hing
 update; at 256x256 with batch 4 and the released widths. The steps are the
 training loop's own `tf.function`s (`inpainting.training.trainer.Trainer`), fed from a constant batch of
 real photos (the bundled samples) so that the input pipeline is not measured, as in the reference.
-`--precision=mixed_bfloat16` measures 16-bit convolutions, which is not the original's math, so
-its lines carry no comparison. Prints one line for the iteration, one each for a single critic and a single generator update,
-and one with this machine's float32 matmul GFLOP/s measured in the same run.
+`--precision=mixed_bfloat16` (or `mixed_float16`) measures 16-bit convolutions, which is not the
+original's math, so its lines carry no comparison. Prints one line for the iteration, one each for
+a single critic and a single generator update, and one with this machine's float32 matmul GFLOP/s
+measured in the same run. Each line has the arithmetic of what it times (`gflop`: the convolutions,
+their gradients and the matrix products of the update's graph, `common.graph_gflop`), its rate
+(`gflops`) and that rate over the matmul's (`of_matmul_rate`), and, at batch 4, 256x256, float32,
+the original code's time on this machine class (`timing-project-machine.txt`) scaled by the
+matmul rate of this run (`original_seconds`, `speedup_vs_original`, and `original`, which says so).
 
 Each oneDNN mode (`TF_ENABLE_ONEDNN_OPTS`; CPUs without AVX-512 default to off) runs in a child
 process of its own, in which each formulation of the dilated convolutions
@@ -41,10 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 
-ORIGINAL_SECONDS = {
-    "v1": {"iteration": 8.84, "critic_update": 1.338, "generator_update": 2.109},
-    "v2": {"iteration": 3.372, "critic_update": 1.008, "generator_update": 2.367},
-}
+VERSIONS = ("v1", "v2")
 
 
 def constant_batches(config):
@@ -63,13 +65,14 @@ def constant_batches(config):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--version", default="v1", choices=sorted(ORIGINAL_SECONDS))
+    parser.add_argument("--version", default="v1", choices=VERSIONS)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--xla", action="store_true", help="compile the steps with XLA")
-    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"],
-                        help="mixed_bfloat16 is not the original's math (16-bit convolutions)")
+    parser.add_argument("--precision", default="float32",
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                        help="the 16-bit precisions are not the original's math (16-bit convolutions)")
     parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
     parser.add_argument("--strategy", default="auto", choices=["auto", "multi_worker"],
                         help="multi_worker: start 1, 2, ... (--workers) local worker processes on "
@@ -93,6 +96,7 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     import keras
+    import tensorflow as tf
 
     from inpainting.config import TrainConfig
     from inpainting.model import layers
@@ -108,15 +112,24 @@ def main():
     with tempfile.TemporaryDirectory() as temp:
         # One trainer per formulation of the dilated convolutions, its steps traced with it; the
         # formulations are timed in turns.
-        runs = {}
+        runs, flop = {}, {}
+        spec = None
         for formulation in formulations:
             config = TrainConfig(model_dir=os.path.join(temp, formulation), version=args.version,
                                  image_size=args.size, box_size=args.size // 2,
                                  batch_size=args.batch_size, xla=args.xla, precision=args.precision)
             trainer = training.Trainer(config)
             iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
+            spec = spec or constant_batches(config).element_spec
             with common.dilated_conv(formulation):
                 trainer.train_step(iterator, 1)
+                # The arithmetic of each update, from its graph traced on the batch's static shapes.
+                flop[formulation] = {
+                    f"{update}_update": common.graph_gflop(
+                        tf.function(trainer.replica_update(update)).get_concrete_function(spec).graph)
+                    for update in ("critic", "generator")}
+            flop[formulation]["iteration"] = (config.critic_steps * flop[formulation]["critic_update"]
+                                              + flop[formulation]["generator_update"])
             runs[formulation] = trainer, iterator
         timings = {
             "iteration": common.time_interleaved(
@@ -132,20 +145,23 @@ def main():
     gflops, matmul = common.matmul_gflops(wait=wait)
     common_fields = {"batch": args.batch_size, "size": f"{args.size}x{args.size}",
                      "critic_updates": config.critic_steps, "xla": args.xla,
-                     "precision": args.precision, "onednn": onednn}
+                     "precision": args.precision, "onednn": onednn, "matmul_gflops": round(gflops, 1)}
+    same_math = (args.batch_size, args.size, args.precision) == (4, 256, "float32")
     for name, by_formulation in timings.items():
         for formulation, timing in by_formulation.items():
-            same_math = (args.batch_size, args.size, args.precision) == (4, 256, "float32")
-            original = ORIGINAL_SECONDS[args.version][name] if same_math else None
+            key = ("train", args.version, name) if same_math else None
             common.emit({"bench": f"train_{args.version}", "measure": name, **common_fields,
                          "dilated_conv": formulation,
                          "seconds": round(timing["median"], 4), "min": round(timing["min"], 4),
                          "quiet_median": timing["quiet_median"] and round(timing["quiet_median"], 4),
                          "runs": timing["runs"], "quiet_runs": timing["quiet_runs"],
-                         "original_seconds": original,
-                         "speedup_vs_original": original and round(original / timing["median"], 3)})
+                         "gflop": round(flop[formulation][name], 1),
+                         "gflops": round(flop[formulation][name] / timing["median"], 1),
+                         "of_matmul_rate": round(flop[formulation][name] / timing["median"] / gflops, 3),
+                         **common.original_comparison(key, timing["median"], gflops)})
     common.emit({"bench": "matmul", "gflops": round(gflops, 1), "seconds": round(matmul["median"], 5),
                  "onednn": onednn})
+
 
 def launch_workers(args):
     """Runs this script as 1, 2, ... local workers of one cluster each; prints the chief's lines."""

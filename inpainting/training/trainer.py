@@ -584,6 +584,11 @@ class Trainer:
             self.average_step(tf.constant(step, tf.float32))
         return stats
 
+    def replica_update(self, update):
+        """The per-replica function of the "critic" or "generator" update, which `strategy.run`
+        runs on each replica's batch (a dict as `training_data()` gives): e.g. to trace its graph."""
+        return self._critic_update if update == "critic" else self._generator_update
+
     def checked_update(self, update, iterator, step=None):
         """Runs one "critic" or "generator" update on the next batch of `iterator`; its stats as
         floats, checked to be finite (TrainingError naming `step` if not)."""

@@ -71,7 +71,7 @@ def test_v2_configs_hold_the_original_v2_hyper_parameters():
     (dict(beta2=1.0), "beta2: must be in [0, 1), got 1.0"),
     (dict(discount_gamma=0.0), "discount_gamma: must be in (0, 1], got 0.0"),
     (dict(max_delta=200), "max_delta: (200, 200) is larger than box_size (128, 128)"),
-    (dict(precision="float8"), "precision: must be one of float32, mixed_bfloat16, got 'float8'"),
+    (dict(precision="float8"), "precision: must be one of float32, mixed_bfloat16, mixed_float16, got 'float8'"),
     (dict(stroke_width="6,20"), "stroke_width: sets the width of free-form brush strokes, which this "
                                 "run does not draw; add free_form_masks"),
     (dict(stroke_width="20,6", free_form_masks=True), "stroke_width: must be MIN,MAX with 1 <= MIN < MAX"),

@@ -568,8 +568,8 @@ def test_mixed_float16_skips_an_overflowing_update_and_keeps_attention_and_losse
             iterator = trainer.training_data()
             batch_spec = iterator.element_spec
             # The graphs of both updates: 16-bit convolutions, float32 attention and losses.
-            for update in (trainer._critic_update, trainer._generator_update):
-                graph = tf.function(update).get_concrete_function(batch_spec).graph
+            for update in ("critic", "generator"):
+                graph = tf.function(trainer.replica_update(update)).get_concrete_function(batch_spec).graph
                 ops = graph.get_operations()
                 convs = {op.get_attr("T") for op in ops if op.type == "Conv2D"}
                 assert convs == {tf.float16}
