@@ -16,11 +16,11 @@ Keras's dynamic loss scaling, whose state checkpoints keep under "loss_scale".
 critics, optimizer, step) and TensorBoard logs under `train/` and `validation/`; `validation/` also
 holds the held-out quality of the completed validation images (`inpainting.metrics`) next to
 OpenCV's classical fills of the same holes, and the run's health (`inpainting.training.health`).
-One run at a time
-uses it: the process that writes the checkpoints (the chief; today the only process) holds an
-exclusive lock on `model_dir/.train.lock` (`inpainting.locks`) from the creation of its `Trainer`
-to the end of `fit()`, and a second run in the same `model_dir` is refused. The kernel releases the
-lock when the process dies, SIGKILL included.
+One run at a time uses it: the process that writes the checkpoints (the chief; today the only
+process) holds an exclusive lock on `model_dir/.train.lock` (`inpainting.locks`) from the creation
+of its `Trainer` to the end of `fit()`, and a second run in the same `model_dir` is refused. The
+kernel releases the lock when the process dies, SIGKILL included. Signals and exit statuses are
+`inpainting.training.stopping`'s, the console line `inpainting.training.progress`'s.
 """
 
 import functools
@@ -562,7 +562,7 @@ class Trainer:
     def train_step(self, iterator, step):
         """One training step on batches of `iterator`: `critic_steps` critic updates, then the
         generator update (and, with --ema_decay, the average's); their stats as floats (the last
-        critic update's).
+        critic update's; under loss scaling `update_skipped` counts the step's skipped updates).
 
         Args:
             iterator: distributed training batches (`training_data()`).
@@ -571,17 +571,19 @@ class Trainer:
         Raises:
             TrainingError: a value is NaN or infinite, or the data ran out.
         """
-        stats = {}
+        stats, skipped = {}, 0.0
         try:
-            for _ in range(self.config.critic_steps):
-                stats.update(self.checked_update("critic", iterator, step))
-            stats.update(self.checked_update("generator", iterator, step))
+            for update in ["critic"] * self.config.critic_steps + ["generator"]:
+                stats.update(self.checked_update(update, iterator, step))
+                skipped += stats.get("update_skipped", 0.0)
         except tf.errors.OutOfRangeError:
             raise TrainingError(f"step {step}: the training data ran out; no image of {{parameter}}="
                                 f"{self.config.dataset} could be read (see the skipped-file warnings)",
                                 parameter="dataset") from None
         if self.average is not None:
             self.average_step(tf.constant(step, tf.float32))
+        if "update_skipped" in stats:
+            stats["update_skipped"] = skipped
         return stats
 
     def replica_update(self, update):

@@ -595,6 +595,11 @@ def test_mixed_float16_skips_an_overflowing_update_and_keeps_attention_and_losse
             assert stats["update_skipped"] == 0.0 and stats["loss_scale"] == 2.0 ** 10
             assert math.isfinite(stats["generator_grad_norm"]) and stats["generator_grad_norm"] > 0
             assert int(trainer.optimizer.iterations.numpy()) == 1
+            # A training step counts its skipped updates: each halved the scale once.
+            trainer.scaler.dynamic_scale.assign(2.0 ** 40)
+            stats = trainer.train_step(iterator, 3)
+            assert stats["update_skipped"] >= 1
+            assert stats["update_skipped"] == 40 - math.log2(stats["loss_scale"])
         finally:
             trainer.close()
 
