@@ -26,11 +26,11 @@ API (the page uses it; so can curl):
     its bit depth, channels and alpha kept. With `?include=flow` it answers JSON instead:
     `image` and `flow` (base64 PNGs: the result and the colour-coded attention flow), `width`,
     `height` and `seconds` (the time the model took). `?hr=crop` or `?hr=resize` chooses the
-    high-resolution mode of this request (default: --hr). `?job=ID` (8 to 64 letters, digits,
-    `-`, `_`; a new random one per request) makes its progress readable while it runs.
-    `?mask_grow=N` grows the hole by N pixels (a disc) before it is filled, `?mask_feather=N`
-    blends the fill into the image over a band of N pixels around it (`inference.masktools`;
-    both 0 by default, at most the image's long side):
+    high-resolution mode of this request (default: --hr). `?mask_grow=N` grows the hole by N
+    pixels (a disc) before it is filled, `?mask_feather=N` blends the fill into the image over a
+    band of N pixels around it (`inference.masktools`; both 0 by default, at most the image's
+    long side). `?job=ID` (8 to 64 letters, digits, `-`, `_`; a new random one per request)
+    makes its progress readable while it runs:
 `GET /api/progress?job=ID`
     JSON: `stage` ("receiving" the upload, "queued" behind other requests, "decoding",
     "filling", "encoding"), `mode` ("native", "crop" or "resize", once decoded), `done` and
