@@ -239,20 +239,24 @@ def read_mask(path, size=None):
     return (value > peak // 2).astype(np.float32)
 
 
-def compose(image, filled_rgb, mask):
+def compose(image, filled_rgb, mask, weight=None):
     """Puts the network's fill into the hole of the original image.
 
     Args:
         image: the `LoadedImage` that was inpainted.
         filled_rgb: float [H, W, 3] RGB in 0..255, the network output at the image's size.
         mask: [H, W] with 1 at hole pixels (values above 0.5 count as hole).
+        weight: optional float [H, W] in 0..1, the weight of the fill where the hole is feathered
+            into the image (`inference.masktools.feather_weight`); hole pixels take the fill
+            whatever it says.
 
     Returns:
         A new array with the dtype, channel count and layout of `image.original`:
-        pixels outside the hole are copied unchanged; hole pixels get the fill,
-        rounded and clipped to 0..255 (8-bit) or scaled by 257, rounded and clipped
-        to 0..65535 (16-bit), converted to gray with the luma weights for gray
-        images and to BGR for colour images. Alpha, if any, is kept everywhere.
+        pixels outside the hole (and where `weight` is 0) are copied unchanged; hole pixels get
+        the fill, and pixels with a weight `w` above 0 `w * fill + (1 - w) * input`, rounded and
+        clipped to 0..255 (8-bit) or scaled by 257, rounded and clipped to 0..65535 (16-bit),
+        the fill converted to gray with the luma weights for gray images and to BGR for colour
+        images. Alpha, if any, is kept everywhere.
 
     Raises:
         ValueError: the shapes do not match the image or the fill is not finite.
@@ -263,19 +267,25 @@ def compose(image, filled_rgb, mask):
     hole = np.asarray(mask)
     if hole.ndim == 3 and hole.shape[2] == 1:
         hole = hole[:, :, 0]
-    if filled.shape != (*size, 3) or hole.shape != size:
+    if filled.shape != (*size, 3) or hole.shape != size or (weight is not None and weight.shape != size):
         raise ValueError(f"compose: expected fill {(*size, 3)} and mask {size} for {image.path}, "
                          f"got {filled.shape} and {hole.shape}")
     hole = hole > 0.5
+    if weight is not None:
+        share = np.where(hole, 1.0, np.asarray(weight, np.float64))
+        hole = share > 0
+        share = share[hole][:, None]
     fill = filled[hole].astype(np.float64)
     if not np.isfinite(fill).all():
         raise ValueError("compose: the fill contains NaN or infinite values")
     peak = _PEAK[original.dtype]
     fill = _luma(fill)[:, None] if original.ndim == 2 else fill[:, ::-1]
-    fill = np.clip(np.rint(fill * (peak / 255)), 0, peak).astype(original.dtype)
+    fill = fill * (peak / 255)
     result = original.copy()
     target = result[:, :, None] if result.ndim == 2 else result
-    target[hole, :fill.shape[1]] = fill
+    if weight is not None:
+        fill = share * fill + (1 - share) * target[hole, :fill.shape[1]]
+    target[hole, :fill.shape[1]] = np.clip(np.rint(fill), 0, peak).astype(original.dtype)
     return result
 
 

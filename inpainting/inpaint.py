@@ -2,6 +2,7 @@
 
     python -m inpainting.inpaint --checkpoint=DIR --image=IN --mask=MASK --output=OUT [--flow=FLOW]
         [--sketch=LINES] [--hr=native|resize|crop [--hr_size=N] [--hr_margin=N]]
+        [--mask_grow=N] [--mask_feather=N]
     python -m inpainting.inpaint --checkpoint=DIR --image_dir=DIR (--mask_dir=DIR | --mask=MASK)
         --output_dir=DIR [--flow_dir=DIR] [--sketch_dir=DIR] [--hr=...]
 
@@ -16,6 +17,10 @@ are refused before anything is written. In folder mode each image's mask is the 
 PNG with the same relative path; --output_dir and --flow_dir inside --image_dir are not searched
 for images. An image that cannot be read or inpainted is named on stderr and the others are still
 written; the run then ends with `error: N of M images failed` and exit status 1.
+--mask_grow grows each hole by a disc of that many pixels before it is filled (so an outline or
+shadow the mask missed goes too); --mask_feather blends the fill into the image over a band of
+that width around the (grown) hole instead of pasting it with a hard edge: those pixels change,
+and pixels farther out stay identical to the input (`inpainting.inference.masktools`).
 Guided (sketch) v2 models take the lines the fill should follow as an image like a mask (white
 lines on black, only the part in the hole counts); without one they fill without lines.
 
@@ -39,7 +44,7 @@ from absl import app, flags
 from inpainting import imageio
 from inpainting.config import ATTENTIONS
 from inpainting.errors import ImageError, InpaintingError
-from inpainting.inference import highres
+from inpainting.inference import highres, masktools
 
 FLAGS = flags.FLAGS
 
@@ -89,6 +94,13 @@ def define_flags():
     flags.DEFINE_integer("hr_margin", highres.DEFAULT_MARGIN, "--hr=crop: context in pixels around "
                          "each hole's bounding box, at least the hole's own width; holes whose "
                          "boxes with context overlap share a crop. 0 or more.")
+    flags.DEFINE_string("mask_grow", "0", "Pixels to grow each hole by (a disc) before it is filled, "
+                        "so an outline or shadow the mask missed is filled too. 0 (default) fills the "
+                        "mask as it is; at most the image's long side.")
+    flags.DEFINE_string("mask_feather", "0", "Width in pixels of the band around the (grown) hole over "
+                        "which the fill is blended into the image with a smooth weight, so it has no "
+                        "hard edge; those pixels change, pixels farther out stay identical. 0 "
+                        "(default) pastes the fill with a hard edge; at most the image's long side.")
 
 
 def _jobs():
@@ -170,8 +182,9 @@ def _check_outputs(jobs):
                 raise imageio.ImageError(f"{path}: exists; pass --overwrite to replace it")
 
 
-def _check_highres_flags():
-    """Raises InpaintingError for --hr, --hr_size or --hr_margin values that cannot work."""
+def _check_flags():
+    """Raises InpaintingError for --hr, --hr_size, --hr_margin, --mask_grow or --mask_feather values
+    that cannot work (the last two are checked against each image when it is read)."""
     if FLAGS.hr not in highres.MODES:
         raise InpaintingError(f"--hr must be one of {', '.join(highres.MODES)}, got {FLAGS.hr!r}")
     if FLAGS["hr_size"].present and FLAGS.hr == "native":
@@ -182,6 +195,8 @@ def _check_highres_flags():
         raise InpaintingError(f"--hr_size must be at least {highres.MIN_WORK_SIZE}, got {FLAGS.hr_size}")
     if FLAGS.hr_margin < 0:
         raise InpaintingError(f"--hr_margin must be 0 or more, got {FLAGS.hr_margin}")
+    for name in masktools.PARAMETERS:
+        masktools.parse_pixels(getattr(FLAGS, name), name)
 
 
 def _report_crop(done, total, what):
@@ -217,7 +232,7 @@ def main(argv):
     if FLAGS.attention_memory_mb < 0:
         raise app.UsageError("--attention_memory_mb must be 0 (no budget) or positive")
     with cli.user_errors():
-        _check_highres_flags()
+        _check_flags()
         jobs = _jobs()
         _check_outputs(jobs)
         inpainter = None
@@ -228,6 +243,7 @@ def main(argv):
                 image = imageio.read_image(image_path)
                 mask = imageio.read_mask(mask_path, size=image.size)
                 sketch = imageio.read_mask(sketch_path, size=image.size) if sketch_path else None
+                masktools.check(FLAGS.mask_grow, FLAGS.mask_feather, image.size, image_path)
                 if inpainter is None:  # inputs are checked before TensorFlow and the model load
                     inpainter = _load_inpainter()
                 from inpainting.inference.inpainter import inpaint_image
@@ -258,7 +274,9 @@ def _load_inpainter():
                                      attention_memory_mb=budget or None)
     mode = "hole_only" if FLAGS.attention == "hole_only" else "exact"
     return highres.HighResInpainter(Inpainter(generator, mode, _StreamProgress()), FLAGS.hr,
-                                    FLAGS.hr_size, FLAGS.hr_margin, _report_crop)
+                                    FLAGS.hr_size, FLAGS.hr_margin, _report_crop,
+                                    *(masktools.parse_pixels(getattr(FLAGS, name), name)
+                                      for name in masktools.PARAMETERS))
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up notices off the console

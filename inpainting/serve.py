@@ -26,8 +26,11 @@ API (the page uses it; so can curl):
     its bit depth, channels and alpha kept. With `?include=flow` it answers JSON instead:
     `image` and `flow` (base64 PNGs: the result and the colour-coded attention flow), `width`,
     `height` and `seconds` (the time the model took). `?hr=crop` or `?hr=resize` chooses the
-    high-resolution mode of this request (default: --hr). `?job=ID` (8 to 64 letters, digits,
-    `-`, `_`; a new random one per request) makes its progress readable while it runs:
+    high-resolution mode of this request (default: --hr). `?mask_grow=N` grows the hole by N
+    pixels (a disc) before it is filled, `?mask_feather=N` blends the fill into the image over a
+    band of N pixels around it (`inference.masktools`; both 0 by default, at most the image's
+    long side). `?job=ID` (8 to 64 letters, digits, `-`, `_`; a new random one per request)
+    makes its progress readable while it runs:
 `GET /api/progress?job=ID`
     JSON: `stage` ("receiving" the upload, "queued" behind other requests, "decoding",
     "filling", "encoding"), `mode` ("native", "crop" or "resize", once decoded), `done` and
@@ -36,7 +39,8 @@ API (the page uses it; so can curl):
     request arrived. 404 before the server has the request and after it is answered.
 
 Errors are JSON `{"error": "..."}`: 400 for a bad upload (a missing field, a file that is not an
-image, a mask of another size, an unknown hr), 413 for a request larger than --max_upload_mb or an
+image, a mask of another size, an unknown hr, a mask_grow or mask_feather that is not a whole
+number of 0 up to the image's long side), 413 for a request larger than --max_upload_mb or an
 image of more than --max_pixels pixels, 500 (details in the server's log only) for anything else.
 A client that disconnects before its upload is complete gets one warning line in the log. Uploads
 are decoded from a private temporary folder that is deleted after each request. Decoding, the
@@ -77,7 +81,7 @@ from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from inpainting import imageio
 from inpainting.errors import ImageError, InpaintingError
-from inpainting.inference import highres
+from inpainting.inference import highres, masktools
 
 FLAGS = flags.FLAGS
 DEFAULT_MAX_UPLOAD_MB = 32
@@ -172,9 +176,10 @@ def mode_for(height, width, mode):
     return "native" if height * width <= NATIVE_PIXELS else mode
 
 
-def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress=None):
-    """The fill and flow of one image: whole at full resolution up to `NATIVE_PIXELS`, larger
-    images in the high-resolution `mode` of `inpainting.inference.highres`.
+def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress=None, mask_grow=0,
+         mask_feather=0):
+    """The fill of one image: whole at full resolution up to `NATIVE_PIXELS`, larger images in
+    the high-resolution `mode` of `inpainting.inference.highres`.
 
     Args:
         runner: a runner from `inpainting.inference.runners.load`.
@@ -182,14 +187,17 @@ def fill(runner, rgb, mask, name="image", sketch=None, mode=DEFAULT_HR, progress
         mode: "crop" (crops around the holes at full resolution) or "resize" (the whole image at
             `highres.DEFAULT_WORK_SIZE` pixels across, the fill enlarged).
         progress: optional `progress(done, total, what)`, called after each inpainted piece.
+        mask_grow, mask_feather: pixels to grow the hole by, and the width of the band the fill
+            is blended over (`inpainting.inference.masktools`).
 
     Returns:
-        (filled float32 [H, W, 3], at least at the hole pixels; flow uint8 [H, W, 3]).
+        The dict of `highres.HighResInpainter`: `filled` float32 [H, W, 3] (at least at the
+        pixels the fill reaches), `mask` (the grown hole), `weight` (or None) and `flow` uint8
+        [H, W, 3].
     """
     inpainter = highres.HighResInpainter(RunnerInpainter(runner), mode_for(*mask.shape, mode),
-                                         progress=progress)
-    result = inpainter(rgb, mask, name, sketch)
-    return result["filled"], result["flow"]
+                                         progress=progress, mask_grow=mask_grow, mask_feather=mask_feather)
+    return inpainter(rgb, mask, name, sketch)
 
 
 def _label(field, upload):
@@ -397,6 +405,11 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
                                     "resolution: small holes) or hr=resize (the whole image at "
                                     f"{highres.DEFAULT_WORK_SIZE} pixels across: large holes), or leave "
                                     f"it out for this server's default ({hr})")
+        try:
+            tools = {name: masktools.parse_pixels(request.query_params.get(name, "0"), name)
+                     for name in masktools.PARAMETERS}
+        except InpaintingError as err:
+            raise RequestError(400, f"{err}; leave it out for 0 (the hole as painted)") from None
         job = request.query_params.get("job")
         if job is not None and not (JOB_ID.fullmatch(job) and job not in jobs):
             raise RequestError(400, f"job={job!r} is not a new job id; send a fresh random id of 8 to "
@@ -412,7 +425,7 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
                                         "trained with sketches); send no sketch")
             status["stage"] = "queued"
             result, flow, size, seconds = await worker.submit(
-                process, uploads, mode, include == "flow", status)
+                process, uploads, mode, tools, include == "flow", status)
         finally:
             jobs.pop(job, None)
         if include is None:
@@ -421,7 +434,7 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
                              "flow": base64.b64encode(flow).decode("ascii"),
                              "width": size[1], "height": size[0], "seconds": round(seconds, 3)})
 
-    def process(uploads, mode, with_flow, status):
+    def process(uploads, mode, tools, with_flow, status):
         """On the worker thread: (result PNG, flow PNG or None, (height, width), seconds of the fill)."""
         def progress(done, total, what):
             status.update(done=done, total=total, piece=what)
@@ -431,14 +444,14 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
         status.update(stage="filling", mode=mode_for(image.height, image.width, mode))
         start = time.perf_counter()
         try:
-            filled, flow = fill(runner, image.rgb, mask, uploads["image"][0], sketch, mode, progress)
-        except ImageError as err:  # the model refuses the image (too large for this machine, ...)
+            result = fill(runner, image.rgb, mask, uploads["image"][0], sketch, mode, progress, **tools)
+        except ImageError as err:  # refused for this image (too large for this machine, ...)
             raise RequestError(400, str(err)) from None
         seconds = time.perf_counter() - start
         status["stage"] = "encoding"
-        result = encode_png(imageio.compose(image, filled, mask))
-        flow_png = encode_png(flow[..., ::-1]) if with_flow else None
-        return result, flow_png, (image.height, image.width), seconds
+        filled = encode_png(imageio.compose(image, result["filled"], result["mask"], result["weight"]))
+        flow_png = encode_png(result["flow"][..., ::-1]) if with_flow else None
+        return filled, flow_png, (image.height, image.width), seconds
 
     async def http_error(request, exc):
         return _error(exc.status_code, exc.detail)

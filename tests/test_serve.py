@@ -26,7 +26,7 @@ import tensorflow as tf
 import uvicorn
 
 from conftest import assert_user_error, box_mask, photo, run_module, stop_process
-from inpainting import serve
+from inpainting import imageio, serve
 from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
 from inpainting.export import job
@@ -138,6 +138,22 @@ def test_empty_mask_gives_the_input(client):
     response = client.post("/api/inpaint", files=_files(_png(original), _png(np.zeros((24, 40), np.uint8))))
     assert response.status_code == 200, response.text
     np.testing.assert_array_equal(_decode(response.content), original)
+
+
+def test_grow_and_feather_change_the_request(client, runner):
+    rgb = photo(37, 53, seed=2)
+    mask = _hole(37, 53, 10, 12, 9, 20)
+    files = _files(_png(rgb[..., ::-1]), _png(mask))
+    response = client.post("/api/inpaint", files=files, params={"mask_grow": 3, "mask_feather": 4})
+    assert response.status_code == 200, response.text
+    result = _decode(response.content)
+    expected = serve.fill(runner, rgb, (mask > 0).astype(np.float32), mask_grow=3, mask_feather=4)
+    loaded = imageio.LoadedImage(rgb=rgb, original=rgb[..., ::-1].copy(), path="photo.png")
+    np.testing.assert_array_equal(
+        result, imageio.compose(loaded, expected["filled"], expected["mask"], expected["weight"]))
+    # More than the painted hole changed, the fill blended into the photo around it.
+    plain = _decode(client.post("/api/inpaint", files=files).content)
+    assert (result != plain).any(axis=-1)[mask == 0].sum() > 50
 
 
 @pytest.fixture(scope="module")
@@ -297,6 +313,12 @@ def _bad_requests():
          ["include='png'", "include=flow"]),
         ("unknown mode", {"files": _files(image, mask), "params": {"hr": "native"}}, 400,
          ["unknown hr='native'", "hr=crop", "hr=resize"]),
+        ("negative grow", {"files": _files(image, mask), "params": {"mask_grow": "-1"}}, 400,
+         ["mask_grow must be a whole number of pixels, 0 or more, got '-1'", "leave it out"]),
+        ("fractional feather", {"files": _files(image, mask), "params": {"mask_feather": "2.5"}}, 400,
+         ["mask_feather must be a whole number of pixels", "'2.5'"]),
+        ("grow larger than the image", {"files": _files(image, mask), "params": {"mask_grow": "31"}}, 400,
+         ["image 'photo.png': mask_grow=31 is larger than the image (30x20)", "at most 30 pixels"]),
     ]
 
 

@@ -239,3 +239,45 @@ def test_fill_a_12_megapixel_photo(page, tmp_path):
     loaded = page.evaluate("['before', 'after', 'flow'].map(id => document.getElementById(id))"
                            ".map(img => [img.complete, img.naturalWidth, img.naturalHeight])")
     assert loaded == [[True, width, height]] * 3
+
+
+def _painted(page):
+    """bool [H, W]: the pixels of the hole layer painted more than half opaque."""
+    alpha = page.evaluate("""() => {
+        const layer = document.getElementById('mask-layer');
+        const data = layer.getContext('2d').getImageData(0, 0, layer.width, layer.height).data;
+        return Array.from(data.filter((_, i) => i % 4 === 3));
+    }""")
+    return np.array(alpha, np.uint8).reshape(HEIGHT, WIDTH) > 127
+
+
+def test_undo_redo_and_the_grow_and_feather_sliders(page, tmp_path):
+    from playwright.sync_api import expect
+
+    _photo(tmp_path / "photo.png")
+    _open(page, tmp_path / "photo.png")
+    page.locator("#brush-size").fill(str(BRUSH))
+    _stroke(page, (0.3, 0.4), (0.6, 0.5))
+    stroke = _painted(page)
+    assert stroke.mean() > 0.005  # a stroke of 24 screen pixels on an image shown enlarged
+    expect(page.locator("#redo")).to_be_disabled()
+    page.click("#undo")
+    assert not _painted(page).any()
+    page.click("#redo")
+    np.testing.assert_array_equal(_painted(page), stroke)
+    page.keyboard.press("Control+z")
+    assert not _painted(page).any()
+    page.keyboard.press("Control+Shift+Z")
+    np.testing.assert_array_equal(_painted(page), stroke)
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+y")
+    np.testing.assert_array_equal(_painted(page), stroke)
+
+    page.locator("#mask-grow").fill("3")
+    page.locator("#mask-feather").fill("5")
+    expect(page.locator("#mask-grow-value")).to_have_text("3")
+    with page.expect_request(re.compile(r"/api/inpaint\?")) as request:
+        page.click("#fill")
+    assert "mask_grow=3" in request.value.url and "mask_feather=5" in request.value.url
+    expect(page.locator("#result")).to_be_visible(timeout=60_000)
+    expect(page.locator("#error")).to_be_hidden()

@@ -28,7 +28,12 @@ crop
     each holds whole holes only. A crop whose long side exceeds `work_size` is inpainted the
     way resize mode inpaints an image.
 
-In resize and crop modes `filled` holds the fill at the hole pixels and 0 elsewhere: the
+With `mask_grow` the hole is grown before any of this, and crops are found around the grown
+hole; with `mask_feather` around the band the fill is blended over too, which then receives the
+fill as well (`masktools`).
+
+In resize and crop modes `filled` holds the fill at the hole pixels (and the feathered band) and
+0 elsewhere: the
 full-size float32 array is allocated zeroed, which the operating system maps lazily, so only
 the pages around the holes take memory (an 8000x6000 fill would take 576 MB). `flow` is the
 working image's flow enlarged (nearest pixel) in resize mode; in crop mode each crop's flow, and
@@ -43,6 +48,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from inpainting.config import is_int
+from inpainting.inference import masktools
 
 MODES = ("native", "resize", "crop")
 DEFAULT_WORK_SIZE = 512
@@ -221,6 +227,9 @@ class HighResInpainter:
             a hole gets at least its own width).
         progress: optional callable `progress(done, total, what)`, called after each piece (the
             image, or each crop) with a description such as "420x380 at x=1200, y=300".
+        mask_grow, mask_feather: pixels the hole is grown by before it is filled, and the width
+            of the band over which the fill is blended into the image (`masktools`); give them
+            here, not to `inpainter`.
 
     Example:
         >>> inpainter = HighResInpainter(Inpainter(generator), mode="crop", margin=128)
@@ -229,13 +238,17 @@ class HighResInpainter:
     """
 
     def __init__(self, inpainter, mode="native", work_size=DEFAULT_WORK_SIZE, margin=DEFAULT_MARGIN,
-                 progress=None):
+                 progress=None, mask_grow=0, mask_feather=0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not is_int(work_size) or work_size < MIN_WORK_SIZE:
             raise ValueError(f"work_size must be an integer of at least {MIN_WORK_SIZE}, got {work_size!r}")
         if not is_int(margin) or margin < 0:
             raise ValueError(f"margin must be an integer of 0 or more, got {margin!r}")
+        if getattr(inpainter, "mask_grow", 0) or getattr(inpainter, "mask_feather", 0):
+            raise ValueError("give mask_grow and mask_feather to the HighResInpainter, not to its inpainter")
+        self.mask_grow = masktools.parse_pixels(mask_grow, "mask_grow")
+        self.mask_feather = masktools.parse_pixels(mask_feather, "mask_feather")
         self.inpainter = inpainter
         self.mode = mode
         self.work_size = int(work_size)
@@ -263,39 +276,43 @@ class HighResInpainter:
 
         Returns:
             A dict: `filled` float32 [H, W, 3] RGB in 0..255 (native: the network's output
-            everywhere; resize and crop: the fill at the hole pixels, 0 elsewhere) and `flow`
-            uint8 [H, W, 3], the colour-coded attention offsets at the image's size.
+            everywhere; resize and crop: the fill at the hole pixels and the feathered band, 0
+            elsewhere), `mask` and `weight` (the grown hole and the weight of the fill, or None
+            without feathering: compose with `imageio.compose(image, filled, mask, weight)`),
+            and `flow` uint8 [H, W, 3], the colour-coded attention offsets at the image's size.
         """
+        height, width = mask.shape
+        mask, weight = masktools.prepare(mask, self.mask_grow, self.mask_feather, path)
         if self.mode == "native":
             result = self.inpainter(rgb, mask, path, sketch)
             self._report(1, 1, _describe(0, 0, mask.shape, mask.shape))
-            return result
-        height, width = mask.shape
+            return {"filled": result["filled"], "mask": mask, "weight": weight, "flow": result["flow"]}
         self.check_size(height, width, path)
-        hole = np.asarray(mask) > 0.5
+        reach = masktools.changed(mask, weight)  # the pixels that take the fill
         filled = np.zeros((height, width, 3), np.float32)  # lazily mapped: see the module docstring
         flow = np.full((height, width, 3), NO_FLOW, np.uint8)
-        boxes = [(0, 0, height, width)] if self.mode == "resize" else crop_boxes(hole, self.margin)
+        boxes = [(0, 0, height, width)] if self.mode == "resize" else crop_boxes(reach, self.margin)
         for done, (top, left, bottom, right) in enumerate(boxes, 1):
             region = (slice(top, bottom), slice(left, right))
-            size = self._inpaint_region(rgb[region], mask[region], hole[region],
+            size = self._inpaint_region(rgb[region], mask[region], reach[region],
                                         None if sketch is None else sketch[region], path,
                                         filled[region], flow[region])
             self._report(done, len(boxes), _describe(top, left, (bottom - top, right - left), size))
-        return {"filled": filled, "flow": flow}
+        return {"filled": filled, "mask": mask, "weight": weight, "flow": flow}
 
     def _report(self, done, total, what):
         if self.progress is not None:
             self.progress(done, total, what)
 
-    def _inpaint_region(self, rgb, mask, hole, sketch, path, filled, flow):
+    def _inpaint_region(self, rgb, mask, reach, sketch, path, filled, flow):
         """Inpaints one region (natively, or at the working size if larger) and writes its fill at
-        the `hole` pixels of `filled` and its flow into `flow`. Returns the size it ran at."""
-        height, width = hole.shape
+        the `reach` pixels (the hole and the feathered band) of `filled` and its flow into `flow`.
+        Returns the size it ran at."""
+        height, width = reach.shape
         size = working_size(height, width, self.work_size)
         if size == (height, width):
             result = self.inpainter(rgb, mask, path, sketch)
-            filled[hole] = result["filled"][hole]
+            filled[reach] = result["filled"][reach]
             flow[...] = result["flow"]
             return size
         small_rgb = cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_AREA)
@@ -303,7 +320,7 @@ class HighResInpainter:
         small_sketch = None if sketch is None else shrink_mask(sketch, size).astype(np.float32)
         result = self.inpainter(small_rgb, small_hole.astype(np.float32), path, small_sketch)
         composite = np.where(small_hole[..., None], result["filled"], small_rgb.astype(np.float32))
-        enlarge_into_holes(composite, hole, filled)
+        enlarge_into_holes(composite, reach, filled)
         enlarge_nearest(result["flow"], flow)
         return size
 

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from inpainting import imageio
+from inpainting.inference import masktools
 from inpainting.inference.streaming import ATTENTION_MODES, StreamedGenerator
 from inpainting.model.attention import SCORE_BYTES
 from inpainting.model.generator import GRID
@@ -79,6 +80,9 @@ class Inpainter:
             `inpainting.inference.streaming`).
         progress: optional callable(done, total, what), told the progress of streamed images
             (layers of each part of the network, and attention tiles).
+        mask_grow: pixels the hole is grown by (a disc) before it is filled; 0 fills the mask.
+        mask_feather: width in pixels of the band around the (grown) hole over which the fill is
+            blended into the image; 0 pastes it with a hard edge (`masktools`).
 
     Example:
         >>> inpainter = Inpainter(store.load_generator("places2_v1"))
@@ -87,9 +91,11 @@ class Inpainter:
         ((H, W, 3), (H, W, 3))
     """
 
-    def __init__(self, generator, attention="exact", progress=None):
+    def __init__(self, generator, attention="exact", progress=None, mask_grow=0, mask_feather=0):
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
+        self.mask_grow = masktools.parse_pixels(mask_grow, "mask_grow")
+        self.mask_feather = masktools.parse_pixels(mask_feather, "mask_feather")
         self.generator = generator
         self.attention = attention
         self.guided = generator.config.guided
@@ -123,12 +129,15 @@ class Inpainter:
                 (only the hole part counts); None draws no lines. Other models take none.
 
         Returns:
-            A dict: `filled` float32 [H, W, 3] RGB in 0..255, the network's output everywhere
-            (paste it into the hole, e.g. with `imageio.compose`), and `flow` uint8 [H, W, 3], the
-            colour-coded attention offsets enlarged x4 to the image's size.
+            A dict: `filled` float32 [H, W, 3] RGB in 0..255, the network's output everywhere;
+            `mask`, the hole it filled (grown by `mask_grow`); `weight`, the weight of the fill
+            around it (`masktools.feather_weight`), or None without `mask_feather` (paste the
+            fill with `imageio.compose(image, filled, mask, weight)`); and `flow` uint8 [H, W, 3],
+            the colour-coded attention offsets enlarged x4 to the image's size.
         """
         height, width = mask.shape
         self.check_size(height, width, path)
+        mask, weight = masktools.prepare(mask, self.mask_grow, self.mask_feather, path)
         imageio.check_sketch(sketch, self.guided, path)
         image, _ = imageio.pad_to_multiple(rgb, GRID)
         image = image.astype(np.float32) / 127.5 - 1.0
@@ -144,17 +153,18 @@ class Inpainter:
         filled = (refined + 1.0) * 127.5
         flow = np.rint((flow + 1.0) * 127.5).astype(np.uint8)
         flow = np.repeat(np.repeat(flow, 4, axis=0), 4, axis=1)
-        return {"filled": imageio.crop_to(filled, (height, width)),
+        return {"filled": imageio.crop_to(filled, (height, width)), "mask": mask, "weight": weight,
                 "flow": imageio.crop_to(flow, (height, width))}
 
 
 def inpaint_image(inpainter, image, mask, output_path, flow_path=None, overwrite=False, sketch=None):
     """Inpaints a loaded image and writes the result (and optionally the flow).
 
-    Pixels outside the hole are bit-identical to the input; gray, 16-bit and alpha are preserved.
+    Pixels outside the hole (grown and feathered as the inpainter's `mask_grow` and
+    `mask_feather` say) are bit-identical to the input; gray, 16-bit and alpha are preserved.
 
     Args:
-        inpainter: an `Inpainter`.
+        inpainter: an `Inpainter` or a `highres.HighResInpainter`.
         image: an `imageio.LoadedImage`.
         mask: float32 [H, W] in {0, 1}, 1 = hole, from `imageio.read_mask`.
         output_path: where to write the result; the format follows the extension.
@@ -163,6 +173,7 @@ def inpaint_image(inpainter, image, mask, output_path, flow_path=None, overwrite
         sketch: for guided models, float32 [H, W] in {0, 1} (from `imageio.read_mask`), or None.
     """
     result = inpainter(image.rgb, mask, image.path, sketch)
-    imageio.write_image(output_path, imageio.compose(image, result["filled"], mask), overwrite)
+    composed = imageio.compose(image, result["filled"], result["mask"], result["weight"])
+    imageio.write_image(output_path, composed, overwrite)
     if flow_path:
         imageio.write_image(flow_path, result["flow"][..., ::-1], overwrite)

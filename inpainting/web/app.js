@@ -31,6 +31,7 @@
     tool: "hole",
     sizes: { ...TOOL_SIZES },
     undo: [], // {mask, sketch} ImageData before each change
+    redo: [], // {mask, sketch} ImageData of each change undone, the last undone last
     stroke: null, // {last: [x, y]} while the pointer paints
     request: null, // AbortController of the running fill
     urls: [], // object URLs of the shown result, revoked when replaced
@@ -155,6 +156,7 @@
     }
     imageLayer.getContext("2d").drawImage(image, 0, 0);
     state.undo = [];
+    state.redo = [];
     layers.hidden = false;
     $("drop-hint").hidden = true;
     stage.classList.remove("empty");
@@ -238,16 +240,22 @@
   function pushUndo() {
     const limit = Math.max(2, Math.floor(UNDO_BYTES / (state.width * state.height * 8)));
     state.undo.push(snapshot());
+    state.redo = [];
     while (state.undo.length > limit) state.undo.shift();
   }
 
-  function undo() {
-    const previous = state.undo.pop();
-    if (!previous || state.request) return;
+  // Moves one snapshot from `from` to the layers, the layers' present state onto `to`.
+  function restore(from, to) {
+    if (from.length === 0 || state.request) return;
+    to.push(snapshot());
+    const previous = from.pop();
     maskContext.putImageData(previous.mask, 0, 0);
     sketchContext.putImageData(previous.sketch, 0, 0);
     updateButtons();
   }
+
+  const undo = () => restore(state.undo, state.redo);
+  const redo = () => restore(state.redo, state.undo);
 
   function clear() {
     if (!state.file || state.request) return;
@@ -306,9 +314,17 @@
   }
   $("brush-size").addEventListener("input", (event) => setSize(Number(event.target.value)));
   $("undo").addEventListener("click", undo);
+  $("redo").addEventListener("click", redo);
+  for (const id of ["mask-grow", "mask-feather"]) {
+    $(id).addEventListener("input", (event) => { $(`${id}-value`).value = event.target.value; });
+  }
   $("clear").addEventListener("click", clear);
   document.addEventListener("keydown", (event) => {
-    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    const key = event.key.toLowerCase();
+    if ((event.ctrlKey || event.metaKey) && (key === "y" || (key === "z" && event.shiftKey))) {
+      event.preventDefault();
+      redo();
+    } else if ((event.ctrlKey || event.metaKey) && key === "z") {
       event.preventDefault();
       undo();
     } else if (event.key === "[" || event.key === "]") {
@@ -403,7 +419,9 @@
       if (state.health && state.health.guided && hasPaint(sketchContext)) {
         form.append("sketch", await layerPng(sketchLayer), "sketch.png");
       }
-      const query = new URLSearchParams({ include: "flow", hr: $("hr").value, job });
+      const query = new URLSearchParams({ include: "flow", hr: $("hr").value, job,
+                                          mask_grow: $("mask-grow").value,
+                                          mask_feather: $("mask-feather").value });
       const response = await fetch(`api/inpaint?${query}`,
                                    { method: "POST", body: form, signal: state.request.signal });
       if (!response.ok) throw new Error(await errorOf(response));
@@ -490,6 +508,9 @@
     $("fill").disabled = !state.file || busy;
     $("clear").disabled = !state.file || busy;
     $("undo").disabled = state.undo.length === 0 || busy;
+    $("redo").disabled = state.redo.length === 0 || busy;
+    $("mask-grow").disabled = busy;
+    $("mask-feather").disabled = busy;
     $("file").disabled = busy;
     $("hr").disabled = busy;
   }
