@@ -3,6 +3,7 @@ agreeing with the SavedModel; the ONNX runner in the command-line tools; bad .on
 
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -121,9 +122,16 @@ def test_serve_answers_with_an_onnx_model(tiny_onnx):
 
     runner = serve.load_runner(os.path.join(tiny_onnx, onnx_lib.MODEL_FILE))
     rgb, mask = _inputs(32, 48)
+    png = {name: cv2.imencode(".png", array)[1].tobytes() for name, array in
+           (("image", rgb[..., ::-1]), ("mask", (mask * 255).astype(np.uint8)))}
     with TestClient(serve.create_app(runner, max_pixels=4096, max_upload_bytes=2**20)) as client:
-        health = client.get("/health").json()
+        health = client.get("/api/health").json()
         assert (health["kind"], health["version"]) == ("onnx", "v1")
+        response = client.post("/api/inpaint", files={name: (f"{name}.png", data, "image/png")
+                                                      for name, data in png.items()})
+    assert response.status_code == 200, response.text
+    result = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    np.testing.assert_array_equal(result, np.rint(runner(rgb, mask)).astype(np.uint8))
 
 
 @pytest.mark.slow
