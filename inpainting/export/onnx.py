@@ -6,9 +6,9 @@ The model has the SavedModel's `inpaint` signature: inputs `image` float32 [B, H
 0..255, `mask` float32 [B, H, W, 1] (1 = hole) and, for a guided model, `sketch` float32
 [B, H, W, 1]; outputs `inpainted` float32 [B, H, W, 3] 0..255 (the fill inside the hole, the
 input outside) and `flow` float32 [B, H, W, 3], the colour-coded attention in levels 0..255.
-Batch, height and width are dynamic. The flow is coloured in float32, as in the TFLite models:
-ONNX Runtime's CPU provider has no float64 kernel for the arctangent of the colour wheel, so a
-flow pixel may differ from the SavedModel's by a level. The graph uses the default ONNX domain
+Batch, height and width are dynamic. The flow is coloured in float64 as in the SavedModel, with
+the colour wheel's arctangent written as a series (`flow.atan2_series`): ONNX Runtime's CPU
+provider has no float64 Atan kernel. The graph uses the default ONNX domain
 only (no custom or contrib ops) and opset `OPSET`. Contextual attention runs in one piece, as in
 the TFLite models. `inpainting.inference.runners.ONNXRunner` runs it.
 
@@ -22,6 +22,7 @@ import tensorflow as tf
 from inpainting import extras, files
 from inpainting.errors import ExportError
 from inpainting.export.signatures import GeneratorModule, inpaint_graph
+from inpainting.model import flow as flow_lib
 
 MODEL_FILE = "model.onnx"
 OPSET = 17
@@ -37,7 +38,7 @@ class _ONNXModule(GeneratorModule):
         self.inpaint = tf.function(self._inpaint, input_signature=self.signature)
 
     def _inpaint(self, image, mask, sketch=None):
-        out = inpaint_graph(self.generator, image, mask, flow_dtype=tf.float32, sketch=sketch)
+        out = inpaint_graph(self.generator, image, mask, sketch=sketch, atan2=flow_lib.atan2_series)
         # Named outputs: tf2onnx names graph outputs after the tensors that feed them.
         return {key: tf.identity(value, name=key) for key, value in out.items()}
 

@@ -19,7 +19,7 @@ Every runner (`CheckpointRunner`, `SavedModelRunner`, `TFLiteRunner`, `ONNXRunne
     outside it (`imageio.compose` rounds it into the original's format).
     `flow`: uint8 [H, W, 3] RGB, the colour-coded attention offsets (`inpainting.model.flow`).
     The three forms of one model agree up to float rounding (TFLite colours the flow in float32,
-    so a flow pixel may differ by a level, as does ONNX's); a quantized TFLite model's fill differs more.
+    so a flow pixel may differ by a level); a quantized TFLite model's fill differs more.
 `runner(rgb, mask, name="image")` is `run(...).filled`: the evaluation tool and the deployment
     benchmark call runners so, and measure the forms of a model on the same inputs in the same way.
 `kind` ("checkpoint", "saved_model", "tflite", "onnx"), `path`, `guided` (whether it takes a sketch) and
