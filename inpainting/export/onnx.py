@@ -8,8 +8,8 @@ The model has the SavedModel's `inpaint` signature: inputs `image` float32 [B, H
 input outside) and `flow` float32 [B, H, W, 3], the colour-coded attention in levels 0..255.
 Batch, height and width are dynamic. The flow is coloured in float64 as in the SavedModel, with
 the colour wheel's arctangent written as a series (`flow.atan2_series`): ONNX Runtime's CPU
-provider has no float64 Atan kernel. The graph uses the default ONNX domain
-only (no custom or contrib ops) and opset `OPSET`. Contextual attention runs in one piece, as in
+provider has no float64 Atan kernel. The graph uses the default ONNX domain only (no custom or
+contrib ops) and opset `OPSET`. Contextual attention runs in one piece, as in
 the TFLite models. `inpainting.inference.runners.ONNXRunner` runs it.
 
 The conversion goes through tf2onnx and needs `inpainting[onnx]`.
@@ -93,7 +93,8 @@ def _explicit_dilated_padding(model):
         attributes = {attribute.name: attribute for attribute in node.attribute}
         auto_pad = attributes.get("auto_pad")
         dilations = list(attributes["dilations"].ints) if "dilations" in attributes else []
-        if auto_pad is None or auto_pad.s not in (b"SAME_UPPER", b"SAME_LOWER") or max(dilations, default=1) == 1:
+        same = auto_pad is not None and auto_pad.s in (b"SAME_UPPER", b"SAME_LOWER")
+        if not same or max(dilations, default=1) == 1:
             continue
         strides = list(attributes["strides"].ints) if "strides" in attributes else []
         if max(strides, default=1) != 1:

@@ -1,4 +1,4 @@
-"""One way to run any model this project makes: a checkpoint, an exported SavedModel, a TFLite or an ONNX file.
+"""One way to run any model this project makes: a checkpoint, a SavedModel, a TFLite or an ONNX file.
 
     fill = runners.load("runs/places2")            # checkpoint directory (or TF1 checkpoint)
     fill = runners.load("exported/places2")         # SavedModel export folder (latest version)

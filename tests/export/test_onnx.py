@@ -141,7 +141,8 @@ def test_serve_answers_with_an_onnx_model(tiny_onnx):
 def test_reference_models_match_the_saved_model(version, official_checkpoint, v2_variables, tmp_path):
     if version == "guided_v2":
         ref = load_reference("v2", "g_guided_256x256_b1.npz")
-        generator = tf1.build_generator(dict(v2_variables, **{"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]}))
+        guided_conv1 = {"inpaint_net/conv1/kernel": ref["guided_conv1_kernel"]}
+        generator = tf1.build_generator(dict(v2_variables, **guided_conv1))
         sketch = ref["edge"][0, :, :, 0]
     else:
         ref = load_reference(version, "g_256x256_b1.npz")
@@ -149,7 +150,8 @@ def test_reference_models_match_the_saved_model(version, official_checkpoint, v2
         sketch = None
     directory = saved_model.export_saved_model(generator, tmp_path / "export", warmup=False,
                                                extra=lambda path: onnx_lib.write_model(generator, path))
-    saved, runner = runners.load(directory), runners.load(os.path.join(directory, onnx_lib.MODEL_FILE), threads=2)
+    saved = runners.load(directory)
+    runner = runners.load(os.path.join(directory, onnx_lib.MODEL_FILE), threads=2)
     assert runner.guided == (sketch is not None)
     photo = ref["image_u8_bgr"][0][..., ::-1]
     _assert_agree(runner, saved, photo, ref["mask"][0, :, :, 0], sketch, "256x256")
