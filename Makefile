@@ -1,5 +1,5 @@
 # `make demo`: create .venv if missing, install, train the demo model on the bundled sample photos
-# and inpaint a held-out one. `make test`: install with the serve, export and test extras and run the whole suite.
+# and inpaint a held-out one. `make test`: install with the serve, export, onnx and test extras and run the whole suite.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -12,7 +12,7 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-# The test extra brings the serve and export extras (the web page, TF Serving's protos, LiteRT).
+# The test extra brings the serve, export and onnx extras (the web page, TF Serving's protos, LiteRT, tf2onnx and ONNX Runtime).
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@

@@ -1,11 +1,12 @@
-"""Export a checkpoint for TF Serving (SavedModel) and, with --tflite, for LiteRT.
+"""Export a checkpoint for TF Serving (SavedModel), with --tflite for LiteRT, --onnx for ONNX Runtime.
 
-    python export.py --checkpoint=runs/places2 --export_dir=exported/places2 [--version=N] [--tflite]
+    python export.py --checkpoint=runs/places2 --export_dir=exported/places2 [--version=N] [--tflite] [--onnx]
 
 Writes `export_dir/<version>/`: the SavedModel (signatures `serving_default`, bytes in and PNG
 out, and `inpaint`, float tensors), TF Serving warm-up requests in `assets.extra/`, the model
 config, and with --tflite `model_fp32.tflite`, `model_fp16.tflite` and
-`model_int8_dynamic.tflite`. See `inpainting/export/` (`job.py` is what this command runs).
+`model_int8_dynamic.tflite`, and with --onnx `model.onnx`. See `inpainting/export/` (`job.py` is
+what this command runs).
 """
 
 import os
@@ -32,6 +33,8 @@ def define_flags():
                          "never replaced; exports running at the same time each take their own version.")
     flags.DEFINE_bool("tflite", False, "Also write model_fp32.tflite, model_fp16.tflite and "
                       "model_int8_dynamic.tflite (built-in ops only) into the version folder.")
+    flags.DEFINE_bool("onnx", False, "Also write model.onnx (ONNX Runtime, default ONNX ops only; needs "
+                      "inpainting[onnx]) into the version folder.")
     flags.DEFINE_string("tflite_size", None, "HxW (e.g. 256x256, or 512 for 512x512): fixed input size "
                         "of the TFLite models. Default: dynamic height and width.")
     flags.DEFINE_bool("warmup", True, "Write TF Serving warm-up requests (assets.extra/"
@@ -61,7 +64,8 @@ def main(argv):
         from inpainting.export import job
 
         directory = job.export(FLAGS.checkpoint, FLAGS.export_dir, FLAGS.version, FLAGS.tflite,
-                               size, FLAGS.warmup, FLAGS.max_pixels, FLAGS.attention_memory_mb or None)
+                               size, FLAGS.warmup, FLAGS.max_pixels, FLAGS.attention_memory_mb or None,
+                               FLAGS.onnx)
         for name in sorted(os.listdir(directory)):
             print(os.path.join(directory, name))
 

@@ -33,7 +33,10 @@ setuptools.setup(
         # export.py: TF Serving's PredictionLog protos for the warm-up file; running TFLite models
         # (export checks, evaluation and serving of .tflite files).
         "export": ["tensorflow-serving-api==2.21.*", "ai-edge-litert"],
+        # export.py --onnx and running .onnx models. tf2onnx 1.17 converts TensorFlow 2.21 graphs and
+        # works with its protobuf; onnxruntime 1.32 runs opset 17 on the CPU execution provider.
+        "onnx": ["tf2onnx>=1.17,<1.18", "onnx>=1.17", "onnxruntime>=1.20"],
         # httpx: Starlette's TestClient; playwright: drives Debian's chromium in the page's test.
-        "test": ["pytest", "httpx", "playwright", "inpainting[serve,export]"],
+        "test": ["pytest", "httpx", "playwright", "inpainting[serve,export,onnx]"],
     },
 )

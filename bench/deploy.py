@@ -3,11 +3,13 @@
     .venv/bin/python bench/deploy.py [--sizes=256x256,512x680] [--threads=2] [--checkpoint=PATH]
 
 Exports one model (SavedModel plus the fp32, fp16 and int8 dynamic-range TFLite models, dynamic
-height and width, as `export.py --tflite` writes them) and times one image through each: the
-SavedModel's `inpaint` signature in TensorFlow, and each TFLite model in the LiteRT interpreter
-(ai-edge-litert, XNNPACK, --threads threads). Lines:
+height and width, as `export.py --tflite` writes them, and with `inpainting[onnx]` installed
+`model.onnx`, as `export.py --onnx` writes it) and times one image through each: the SavedModel's
+`inpaint` signature in TensorFlow, each TFLite model in the LiteRT interpreter (ai-edge-litert,
+XNNPACK, --threads threads) and the ONNX model in ONNX Runtime (CPU execution provider, --threads
+intra-op threads). Lines:
 
-- `deploy_file_size`: bytes of the SavedModel (graph and variables) and of each TFLite file.
+- `deploy_file_size`: bytes of the SavedModel (graph and variables) and of each TFLite and ONNX file.
 - `deploy_latency`: per format and size, seconds per image (median over runs, warm-up excluded),
   the ratio to the SavedModel, for int8 the speed-up over TFLite fp32, and the mean and max
   absolute difference from the SavedModel's output in the hole (0..255 scale).
@@ -20,6 +22,7 @@ them, the differences do). The hole is a centred rectangle over 13.4% of the ima
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -28,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 
-FORMATS = ("saved_model", "tflite_fp32", "tflite_fp16", "tflite_int8_dynamic")
+FORMATS = ("saved_model", "tflite_fp32", "tflite_fp16", "tflite_int8_dynamic", "onnx")
 
 
 def _bytes(path):
@@ -40,7 +43,7 @@ def _bytes(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256x256,512x680", help="HxW list, comma-separated")
-    parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter and ONNX Runtime threads")
     parser.add_argument("--checkpoint", default=None, help="model to export (default: see above)")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per size (halved above 256x256)")
     parser.add_argument("--no_wait", action="store_true", help="do not wait for a quiet machine")
@@ -49,23 +52,36 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from inpainting.export import saved_model, tflite
-    from inpainting.inference.runners import TFLiteRunner
+    from inpainting.export import onnx, saved_model, tflite
+    from inpainting.inference.runners import ONNXRunner, TFLiteRunner
+
+    formats = FORMATS
+    if not all(importlib.util.find_spec(name) for name in ("tf2onnx", "onnxruntime")):
+        formats = FORMATS[:-1]
+        print("deploy.py: no ONNX Runtime line: pip install 'inpainting[onnx]' to add it", file=sys.stderr)
+
+    def extra(path):
+        tflite.write_models(generator, path)
+        if "onnx" in formats:
+            onnx.write_model(generator, path)
 
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as temp:
         generator, weights = common.v1_generator(args.checkpoint, temp)
-        directory = saved_model.export_saved_model(
-            generator, os.path.join(temp, "export"), warmup=False,
-            extra=lambda path: tflite.write_models(generator, path))
+        directory = saved_model.export_saved_model(generator, os.path.join(temp, "export"), warmup=False,
+                                                   extra=extra)
         sizes = {"saved_model": _bytes(os.path.join(directory, "saved_model.pb"))
                  + _bytes(os.path.join(directory, "variables"))}
         sizes.update({f"tflite_{q}": _bytes(os.path.join(directory, tflite.model_file(q)))
                       for q in tflite.QUANTIZATIONS})
+        if "onnx" in formats:
+            sizes["onnx"] = _bytes(os.path.join(directory, onnx.MODEL_FILE))
         common.emit({"bench": "deploy_file_size", "weights": weights, "bytes": sizes})
 
         inpaint = tf.saved_model.load(directory).signatures["inpaint"]
         interpreters = {f"tflite_{q}": TFLiteRunner(os.path.join(directory, tflite.model_file(q)), args.threads)
                         for q in tflite.QUANTIZATIONS}
+        if "onnx" in formats:
+            interpreters["onnx"] = ONNXRunner(os.path.join(directory, onnx.MODEL_FILE), args.threads)
         targets = {}
         for size in args.sizes.split(","):
             height, width = (int(v) for v in size.lower().split("x"))
@@ -83,13 +99,13 @@ def main():
                               for name, runner in interpreters.items()})
             reference = functions["saved_model"]()
             medians = {}
-            for name in FORMATS:
+            for name in formats:
                 output = functions[name]()
                 diff = np.abs(output - reference)[0][hole]
                 timing = common.time_runs(functions[name], runs, warmup=2, wait=not args.no_wait)
                 medians[name] = timing["median"]
                 record = {"bench": "deploy_latency", "format": name, "size": size, "weights": weights,
-                          "threads": args.threads if name.startswith("tflite") else "tensorflow default",
+                          "threads": "tensorflow default" if name == "saved_model" else args.threads,
                           "seconds": round(timing["median"], 4),
                           "ratio_to_saved_model": round(timing["median"] / medians["saved_model"], 3),
                           "hole_mean_abs_diff": round(float(diff.mean()), 4),

@@ -2,12 +2,13 @@
 
 A plain `pip install inpainting` trains, converts checkpoints and inpaints. The web page
 (`python -m inpainting.serve`) needs `inpainting[serve]`; TF Serving's warm-up requests and running
-TFLite models need `inpainting[export]`; the test suite needs `inpainting[test]`, which has both.
+TFLite models need `inpainting[export]`; ONNX models (`export.py --onnx`, running .onnx files) need
+`inpainting[onnx]`; the test suite needs `inpainting[test]`, which has both.
 """
 
 import importlib
 
-EXTRAS = ("serve", "export", "test")
+EXTRAS = ("serve", "export", "onnx", "test")
 
 
 def require(module, extra, purpose):

@@ -52,7 +52,8 @@ FLAGS = flags.FLAGS
 def define_flags():
     flags.DEFINE_string("checkpoint", None,
                         "Checkpoint directory of this project (from training or inpainting.checkpoints.convert), a "
-                        "checkpoint prefix inside one, or an original DeepFill TF1 checkpoint folder.")
+                        "checkpoint prefix inside one, an original DeepFill TF1 checkpoint folder, or a model.onnx "
+                        "from export.py --onnx.")
     flags.DEFINE_string("image", None, "Image to inpaint (png, jpg, webp, bmp, tif).")
     flags.DEFINE_string("mask", None, "Mask of --image, or one mask for every image of --image_dir. "
                         + imageio.MASK_HELP[0].upper() + imageio.MASK_HELP[1:] + ".")
@@ -263,10 +264,35 @@ def main(argv):
                                   f"other {len(jobs) - failed} were written")
 
 
+class _RunnerInpainter:
+    """An ONNX model's runner, called like `inpainter.Inpainter` so `HighResInpainter` takes it."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def check_size(self, height, width, path="image"):
+        from inpainting.inference import inpainter
+
+        inpainter.check_size(height, width, path)
+
+    def __call__(self, rgb, mask, path="image", sketch=None):
+        return self.runner.run(rgb, mask, path, sketch)._asdict()
+
+
 def _load_inpainter():
-    """The `HighResInpainter` of the flags' checkpoint and settings."""
+    """The `HighResInpainter` of the flags' checkpoint (or .onnx model) and settings."""
     from inpainting.checkpoints import store
     from inpainting.inference.inpainter import Inpainter
+
+    if FLAGS.checkpoint.endswith(".onnx"):
+        from inpainting.inference import runners
+
+        for name in ("attention", "attention_memory_mb"):
+            if FLAGS[name].present:
+                raise InpaintingError(f"--{name} does not apply to an .onnx model (its attention is "
+                                      "fixed at export); leave it out")
+        return highres.HighResInpainter(_RunnerInpainter(runners.load(FLAGS.checkpoint)), FLAGS.hr,
+                                        FLAGS.hr_size, FLAGS.hr_margin, _report_crop)
 
     implementation = "patches" if FLAGS.attention == "patches" else "matmul"
     budget = FLAGS.attention_memory_mb if implementation == "matmul" else 0

@@ -489,7 +489,8 @@ def _with_headers(application, headers):
 
 
 def load_runner(path):
-    """The runner of `--model`: a SavedModel export or version folder, or a checkpoint directory.
+    """The runner of `--model`: a SavedModel export or version folder, an .onnx file, or a checkpoint
+    directory.
 
     Raises:
         InpaintingError: nothing servable at `path`.

@@ -71,7 +71,7 @@ def _pad_bottom_right(x, multiple, zeros=False):
     return padded
 
 
-def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None):
+def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None, atan2=tf.atan2):
     """The `inpaint` signature's computation, without checks (TFLite runs it as it is).
 
     Args:
@@ -80,6 +80,7 @@ def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None):
         mask: float32 [B, H, W, 1], hole where > 0.5.
         flow_dtype: float type of the flow colouring (float32 for TFLite).
         sketch: guided models: float32 [B, H, W, 1], lines where > 0.5 (the hole part counts).
+        atan2: the flow colouring's arctangent (`flow_lib.flow_to_color`).
 
     Returns:
         A dict: `inpainted` float32 [B, H, W, 3] 0..255 and `flow` float32 [B, H, W, 3] 0..255.
@@ -96,7 +97,7 @@ def inpaint_graph(generator, image, mask, flow_dtype=tf.float64, sketch=None):
     out = generator(inputs, training=False)
     filled = (out["refined"][:, :height, :width, :] + 1.0) * 127.5
     inpainted = filled * hole + image * (1.0 - hole)
-    colours = flow_lib.flow_to_color(out["offsets"], dtype=flow_dtype, per_image=True)
+    colours = flow_lib.flow_to_color(out["offsets"], dtype=flow_dtype, per_image=True, atan2=atan2)
     colours = tf.round((colours + 1.0) * 127.5)
     flow = upsample_nearest(colours, _FLOW_SCALE)[:, :height, :width, :]
     return {"inpainted": inpainted, "flow": flow}

@@ -1,13 +1,14 @@
-"""One way to run any model this project makes: a checkpoint, an exported SavedModel or a TFLite file.
+"""One way to run any model this project makes: a checkpoint, a SavedModel, a TFLite or an ONNX file.
 
     fill = runners.load("runs/places2")            # checkpoint directory (or TF1 checkpoint)
     fill = runners.load("exported/places2")         # SavedModel export folder (latest version)
     fill = runners.load("exported/places2/1/model_fp32.tflite")
+    fill = runners.load("exported/places2/1/model.onnx")
     result = fill.run(rgb, mask)                    # a `Result`: result.filled, result.flow
     result = fill.run(rgb, mask, name="photo.png", sketch=lines)
     filled = fill(rgb, mask)                        # fill.run(rgb, mask).filled
 
-Every runner (`CheckpointRunner`, `SavedModelRunner`, `TFLiteRunner`) keeps one contract:
+Every runner (`CheckpointRunner`, `SavedModelRunner`, `TFLiteRunner`, `ONNXRunner`) keeps one contract:
 
 `run(rgb, mask, name="image", sketch=None)` inpaints one image of any size and returns a
 `Result(filled, flow)`:
@@ -21,7 +22,7 @@ Every runner (`CheckpointRunner`, `SavedModelRunner`, `TFLiteRunner`) keeps one 
     so a flow pixel may differ by a level); a quantized TFLite model's fill differs more.
 `runner(rgb, mask, name="image")` is `run(...).filled`: the evaluation tool and the deployment
     benchmark call runners so, and measure the forms of a model on the same inputs in the same way.
-`kind` ("checkpoint", "saved_model", "tflite"), `path`, `guided` (whether it takes a sketch) and
+`kind` ("checkpoint", "saved_model", "tflite", "onnx"), `path`, `guided` (whether it takes a sketch) and
     `version` ("v1", "v2", or None where an export does not say) describe the model.
 
 Errors: ImageError for an image the model cannot take (too large for this machine, or for the
@@ -241,15 +242,75 @@ class TFLiteRunner(Runner):
         return Result(out["inpainted"][0], _flow_levels(out["flow"][0]))
 
 
+class ONNXRunner(Runner):
+    """Runs an ONNX model of this project (`inpainting.export.onnx`) with ONNX Runtime's CPU provider.
+
+    Args:
+        path: the .onnx file.
+        threads: intra-op CPU threads of the session (None: the runtime's default).
+
+    Raises:
+        ExportError: the file is not an ONNX model (truncated, or another format), or not one of
+            this project (no `image` and `mask` inputs, no `inpainted` and `flow` outputs).
+    """
+
+    kind = "onnx"
+
+    def __init__(self, path, threads=None):
+        ort = extras.require("onnxruntime", "onnx", "running an ONNX model")
+
+        self.path = os.fspath(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # the runtime's warnings are not the user's business
+        try:
+            self._session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types, or a RuntimeError
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : |Load model from .* failed: ?", "", reason)
+            raise ExportError(f"{self.path}: not a readable ONNX model ({reason[:200]}); export one with "
+                              "export.py --onnx") from None
+        inputs = {tensor.name for tensor in self._session.get_inputs()}
+        outputs = {tensor.name for tensor in self._session.get_outputs()}
+        if not {"image", "mask"} <= inputs or not {"inpainted", "flow"} <= outputs:
+            raise ExportError(f"{self.path}: not an inpainting model (inputs {', '.join(sorted(inputs))}, "
+                              f"outputs {', '.join(sorted(outputs))}); export one with export.py --onnx")
+        self.guided = "sketch" in inputs
+
+    @property
+    def version(self):
+        """The network family, "v1" or "v2", from the model config of the version folder holding
+        the file (export.py writes it); None for a file outside one."""
+        return _export_version(os.path.dirname(os.path.abspath(self.path)))
+
+    def run(self, rgb, mask, name="image", sketch=None):
+        """Inpaints one image with the model; returns a `Result` (see the module docstring).
+
+        Raises:
+            ImageError: the image is too large for this machine, or a sketch for a model that is
+                not guided.
+        """
+        from inpainting import imageio
+        from inpainting.inference import inpainter
+
+        inpainter.check_size(*np.shape(mask), name)
+        imageio.check_sketch(sketch, self.guided, name)
+        inpainted, flow = self._session.run(["inpainted", "flow"],
+                                            _signature_inputs(rgb, mask, sketch, self.guided))
+        return Result(inpainted[0], _flow_levels(flow[0]))
+
+
 def load(path, attention="matmul", threads=None):
     """A runner for the model at `path` (see the module docstring for what `path` may be).
 
     Args:
         path: a checkpoint directory or prefix (ours or an original TF1 one), a SavedModel
             version folder, an export folder holding version folders (the largest is used), or
-            a .tflite file.
+            a .tflite or .onnx file.
         attention: contextual-attention implementation of checkpoints ("matmul" or "patches").
-        threads: CPU threads of a TFLite interpreter (None: the runtime's default).
+        threads: CPU threads of a TFLite interpreter or an ONNX Runtime session (None: the
+            runtime's default).
 
     Raises:
         CheckpointError: nothing loadable at `path`.
@@ -261,6 +322,10 @@ def load(path, attention="matmul", threads=None):
         if not os.path.isfile(path):
             raise CheckpointError(f"{path}: no such TFLite file")
         return TFLiteRunner(path, threads)
+    if path.endswith(".onnx"):
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path}: no such ONNX file")
+        return ONNXRunner(path, threads)
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise CheckpointError(f"{path}: no such file or directory")
     if os.path.isdir(path) and not saved_model.is_saved_model(path) and saved_model.versions(path):

@@ -44,7 +44,39 @@ def _running_max(values):
     return tf.reduce_max(tf.where(earlier, values[tf.newaxis, :], lowest), axis=1)
 
 
-def flow_to_color(offsets, dtype=tf.float64, per_image=False):
+# atan(t) = sum (-1)^n t^(2n+1) / (2n+1); with |t| <= tan(pi/8) the terms after these are below
+# float64's resolution.
+_ATAN_TERMS = 22
+_TAN_PI_8 = float(np.tan(np.pi / 8))
+
+
+def atan2_series(y, x):
+    """atan2(y, x) from arithmetic, comparisons and selects only, for runtimes without a float64
+    arctangent (ONNX Runtime's CPU provider).
+
+    Within a few ulp of `tf.atan2`, with its signs of zeros (atan2(-0, -0) = -pi) and its exact
+    values at multiples of pi/4, so the colour wheel gives the same colours. The argument is
+    reduced to [0, 1], then to |t| <= tan(pi/8) by atan(r) = pi/4 + atan((r - 1) / (r + 1)), where
+    the Taylor series converges in `_ATAN_TERMS` terms.
+    """
+    one = tf.ones_like(x)
+    ax, ay = tf.abs(x), tf.abs(y)
+    big, small = tf.maximum(ax, ay), tf.minimum(ax, ay)
+    ratio = tf.where(big > 0, small / tf.where(big > 0, big, one), tf.zeros_like(x))
+    reduced = ratio > _TAN_PI_8
+    t = tf.where(reduced, (ratio - 1.0) / (ratio + 1.0), ratio)
+    t2 = t * t
+    series = tf.zeros_like(x)
+    for n in reversed(range(_ATAN_TERMS)):
+        series = series * t2 + (-1.0) ** n / (2 * n + 1)
+    angle = tf.where(reduced, np.pi / 4 + t * series, t * series)
+    angle = tf.where(ay > ax, np.pi / 2 - angle, angle)
+    # 1 / x < 0 also for x = -0.0 (it is -inf): the sign of a zero decides, as in atan2.
+    angle = tf.where(one / x < 0, np.pi - angle, angle)
+    return tf.where(one / y < 0, -angle, angle)
+
+
+def flow_to_color(offsets, dtype=tf.float64, per_image=False, atan2=tf.atan2):
     """Colour-codes attention offsets with the Middlebury wheel, exactly like DeepFill.
 
     Args:
@@ -76,7 +108,7 @@ def flow_to_color(offsets, dtype=tf.float64, per_image=False):
     rad = tf.sqrt(u * u + v * v)
     # The signs of zeros matter: an integer 0 becomes +0.0 and its negation -0.0. So a zero offset
     # has atan2(-0.0, -0.0) = -pi (wheel entry 1, radius 0: white) and (dy > 0, dx = 0) is pure red.
-    angle = tf.atan2(-v, -u) / tf.constant(np.pi, dtype)
+    angle = atan2(-v, -u) / tf.constant(np.pi, dtype)
     fk = (angle + 1.0) / 2.0 * float(_NCOLS - 1) + 1.0
     k0_float = tf.floor(fk)
     frac = tf.expand_dims(fk - k0_float, -1)
