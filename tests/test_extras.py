@@ -14,7 +14,7 @@ def test_require_returns_the_module_or_names_the_extra():
                                           r"not installed: pip install 'inpainting\[serve\]'") as err:
         extras.require("no_such_module_here", "serve", "the page")
     assert err.value.name == "no_such_module_here"
-    with pytest.raises(ValueError, match="extra must be one of serve, export, test, got 'web'"):
+    with pytest.raises(ValueError, match="extra must be one of serve, export, onnx, test, got 'web'"):
         extras.require("json", "web", "the page")
 
 

@@ -748,20 +748,20 @@ def test_health_warns_once_per_kind_and_reports_every_check():
     holes[:, 4:12, 4:12] = True
     constant = np.full([2, 16, 16, 3], 127.5)
     varied = originals.astype(np.float64)
-    health = health.Health()
+    watcher = health.Health()
     start = health.COLLAPSE_FROM_STEP
     for value in (2.0, -3.0):  # first interval: mean |d_loss| 2.5
-        health.record({"d_loss": value, "g_loss": 1e9})
-    scalars, warnings = health.check(start - 10, constant, originals, holes)
+        watcher.record({"d_loss": value, "g_loss": 1e9})
+    scalars, warnings = watcher.check(start - 10, constant, originals, holes)
     # Before COLLAPSE_FROM_STEP a constant fill is how a fresh v2 generator starts: no flag.
     assert warnings == [] and scalars["health/collapsed"] == 0.0
     assert scalars["health/refined_hole_std"] == 0.0
     assert scalars["health/critic_loss_magnitude"] == 2.5
-    health.record({"d_loss": 5.0})
-    scalars, warnings = health.check(start, varied, originals, holes)
+    watcher.record({"d_loss": 5.0})
+    scalars, warnings = watcher.check(start, varied, originals, holes)
     assert warnings == [] and scalars["health/collapsed"] == 0.0
-    health.record({"d_loss": 5.0})
-    scalars, warnings = health.check(start + 10, constant, originals, holes)
+    watcher.record({"d_loss": 5.0})
+    scalars, warnings = watcher.check(start + 10, constant, originals, holes)
     assert scalars["health/collapsed"] == scalars["health/generator_collapsed"] == 1.0
     assert scalars["health/critic_diverged"] == 0.0
     assert len(warnings) == 1 and warnings[0].startswith(
@@ -770,15 +770,15 @@ def test_health_warns_once_per_kind_and_reports_every_check():
     assert warnings[0].endswith("try a lower --learning_rate, check that the training images are varied "
                                 "and readable, or restart from an earlier ckpt-<step> with "
                                 "--init_checkpoint in a new --model_dir")
-    health.record({"d_loss": -251.0})  # 100.4x the first interval's 2.5
-    scalars, warnings = health.check(start + 20, constant, originals, holes)
+    watcher.record({"d_loss": -251.0})  # 100.4x the first interval's 2.5
+    scalars, warnings = watcher.check(start + 20, constant, originals, holes)
     assert scalars["health/generator_collapsed"] == scalars["health/critic_diverged"] == 1.0
     assert warnings == [f"step {start + 20}: the critic loss is diverging: its mean magnitude since the "
                         "last validation is 251, 100x that of the first interval (2.5); try a lower "
                         "--learning_rate, or check the data"]
     # Each kind is told once; the scalars keep saying what holds (a recovered fill reads 0).
-    health.record({"d_loss": 300.0})
-    scalars, warnings = health.check(start + 30, varied, originals, holes)
+    watcher.record({"d_loss": 300.0})
+    scalars, warnings = watcher.check(start + 30, varied, originals, holes)
     assert warnings == [] and scalars["health/generator_collapsed"] == 0.0
     assert scalars["health/collapsed"] == scalars["health/critic_diverged"] == 1.0
 
