@@ -135,8 +135,7 @@ def test_serve_answers_with_an_onnx_model(tiny_onnx):
     np.testing.assert_array_equal(result, np.rint(runner(rgb, mask)).astype(np.uint8))
 
 
-@pytest.mark.slow
-@pytest.mark.onednn_modes
+@pytest.mark.slow  # one oneDNN mode: ONNX Runtime's side does not depend on it (the tiny models test both)
 @pytest.mark.parametrize("version", ["v1", "v2", "guided_v2"])
 def test_reference_models_match_the_saved_model(version, official_checkpoint, v2_variables, tmp_path):
     if version == "guided_v2":
