@@ -74,6 +74,18 @@ def photo(height, width, seed=0):
     return np.clip(base + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
+def photo_with_box(height, width, seed=0):
+    """(a noisy colour gradient uint8 [H, W, 3] RGB, a float32 [H, W] mask of the middle box: half
+    the height, a third of the width): the exported models' test inputs."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:height, 0:width]
+    rgb = np.stack([rows * 255 / height, cols * 255 / width, np.full((height, width), 128.0)], -1)
+    rgb = np.clip(rgb + rng.normal(0, 15, rgb.shape), 0, 255).astype(np.uint8)
+    mask = np.zeros((height, width), np.float32)
+    mask[height // 4:height * 3 // 4, width // 3:width * 2 // 3] = 1
+    return rgb, mask
+
+
 def box_mask(height, width, top, left, h, w):
     """float32 [height, width] mask, 1 in the h x w box at (top, left)."""
     mask = np.zeros((height, width), np.float32)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import load_reference, run_module
+from conftest import load_reference, photo_with_box, run_module
 from inpainting import imageio
 from inpainting.checkpoints import tf1
 from inpainting.errors import ExportError
@@ -20,16 +20,6 @@ pytest.importorskip("onnxruntime", reason="the ONNX tests need inpainting[onnx] 
 
 TOLERANCE = 0.05  # on 0..255: the same float32 math in another runtime
 FLOW_LEVELS = 1  # 1/255: float64 colouring with a series arctangent instead of the library's
-
-
-def _inputs(height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:height, 0:width]
-    rgb = np.stack([rows * 255 / height, cols * 255 / width, np.full((height, width), 128.0)], -1)
-    rgb = np.clip(rgb + rng.normal(0, 15, rgb.shape), 0, 255).astype(np.uint8)
-    mask = np.zeros((height, width), np.float32)
-    mask[height // 4:height * 3 // 4, width // 3:width * 2 // 3] = 1
-    return rgb, mask
 
 
 def _assert_agree(onnx_runner, saved_runner, rgb, mask, sketch=None, what=""):
@@ -68,7 +58,7 @@ def test_model_is_valid_and_uses_default_onnx_ops_only(tiny_onnx):
 def test_onnx_runtime_matches_the_saved_model(tiny_onnx, size):
     runner = runners.load(os.path.join(tiny_onnx, onnx_lib.MODEL_FILE), threads=2)
     assert (runner.kind, runner.version, runner.guided) == ("onnx", "v1", False)
-    _assert_agree(runner, runners.load(tiny_onnx), *_inputs(*size), what=str(size))
+    _assert_agree(runner, runners.load(tiny_onnx), *photo_with_box(*size), what=str(size))
 
 
 def test_bad_onnx_files_get_one_line_errors(tiny_onnx, tmp_path):
@@ -82,7 +72,7 @@ def test_bad_onnx_files_get_one_line_errors(tiny_onnx, tmp_path):
                                               r"--onnx") as err:
             runners.load(path)
         assert "\n" not in str(err.value)
-    rgb, mask = _inputs(24, 24)
+    rgb, mask = photo_with_box(24, 24)
     imageio.write_image(tmp_path / "in.png", rgb[..., ::-1])
     imageio.write_image(tmp_path / "mask.png", (mask * 255).astype(np.uint8))
     result = run_module("inpainting.inpaint", "--checkpoint", truncated, "--image", tmp_path / "in.png",
@@ -99,7 +89,7 @@ def test_inpaint_and_evaluate_take_an_onnx_model(tiny_onnx, tmp_path):
     import json
 
     model = os.path.join(tiny_onnx, onnx_lib.MODEL_FILE)
-    rgb, mask = _inputs(40, 56)
+    rgb, mask = photo_with_box(40, 56)
     images, masks = tmp_path / "images", tmp_path / "masks"
     imageio.write_image(images / "a.png", rgb[..., ::-1])
     imageio.write_image(masks / "a.png", (mask * 255).astype(np.uint8))
@@ -122,7 +112,7 @@ def test_serve_answers_with_an_onnx_model(tiny_onnx):
     from inpainting import serve
 
     runner = serve.load_runner(os.path.join(tiny_onnx, onnx_lib.MODEL_FILE))
-    rgb, mask = _inputs(32, 48)
+    rgb, mask = photo_with_box(32, 48)
     png = {name: cv2.imencode(".png", array)[1].tobytes() for name, array in
            (("image", rgb[..., ::-1]), ("mask", (mask * 255).astype(np.uint8)))}
     with TestClient(serve.create_app(runner, max_pixels=4096, max_upload_bytes=2**20)) as client:
@@ -154,11 +144,11 @@ def test_reference_models_match_the_saved_model(version, official_checkpoint, v2
     assert runner.guided == (sketch is not None)
     photo = ref["image_u8_bgr"][0][..., ::-1]
     _assert_agree(runner, saved, photo, ref["mask"][0, :, :, 0], sketch, "256x256")
-    odd = _inputs(203, 317)
+    odd = photo_with_box(203, 317)
     _assert_agree(runner, saved, np.tile(photo, (1, 2, 1))[:203, :317], odd[1], what="203x317")
     if version == "v1":  # the large size once: it costs the most
         big = np.tile(photo, (2, 3, 1))[:512, :680]
-        _assert_agree(runner, saved, big, _inputs(512, 680)[1], what="512x680")
+        _assert_agree(runner, saved, big, photo_with_box(512, 680)[1], what="512x680")
 
 
 def test_series_arctangent_matches_atan2_with_signed_zeros():

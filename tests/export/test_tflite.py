@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import load_reference, run_module
+from conftest import load_reference, photo_with_box, run_module
 from inpainting import evaluate, imageio
 from inpainting.checkpoints import store, tf1
 from inpainting.errors import CheckpointError, ExportError
@@ -18,16 +18,6 @@ from inpainting.inference import runners
 # fp32 runs the same float32 math; fp16 rounds the weights to 11 significant bits.
 FP32_TOLERANCE = 0.05
 FP16_TOLERANCE = 1.0
-
-
-def _inputs(height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[0:height, 0:width]
-    rgb = np.stack([rows * 255 / height, cols * 255 / width, np.full((height, width), 128.0)], -1)
-    rgb = np.clip(rgb + rng.normal(0, 15, rgb.shape), 0, 255).astype(np.uint8)
-    mask = np.zeros((height, width), np.float32)
-    mask[height // 4:height * 3 // 4, width // 3:width * 2 // 3] = 1
-    return rgb, mask
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def test_models_use_builtin_ops_only(tiny_models):
 
 @pytest.mark.parametrize("size", [(37, 53), (64, 80)])
 def test_dynamic_size_models_match_the_saved_model(tiny_models, size):
-    rgb, mask = _inputs(*size)
+    rgb, mask = photo_with_box(*size)
     expected = runners.load(tiny_models)(rgb, mask)
     fp32 = runners.load(os.path.join(tiny_models, "model_fp32.tflite"), threads=2)
     assert np.abs(fp32(rgb, mask) - expected).max() <= FP32_TOLERANCE
@@ -64,7 +54,7 @@ def test_dynamic_size_models_match_the_saved_model(tiny_models, size):
 
 
 def test_evaluation_of_checkpoint_saved_model_and_tflite_agree(tiny_checkpoint, tiny_models, tmp_path):
-    samples = [evaluate.Sample(f"{i}", *_inputs(40 + 8 * i, 48, seed=i)) for i in range(2)]
+    samples = [evaluate.Sample(f"{i}", *photo_with_box(40 + 8 * i, 48, seed=i)) for i in range(2)]
     methods = {"checkpoint": runners.load(tiny_checkpoint), "saved_model": runners.load(tiny_models),
                "tflite": runners.load(os.path.join(tiny_models, "model_fp32.tflite"))}
     assert [m.kind for m in methods.values()] == ["checkpoint", "saved_model", "tflite"]
@@ -96,12 +86,12 @@ def test_fixed_size_model(tiny_checkpoint, tmp_path):
     path.write_bytes(tflite.convert(generator, "fp32", size=(40, 56)))
     runner = runners.load(path)
     assert runner.fixed_size == (40, 56)
-    rgb, mask = _inputs(40, 56)
+    rgb, mask = photo_with_box(40, 56)
     expected = signatures.ServingModule(generator).inpaint(tf.constant(rgb[None], tf.float32),
                                                         tf.constant(mask[None, :, :, None]))
     assert np.abs(runner(rgb, mask) - expected["inpainted"].numpy()[0]).max() <= FP32_TOLERANCE
     with pytest.raises(ExportError, match=r"takes 56x40 images only \(exported with tflite_size\); got 40x40"):
-        runner(*_inputs(40, 40))
+        runner(*photo_with_box(40, 40))
 
 
 def test_an_op_without_builtin_fails_naming_it(tmp_path):
@@ -138,7 +128,7 @@ def test_reference_v1_tflite_matches_saved_model(official_checkpoint, tmp_path, 
     ref = load_reference("v1", "g_256x256_b1.npz")
     photo = ref["image_u8_bgr"][0][..., ::-1]
     cases = {"256x256": (photo, ref["mask"][0, :, :, 0]),
-             "512x680": (np.tile(photo, (2, 3, 1))[:512, :680], _inputs(512, 680)[1])}
+             "512x680": (np.tile(photo, (2, 3, 1))[:512, :680], photo_with_box(512, 680)[1])}
     for name, (rgb, mask) in cases.items():
         expected = saved(rgb, mask)
         diff = {q: np.abs(model(rgb, mask) - expected) for q, model in models.items()}
