@@ -113,20 +113,20 @@ def main():
         # One trainer per formulation of the dilated convolutions, its steps traced with it; the
         # formulations are timed in turns.
         runs, flop = {}, {}
-        spec = None
         for formulation in formulations:
             config = TrainConfig(model_dir=os.path.join(temp, formulation), version=args.version,
                                  image_size=args.size, box_size=args.size // 2,
                                  batch_size=args.batch_size, xla=args.xla, precision=args.precision)
             trainer = training.Trainer(config)
-            iterator = iter(trainer.strategy.experimental_distribute_dataset(constant_batches(config)))
-            spec = spec or constant_batches(config).element_spec
+            batches = constant_batches(config)
+            iterator = iter(trainer.strategy.experimental_distribute_dataset(batches))
             with common.dilated_conv(formulation):
                 trainer.train_step(iterator, 1)
                 # The arithmetic of each update, from its graph traced on the batch's static shapes.
                 flop[formulation] = {
                     f"{update}_update": common.graph_gflop(
-                        tf.function(trainer.replica_update(update)).get_concrete_function(spec).graph)
+                        tf.function(trainer.replica_update(update)).get_concrete_function(
+                            batches.element_spec).graph)
                     for update in ("critic", "generator")}
             flop[formulation]["iteration"] = (config.critic_steps * flop[formulation]["critic_update"]
                                               + flop[formulation]["generator_update"])
