@@ -42,7 +42,7 @@ def define_flags():
     flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Largest height x width the SavedModel "
                          "accepts; larger requests fail with an error instead of exhausting the "
                          "server's memory (contextual attention grows with the square of the area).")
-    flags.DEFINE_float("attention_memory_mb", 0, "Memory budget of contextual attention in the SavedModel: "
+    flags.DEFINE_float("attention_memory_mb", 0, "Memory budget of contextual attention in the SavedModel and model.onnx: "
                        "larger images compute its score matrix in row blocks that fit, with the same "
                        "result up to rounding and memory linear in the image area, so --max_pixels can be raised. "
                        "0: in one piece. The TFLite models always compute it in one piece.")

@@ -34,8 +34,8 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
         tflite_size: (height, width) for fixed-shape TFLite models; None for dynamic ones.
         warmup: write TF Serving warm-up requests.
         max_pixels: the largest height x width the SavedModel accepts.
-        attention_memory_mb: contextual attention's memory budget in the SavedModel (`ServingModule`),
-            or None. The TFLite and ONNX models compute it in one piece.
+        attention_memory_mb: contextual attention's memory budget in the SavedModel (`ServingModule`)
+            and the ONNX model, or None. The TFLite models compute it in one piece.
         onnx: also write `model.onnx` (`inpainting.export.onnx`) into the version folder.
 
     Returns:
@@ -61,7 +61,7 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
         if tflite:
             tflite_lib.write_models(generator, directory, tflite_size)
         if onnx:
-            onnx_lib.write_model(generator, directory)
+            onnx_lib.write_model(generator, directory, attention_memory_mb)
 
     return saved_model.export_saved_model(generator, export_dir, version, max_pixels, warmup, extra,
                                           attention_memory_mb)

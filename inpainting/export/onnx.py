@@ -9,8 +9,9 @@ input outside) and `flow` float32 [B, H, W, 3], the colour-coded attention in le
 Batch, height and width are dynamic. The flow is coloured in float64 as in the SavedModel, with
 the colour wheel's arctangent written as a series (`flow.atan2_series`): ONNX Runtime's CPU
 provider has no float64 Atan kernel. The graph uses the default ONNX domain only (no custom or
-contrib ops) and opset `OPSET`. Contextual attention runs in one piece, as in
-the TFLite models. `inpainting.inference.runners.ONNXRunner` runs it.
+contrib ops) and opset `OPSET`. Contextual attention runs in one piece or, with a memory budget as
+the SavedModel's, in row blocks (an ONNX `Loop`) for images whose score matrix exceeds it.
+`inpainting.inference.runners.ONNXRunner` runs it.
 
 The conversion goes through tf2onnx and needs `inpainting[onnx]`.
 """
@@ -30,8 +31,8 @@ PURPOSE = "exporting an ONNX model"
 
 
 class _ONNXModule(GeneratorModule):
-    def __init__(self, generator):
-        super().__init__(generator, "inpainting_onnx", attention_memory_mb=None)  # no ONNX loops
+    def __init__(self, generator, attention_memory_mb=None):
+        super().__init__(generator, "inpainting_onnx", attention_memory_mb)
         maps = ["mask", "sketch"] if generator.config.guided else ["mask"]
         self.signature = [tf.TensorSpec([None, None, None, 3], tf.float32, name="image")] + [
             tf.TensorSpec([None, None, None, 1], tf.float32, name=name) for name in maps]
@@ -43,11 +44,13 @@ class _ONNXModule(GeneratorModule):
         return {key: tf.identity(value, name=key) for key, value in out.items()}
 
 
-def convert(generator):
+def convert(generator, attention_memory_mb=None):
     """Converts a generator to an ONNX model (see the module docstring).
 
     Args:
         generator: a built `Generator`.
+        attention_memory_mb: contextual attention's memory budget (as `ServingModule`'s), or
+            None for one piece.
 
     Returns:
         The model as bytes.
@@ -60,7 +63,7 @@ def convert(generator):
     extras.require("onnx", "onnx", PURPOSE)
     import tf2onnx
 
-    module = _ONNXModule(generator)
+    module = _ONNXModule(generator, attention_memory_mb)
     outputs = ["inpainted", "flow"]
     model, _ = tf2onnx.convert.from_function(module.inpaint, input_signature=module.signature,
                                              opset=OPSET, output_path=None)
@@ -120,8 +123,8 @@ def _rename_outputs(model, names):
         output.name = names.get(output.name, output.name)
 
 
-def write_model(generator, directory):
-    """Writes `directory/model.onnx`; returns its path."""
+def write_model(generator, directory, attention_memory_mb=None):
+    """Writes `directory/model.onnx` (see `convert`); returns its path."""
     path = os.path.join(directory, MODEL_FILE)
-    files.write_bytes(path, convert(generator))
+    files.write_bytes(path, convert(generator, attention_memory_mb))
     return path

@@ -600,18 +600,22 @@ def attention_matmul_chunked(f, b, mask, ksize=3, rate=2, softmax_scale=10.0, fu
         # Grid rows top-1 .. bottom-1, zero outside the grid.
         weights = tf.pad(weights, [[0, 0], [(low - top + 1) * width, (bottom - high) * width], [0, 0]])
         out = tf.matmul(_cell_weights(weights, height, width), m.cells)
-        # Blocks are stacked position-major ([n, B, ...]) so the TensorArrays concatenate them.
+        # Every block is written block_rows rows long (the last one padded) so that the
+        # TensorArrays stack: ONNX has a conversion for stacking and none for concatenating.
+        out = tf.pad(out, [[0, 0], [0, (top + block_rows - bottom) * (width + 1)], [0, 0]])
+        index = tf.pad(index, [[0, 0], [0, (top + block_rows - high) * width]])
+        # Blocks are stacked position-major ([n, B, ...]).
         pasted = pasted.write(i, tf.transpose(out, [1, 0, 2]))
         indices = indices.write(i, tf.transpose(index))
         return i + 1, pasted, indices
 
-    arrays = (tf.TensorArray(m.cells.dtype, size=blocks, infer_shape=False),
-              tf.TensorArray(tf.int32, size=blocks, infer_shape=False))
+    arrays = (tf.TensorArray(m.cells.dtype, size=blocks), tf.TensorArray(tf.int32, size=blocks))
     _, pasted, indices = tf.while_loop(lambda i, *_: i < blocks, block, (tf.constant(0), *arrays))
-    # The reshapes restore the ranks that the TensorArrays lose.
+    # The reshapes restore the ranks that the TensorArrays lose; the slices drop the padding.
     batch, _, cell_size = _shape(m.cells)
-    pasted = tf.transpose(tf.reshape(pasted.concat(), [-1, batch, cell_size]), [1, 0, 2])
-    index = tf.transpose(tf.reshape(indices.concat(), [total, batch]))
+    pasted = tf.reshape(pasted.stack(), [-1, batch, cell_size])[:(height + 1) * (width + 1)]
+    pasted = tf.transpose(pasted, [1, 0, 2])
+    index = tf.transpose(tf.reshape(indices.stack(), [-1, batch])[:total])
     return m.image(pasted), relative_offsets(index, height, width)
 
 

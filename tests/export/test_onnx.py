@@ -30,10 +30,29 @@ def _assert_agree(onnx_runner, saved_runner, rgb, mask, sketch=None, what=""):
     assert flow.max() <= FLOW_LEVELS, what
 
 
+# Contextual attention's memory budget of the tiny export: at 37x53 (a 5 x 7 grid) the score
+# matrix fits and the attention runs in one piece; at 64x80 (8 x 10) it runs in row blocks of 2
+# grid rows (`attention.block_rows_for`), in an ONNX Loop.
+BUDGET_MB = 0.08
+
+
+def _ops(graph):
+    """The op types of an ONNX graph and of its subgraphs (the branches of If, the bodies of Loop)."""
+    ops = set()
+    for node in graph.node:
+        ops.add(node.op_type)
+        for attribute in node.attribute:
+            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                ops |= _ops(subgraph)
+    return ops
+
+
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint exported with model.onnx; returns the version folder."""
-    return job.export(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny", onnx=True, warmup=False)
+    """The tiny checkpoint exported with model.onnx and an attention budget of BUDGET_MB; returns
+    the version folder."""
+    return job.export(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny", onnx=True, warmup=False,
+                      attention_memory_mb=BUDGET_MB)
 
 
 def test_model_is_valid_and_uses_default_onnx_ops_only(tiny_onnx):
@@ -42,10 +61,11 @@ def test_model_is_valid_and_uses_default_onnx_ops_only(tiny_onnx):
     model = onnx.load(os.path.join(tiny_onnx, onnx_lib.MODEL_FILE))
     onnx.checker.check_model(model, full_check=True)
     assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}
-    ops = {node.op_type for node in model.graph.node}
-    # The network is in there: convolutions, the attention's matmul, the flow's upsampling; the
-    # flow's arctangent is a series (the CPU provider has no float64 Atan).
-    assert {"Conv", "MatMul", "DepthToSpace"} <= ops and "Atan" not in ops, ops
+    ops = _ops(model.graph)
+    # The network is in there: convolutions, the attention's matmul, the flow's upsampling, the
+    # choice between the attention in one piece and in row blocks (a Loop); the flow's arctangent
+    # is a series (the CPU provider has no float64 Atan).
+    assert {"Conv", "MatMul", "DepthToSpace", "If", "Loop"} <= ops and "Atan" not in ops, ops
     # Batch, height and width are dynamic.
     for tensor in model.graph.input:
         dims = tensor.type.tensor_type.shape.dim
@@ -55,10 +75,16 @@ def test_model_is_valid_and_uses_default_onnx_ops_only(tiny_onnx):
 
 @pytest.mark.onednn_modes
 @pytest.mark.parametrize("size", [(37, 53), (64, 80)])
-def test_onnx_runtime_matches_the_saved_model(tiny_onnx, size):
+def test_onnx_runtime_matches_the_saved_model(tiny_onnx, tiny_checkpoint, size):
+    from inpainting.model import attention
+
     runner = runners.load(os.path.join(tiny_onnx, onnx_lib.MODEL_FILE), threads=2)
     assert (runner.kind, runner.version, runner.guided) == ("onnx", "v1", False)
+    rows = int(attention.block_rows_for(8, 10, BUDGET_MB))
+    assert rows == 2 and int(attention.block_rows_for(5, 7, BUDGET_MB)) >= 5  # blocks at 64x80 only
     _assert_agree(runner, runners.load(tiny_onnx), *photo_with_box(*size), what=str(size))
+    # The checkpoint computes the attention in one piece at these sizes.
+    _assert_agree(runner, runners.load(tiny_checkpoint), *photo_with_box(*size), what=f"{size}, checkpoint")
 
 
 def test_bad_onnx_files_get_one_line_errors(tiny_onnx, tmp_path):
