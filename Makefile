@@ -26,8 +26,8 @@ demo: install
 # The web page's test drives Debian's chromium (Playwright's own browser downloads are not used):
 # installed with apt-get only where it is missing and make runs as root; otherwise that test is skipped.
 # TensorFlow computes with oneDNN on CPUs with AVX-512 and without it on the others (and with
-# TF_ENABLE_ONEDNN_OPTS=0), with different kernels: the tests marked onednn_modes (what builds,
-# differentiates or trains a generator) run a second time in the mode this machine does not default to.
+# TF_ENABLE_ONEDNN_OPTS=0), with different kernels: the tests marked onednn_modes (numbers the kernels
+# compute: the networks, losses, training updates and resumes) run a second time in the other mode.
 test: $(VENV)/.installed-test
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } || \

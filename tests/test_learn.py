@@ -118,7 +118,6 @@ def test_figure_draws_curves_and_levels(tmp_path):
     assert os.listdir(tmp_path) == ["figure.png"]
 
 
-@pytest.mark.onednn_modes
 def test_learning_curve_end_to_end(tmp_path):
     write_photos(tmp_path / "photos", 14)
     (tmp_path / "tiny.cfg").write_text(TINY_RECIPE)

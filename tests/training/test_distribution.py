@@ -1,7 +1,9 @@
 """Training on many machines: TF_CONFIG, the multi-worker strategy, roles, stops and lost workers.
 
 The cluster tests start `train.py` worker processes on 127.0.0.1 free ports with a cnum=4 model on
-64x64 images and stop every process they start.
+64x64 images and stop every process they start. They run in the default oneDNN mode only: the
+cluster's machinery (all-reduce, votes, stops) is above the kernels, whose numbers in both modes
+the one-process training tests check.
 """
 
 import json
@@ -259,7 +261,6 @@ def test_a_worker_whose_cluster_never_assembles_stops_with_an_error(tmp_path, im
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.onednn_modes  # trains generators: make test runs it in both oneDNN modes
 def test_two_workers_train_like_one_process(tmp_path, image_folder, workers):
     # Tolerance: the workers' all-reduce sums the two halves of the batch's gradient in another
     # order than one device does, so values agree to float32 rounding of the gradients (1e-5 on
@@ -290,7 +291,6 @@ def test_two_workers_train_like_one_process(tmp_path, image_folder, workers):
     assert_close(got, expected, atol=1e-6, keys=generator)
 
 
-@pytest.mark.onednn_modes
 def test_chief_and_two_workers_train_v2_guided_like_one_process(tmp_path, image_folder, workers):
     # Three tasks, a "chief" job, and DeepFill v2 guided: the SN-PatchGAN's power-iteration vectors
     # `u` are updated inside the replicas and must stay equal on every worker.

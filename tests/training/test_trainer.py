@@ -1,4 +1,9 @@
-"""Training end to end on a tiny model: files written, exact resume, NaN handling, strategies."""
+"""Training end to end on a tiny model: files written, exact resume, NaN handling, strategies.
+
+The tests of the training numerics (an update and its exact resume in each version, a strategy,
+each precision) are marked onednn_modes: `make test` runs them again in the other oneDNN mode.
+The rest (signals, locks, stop rules, loading, validation files) is machinery above the kernels
+and runs once."""
 
 import json
 import math
@@ -26,9 +31,6 @@ from inpainting.model.critics import Critics
 from inpainting.model.generator import Generator
 from inpainting.training import health, stopping
 from inpainting.training import trainer as training
-
-# Also run with the other oneDNN mode by `make test` (see pytest.ini).
-pytestmark = pytest.mark.onednn_modes
 
 TINY = dict(cnum=4, image_size=(64, 64), box_size=(32, 32), max_delta=(8, 8), batch_size=2,
             critic_steps=2, validation_images=2, summary_every=1, validation_every=2,
@@ -60,6 +62,21 @@ def checkpoint_values(prefix):
             if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
 
 
+def interrupted_copy(model_dir, copy, step):
+    """`copy`: the run folder `model_dir` as a run interrupted after checkpoint `step` left it (the
+    later checkpoints' files gone, the state file naming ckpt-<step>). Resuming it must give the
+    uninterrupted run's later checkpoints."""
+    shutil.copytree(model_dir, copy)
+    state = tf.train.get_checkpoint_state(str(copy))
+    kept = [path for path in state.all_model_checkpoint_paths if int(path.rsplit("-", 1)[1]) <= step]
+    for name in os.listdir(copy):
+        if name.startswith("ckpt-") and int(name[5:].split(".")[0]) > step:
+            os.remove(os.path.join(copy, name))
+    tf.compat.v1.train.update_checkpoint_state(str(copy), os.path.join(copy, f"ckpt-{step}"),
+                                               [os.path.join(copy, os.path.basename(path)) for path in kept])
+    assert tf.train.latest_checkpoint(str(copy)) == os.path.join(copy, f"ckpt-{step}")
+
+
 def read_events(folder):
     """{tag: {step: value}} of all summaries under `folder` (images as their PNG-encoded tensors)."""
     events = {}
@@ -70,6 +87,7 @@ def read_events(folder):
     return events
 
 
+@pytest.mark.onednn_modes
 def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
     full_config = tiny_config(tmp_path / "full", image_folder, max_steps=4)
     training.configure_devices(full_config)
@@ -126,6 +144,7 @@ def test_trains_writes_its_files_and_resumes_exactly(tmp_path, image_folder):
 V2 = dict(version="v2", guided=True, cnum=8, critic_steps=1)
 
 
+@pytest.mark.onednn_modes
 def test_v2_guided_trains_and_resumes_exactly(tmp_path, image_folder):
     full_config = tiny_config(tmp_path / "full", image_folder, max_steps=3, **V2)
     training.configure_devices(full_config)
@@ -154,6 +173,7 @@ def test_v2_guided_trains_and_resumes_exactly(tmp_path, image_folder):
     assert generator.config.guided
 
 
+@pytest.mark.onednn_modes
 def test_v2_mirrored_matches_one_device(tmp_path, image_folder):
     # In a process of its own: two MirroredStrategy instances in one process share collective keys
     # (the v1 test below has one). The critic's power-iteration vectors are updated inside the
@@ -251,8 +271,8 @@ def test_ema_decay_keeps_an_average_that_the_tools_load_and_resumes_exactly(tmp_
         np.testing.assert_array_equal(got, want)
     assert critics is not None
     # Resuming restores both the trained weights and the average.
-    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=1, ema_decay=0.5))
-    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, ema_decay=0.5))
+    interrupted_copy(tmp_path / "full", tmp_path / "part", 1)
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, checkpoint_every=1, ema_decay=0.5))
     want, got = (checkpoint_values(d / "ckpt-2") for d in (tmp_path / "full", tmp_path / "part"))
     assert got.keys() == want.keys()
     for key in got:
@@ -500,6 +520,7 @@ def test_exit_status():
     assert stopping.exit_status({"signal": "SIGINT", "status": "stopped by a second interrupt"}) == 130
 
 
+@pytest.mark.onednn_modes
 def test_mixed_bfloat16_trains_with_float32_weights(tmp_path, image_folder, capfd):
     # In both oneDNN modes (make test's second pass); without oneDNN, bfloat16 is emulated and
     # the run says so once.
@@ -549,14 +570,16 @@ def test_mixed_float16_scales_the_loss_saves_the_scale_and_resumes_exactly(tmp_p
     assert expected["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 6
     assert not any("inner_optimizer" in key for key in expected)
 
-    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=1, precision="mixed_float16", checkpoint_every=1))
-    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, precision="mixed_float16", checkpoint_every=1))
+    interrupted_copy(tmp_path / "full", tmp_path / "part", 1)
+    training.train(tiny_config(tmp_path / "part", image_folder, max_steps=2, precision="mixed_float16",
+                               checkpoint_every=1))
     got = checkpoint_values(tmp_path / "part" / "ckpt-2")
     assert expected.keys() == got.keys() and len(expected) > 100
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=0, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.onednn_modes
 def test_mixed_float16_skips_an_overflowing_update_and_keeps_attention_and_losses_float32(
         tmp_path, image_folder):
     from layer_test import global_policy
