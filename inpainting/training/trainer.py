@@ -118,6 +118,7 @@ class Trainer:
     def __init__(self, config, strategy=None):
         self.config = config
         self.strategy = strategy or make_strategy(config)
+        check_dilated_conv(config)
         locks.make_directory(config.model_dir, "model_dir", TrainingError)
         self.chief = distribution.is_chief(self.strategy)
         self._lock = locks.DirectoryLock(config.model_dir, "train.py run", "model_dir", name=LOCK_FILE,
@@ -635,6 +636,26 @@ def _write_scalars(writer, step, stats, images_per_second, learning_rate):
             tf.summary.scalar(key, value)
         tf.summary.scalar("images_per_second", images_per_second)
         tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))
+
+
+def check_dilated_conv(config):
+    """Refuses a run whose dilated convolutions cannot train: `INPAINTING_DILATED_CONV` set to an
+    unknown formulation, or to `native` where TensorFlow has no gradient kernel for them in the
+    run's compute dtype (CPUs without oneDNN, float16 on any CPU), which would fail at the first
+    generator update."""
+    try:
+        formulation = layers.dilated_conv_formulation()
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    dtype = keras.mixed_precision.Policy(config.precision).compute_dtype
+    if formulation == "native" and not layers.native_dilated_gradients(dtype):
+        raise TrainingError(
+            f"{layers.DILATED_CONV_VARIABLE}=native: TensorFlow has no gradient kernel for dilated "
+            f"convolutions in {dtype} here (its CPU kernels have one only with oneDNN on, for float32 "
+            "and bfloat16; oneDNN is off without AVX-512 or with TF_ENABLE_ONEDNN_OPTS=0), so the "
+            f"first generator update would fail; unset {layers.DILATED_CONV_VARIABLE} (the default, "
+            "auto, takes their gradient from the space-to-batch formulation here) or set it to "
+            "space_to_batch")
 
 
 def emulated_bfloat16(config):

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from inpainting.checkpoints.tf1 import load_official_critics, load_official_gene
 from inpainting.config import ModelConfig, TrainConfig
 from inpainting.data import masks, pipeline, sources
 from inpainting.errors import ConfigError, TrainingError
+from inpainting.model import layers
 from inpainting.model.critics import Critics
 from inpainting.model.generator import Generator
 from inpainting.training import health, stopping
@@ -492,6 +494,38 @@ def test_a_model_dir_that_is_a_file_is_an_error(tmp_path, image_folder):
     result = _run(path, image_folder, "--max_steps=1")
     assert_user_error(result, f"--model_dir={path} is a file, not a folder; give a folder path")
     assert path.read_text() == "my notes"
+
+
+NATIVE_REFUSED = ("INPAINTING_DILATED_CONV=native: TensorFlow has no gradient kernel for dilated convolutions "
+                  "in {} here")
+NATIVE_ADVICE = "; unset INPAINTING_DILATED_CONV (the default, auto, takes their gradient from the "
+
+
+def test_native_dilated_convolutions_are_refused_where_they_cannot_train(tmp_path, image_folder,
+                                                                          monkeypatch):
+    monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "native")
+    with pytest.raises(TrainingError) as float16:  # no CPU kernel in either oneDNN mode
+        training.Trainer(tiny_config(tmp_path / "half", image_folder, precision="mixed_float16"))
+    assert str(float16.value).startswith(NATIVE_REFUSED.format("float16")) and NATIVE_ADVICE in str(float16.value)
+    assert not (tmp_path / "half").exists()
+    if layers.native_dilated_gradients():  # oneDNN on: TensorFlow's kernels train
+        training.Trainer(tiny_config(tmp_path / "full", image_folder)).close()
+    else:
+        with pytest.raises(TrainingError, match="^" + re.escape(NATIVE_REFUSED.format("float32"))):
+            training.Trainer(tiny_config(tmp_path / "full", image_folder))
+    monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "fast")
+    with pytest.raises(TrainingError, match="INPAINTING_DILATED_CONV must be one of .*got 'fast'"):
+        training.Trainer(tiny_config(tmp_path / "fast", image_folder))
+
+
+def test_train_py_refuses_native_dilated_convolutions_without_onednn(tmp_path, image_folder):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_ENABLE_ONEDNN_OPTS="0",
+               INPAINTING_DILATED_CONV="native")
+    result = subprocess.run(_train_args(tmp_path / "run", image_folder, "--max_steps=1"), capture_output=True,
+                            text=True, cwd=REPO, timeout=600, env=env)
+    assert result.returncode == 1
+    assert_user_error(result, NATIVE_REFUSED.format("float32"), NATIVE_ADVICE)
+    assert not (tmp_path / "run" / "model_config.json").exists()
 
 
 def test_exit_status():
