@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -139,6 +140,24 @@ def tiny_checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny") / "model"
     store.save(directory, generator, critics)
     return directory
+
+
+def with_a_deleted_checkpoint(tiny_checkpoint, directory):
+    """A copy of the tiny checkpoint folder (ckpt-0) that also holds ckpt-5 (a copy of it), whose
+    `checkpoint` state file names ckpt-20, deleted."""
+    shutil.copytree(tiny_checkpoint, directory)
+    for name in os.listdir(directory):
+        if name.startswith("ckpt-0."):
+            shutil.copy(directory / name, directory / name.replace("ckpt-0.", "ckpt-5."))
+    (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-20"\n' + "".join(
+        f'all_model_checkpoint_paths: "ckpt-{n}"\n' for n in (0, 5, 20)))
+    return directory
+
+
+# The message about the folder `with_a_deleted_checkpoint` makes (`.format(folder)`).
+DELETED_CHECKPOINT = ("{0}/checkpoint names ckpt-20, but ckpt-20's files (ckpt-20.index, ckpt-20.data-*) "
+                      "are missing; the folder holds ckpt-0, ckpt-5: to go on from one of them, set "
+                      "model_checkpoint_path in {0}/checkpoint to it (e.g. \"ckpt-5\")")
 
 
 def write_tf1_checkpoint(directory, variables, name="snap-0", state_file="checkpoint", recorded=None):

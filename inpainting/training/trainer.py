@@ -35,7 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from inpainting import classical, locks, metrics
-from inpainting.checkpoints import store
+from inpainting.checkpoints import reading, store
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
 from inpainting.data import pipeline, sources
 from inpainting.errors import TrainingError, mention
@@ -225,6 +225,10 @@ class Trainer:
         """
         latest = self.manager.latest_checkpoint
         if latest:
+            missing = reading.missing_files(latest)
+            if missing:
+                raise TrainingError(f"cannot resume from {mention('model_dir')}={self.config.model_dir}: "
+                                    f"{missing}, or use a new {mention('model_dir')}")
             averaged = "trained_generator" in store.stored_objects(latest)
             if averaged and self.average is None:
                 raise TrainingError(f"{latest} holds an average of the generator's weights; resume with "

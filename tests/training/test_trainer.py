@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, assert_user_error
+from conftest import DELETED_CHECKPOINT, REPO, assert_user_error, with_a_deleted_checkpoint
 from inpainting import classical, locks, metrics
 from inpainting.checkpoints import store
 from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
@@ -333,6 +333,19 @@ def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder, tiny_check
         training.Trainer(tiny_config(model_dir, image_folder, cnum=8))
     assert ModelConfig.load(model_dir).cnum == 4
     locks.DirectoryLock(model_dir, "test", "--model_dir", name=training.LOCK_FILE).acquire().release()
+
+
+def test_resuming_where_the_state_file_names_a_deleted_checkpoint_says_so(tmp_path, image_folder,
+                                                                          tiny_checkpoint):
+    model_dir = with_a_deleted_checkpoint(tiny_checkpoint, tmp_path / "run")
+    before = sorted(os.listdir(model_dir))
+    with pytest.raises(TrainingError) as excinfo:
+        training.Trainer(tiny_config(model_dir, image_folder))
+    assert str(excinfo.value) == (f"cannot resume from model_dir={model_dir}: {DELETED_CHECKPOINT.format(model_dir)}, "
+                                  "or use a new model_dir")
+    assert excinfo.value.describe(flags=True).startswith(f"cannot resume from --model_dir={model_dir}: ")
+    assert sorted(os.listdir(model_dir)) == sorted(before + [training.LOCK_FILE])
+    store.load_generator(model_dir / "ckpt-5")
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_left_no_model(tmp_path, image_folder):
