@@ -81,6 +81,7 @@ from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from inpainting import imageio
 from inpainting.errors import ImageError, InpaintingError
+from inpainting.files import describe_size
 from inpainting.inference import highres, masktools
 
 FLAGS = flags.FLAGS
@@ -125,11 +126,6 @@ class RequestError(Exception):
 
 def _error(status, message):
     return JSONResponse({"error": message}, status_code=status)
-
-
-def _megabytes(size):
-    """A byte count for messages: "750 KB", "32.0 MB"."""
-    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
 
 
 class ModelWorker:
@@ -291,7 +287,7 @@ async def _limited(stream, limit):
         received += len(chunk)
         if received > limit:
             raise RequestError(413, f"the upload is larger than this server's limit of "
-                                    f"{_megabytes(limit)} (--max_upload_mb); send a smaller or "
+                                    f"{describe_size(limit)} (--max_upload_mb); send a smaller or "
                                     "better compressed image (PNG or JPEG)")
         yield chunk
 
@@ -307,8 +303,8 @@ async def read_uploads(request, max_upload_bytes):
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
-        raise RequestError(413, f"the upload is {_megabytes(int(declared))}, more than this server's "
-                                f"limit of {_megabytes(max_upload_bytes)} (--max_upload_mb); send "
+        raise RequestError(413, f"the upload is {describe_size(int(declared))}, more than this server's "
+                                f"limit of {describe_size(max_upload_bytes)} (--max_upload_mb); send "
                                 "a smaller or better compressed image (PNG or JPEG)")
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "multipart/form-data":

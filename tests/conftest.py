@@ -121,6 +121,48 @@ def assert_user_error(result, *fragments):
         assert fragment in errors[0], errors[0]
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A function: size (tmpfs's size=, e.g. "150m") -> a folder on a new tmpfs of that size, unmounted
+    when the test ends. Skips the test where no tmpfs can be mounted (not root, no permission)."""
+    mounted = []
+
+    def mount(size):
+        if os.geteuid() != 0:
+            pytest.skip("a full disk is tested on a small tmpfs, which only root can mount")
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point)],
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        # Lazily where this process still holds a file there open (a summary writer the garbage
+        # collector has not closed yet): the memory is freed when it closes.
+        if subprocess.run(["umount", str(point)], capture_output=True, timeout=60).returncode:
+            subprocess.run(["umount", "--lazy", str(point)], check=True, timeout=60)
+
+
+def remount_read_only(point):
+    """Makes a `small_disk` folder read-only (for root too)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True, timeout=60)
+
+
+def fill_disk(folder):
+    """Fills the disk of `folder` with a file `filler` there, until no byte is left."""
+    chunk = b"\0" * 2**20
+    with open(os.path.join(folder, "filler"), "wb", buffering=0) as handle:
+        while chunk:
+            try:
+                handle.write(chunk)
+            except OSError:
+                chunk = chunk[:len(chunk) // 2]
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A checkpoint directory holding a randomly initialised cnum=4 v1 generator and its critics."""

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import DELETED_CHECKPOINT, REPO, assert_user_error, with_a_deleted_checkpoint
+from conftest import DELETED_CHECKPOINT, REPO, assert_user_error, fill_disk, with_a_deleted_checkpoint
 from inpainting import classical, locks, metrics
 from inpainting.checkpoints import store
 from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
@@ -512,6 +512,35 @@ def test_a_model_dir_that_is_a_file_is_an_error(tmp_path, image_folder):
 NATIVE_REFUSED = ("INPAINTING_DILATED_CONV=native: TensorFlow has no gradient kernel for dilated convolutions "
                   "in {} here")
 NATIVE_ADVICE = "; unset INPAINTING_DILATED_CONV (the default, auto, takes their gradient from the "
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(image_folder, small_disk):
+    disk = small_disk("150m")  # one checkpoint of the tiny model (its critics: about 81 MB), not two
+    model_dir = disk / "run"
+    with pytest.raises(TrainingError) as excinfo:
+        training.train(tiny_config(model_dir, image_folder, max_steps=2, checkpoint_every=1,
+                                   critic_steps=1, deterministic=False))
+    first = model_dir / "ckpt-1"
+    resume = (f"; free some space there or move model_dir to a larger disk, then run the same command again: "
+              f"it resumes from {first}, which is complete")
+    assert re.fullmatch(rf"model_dir={re.escape(str(model_dir))}: the disk is full while saving checkpoint "
+                        rf"ckpt-2, which needs about 8\d\.\d MB \(\d+\.\d MB free\){re.escape(resume)}",
+                        str(excinfo.value)), str(excinfo.value)
+    kept = ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "model_config.json", "train",
+            "train_config.json", "validation"]
+    assert sorted(name for name in os.listdir(model_dir) if name != training.LOCK_FILE) == kept  # no ckpt-2_temp
+    assert tf.train.latest_checkpoint(str(model_dir)) == str(first)
+    values = checkpoint_values(first)
+
+    fill_disk(disk)  # train.py on a disk that is full before it starts
+    result = _run(model_dir, image_folder, "--max_steps=3", "--checkpoint_every=1", "--cnum=4")
+    assert result.returncode == 1
+    assert_user_error(result, f"--model_dir={model_dir}: the disk is full (0 KB free)",
+                      resume.replace("move model_dir", "move --model_dir"))
+    assert sorted(name for name in os.listdir(model_dir) if name != training.LOCK_FILE) == kept
+    assert all(np.array_equal(values[key], value) for key, value in checkpoint_values(first).items())
+    assert store.load_generator(model_dir).config == ModelConfig.load(model_dir)
+    assert TrainConfig(**json.loads((model_dir / "train_config.json").read_text())).max_steps == 2
 
 
 def test_native_dilated_convolutions_are_refused_where_they_cannot_train(tmp_path, image_folder,
