@@ -42,7 +42,8 @@ Errors are JSON `{"error": "..."}`: 400 for a bad upload (a missing field, a fil
 image, a mask of another size, an unknown hr, a mask_grow or mask_feather that is not a whole
 number of 0 up to the image's long side), 413 for a request larger than --max_upload_mb or an
 image of more than --max_pixels pixels, 500 (details in the server's log only) for anything else.
-A client that disconnects before its upload is complete gets one warning line in the log. Uploads
+Ctrl-C or SIGTERM stops the server after the requests it is answering, with status 0. A client that
+disconnects before its upload is complete gets one warning line in the log. Uploads
 are decoded from a private temporary folder that is deleted after each request. Decoding, the
 model and encoding run on one worker thread, one request at a time, off the event loop; other
 requests queue with their uploads still compressed, so one decoded image is in memory at a time.
@@ -56,6 +57,7 @@ import io
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -575,7 +577,15 @@ def main(argv):
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {runner.kind} {runner.path} on http://{shown}:{port}/ (Ctrl+C stops)",
           file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(application, log_level="info")).run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(application, log_level="info"))
+    # uvicorn handles Ctrl-C and SIGTERM itself while it serves (it stops accepting, answers what it
+    # is answering, then returns); afterwards it raises the signal again for the handler that was
+    # there before, which for Ctrl-C is Python's KeyboardInterrupt with its traceback. This one
+    # only asks the server to stop (again), so the process ends quietly with status 0; it also
+    # covers a signal that arrives just before uvicorn takes over.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: setattr(server, "should_exit", True))
+    server.run(sockets=[sock])
 
 
 if __name__ == "__main__":

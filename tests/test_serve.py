@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -564,24 +565,44 @@ def test_command_line_refuses_a_folder_without_a_model(tmp_path):
                       "not_a_model")
 
 
-@pytest.fixture(scope="module")
-def served(tiny_checkpoint, tmp_path_factory):
-    """`python -m inpainting.serve --hr=resize` with the tiny checkpoint on a free port; yields (host,
-    port, log path) and stops the server."""
-    log_path = tmp_path_factory.mktemp("served") / "server.log"
+@contextlib.contextmanager
+def _server_process(model, log_path, *flags):
+    """`python -m inpainting.serve --model=model --port=0 flags...` logging into `log_path`; yields
+    (the process, its port) once it serves, and stops it at the end (if the test has not)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "inpainting.serve", f"--model={tiny_checkpoint}",
-                                    "--port=0", "--hr=resize"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen([sys.executable, "-m", "inpainting.serve", f"--model={model}", "--port=0",
+                                    *flags], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 180
         while not (found := re.search(r"on http://127\.0\.0\.1:(\d+)/", log_path.read_text())):
             assert process.poll() is None, f"the server exited:\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"the server did not start:\n{log_path.read_text()}"
             time.sleep(0.2)
-        yield "127.0.0.1", int(found.group(1)), log_path
+        yield process, int(found.group(1))
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint, tmp_path_factory):
+    """`python -m inpainting.serve --hr=resize` with the tiny checkpoint on a free port; yields (host,
+    port, log path) and stops the server."""
+    log_path = tmp_path_factory.mktemp("served") / "server.log"
+    with _server_process(tiny_checkpoint, log_path, "--hr=resize") as (_, port):
+        yield "127.0.0.1", port, log_path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_the_server_quietly(tiny_checkpoint, tmp_path, signum):
+    log_path = tmp_path / "server.log"
+    with _server_process(tiny_checkpoint, log_path) as (process, port):
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).status_code == 200
+        process.send_signal(signum)
+        assert process.wait(60) == 0, log_path.read_text()
+    log = log_path.read_text()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log and "CancelledError" not in log, log
+    assert log.rstrip().endswith("Finished server process [%d]" % process.pid), log
 
 
 def test_command_line_serves_with_its_flags(served):
