@@ -49,15 +49,20 @@ class ModelConfig:
 
     def __post_init__(self):
         # Lists come back from JSON; keep the dataclass hashable and comparable.
-        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
-        object.__setattr__(self, "local_size", tuple(int(v) for v in self.local_size))
-        if self.version not in VERSIONS:
+        for name in ("image_size", "local_size"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not hasattr(value, "__len__") or len(value) != 2 \
+                    or not all(is_int(v) for v in value):
+                raise ConfigError(f"{{parameter}} must be (height, width), two whole numbers that are "
+                                  f"multiples of 16, got {value!r}", parameter=name)
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        if not isinstance(self.version, str) or self.version not in VERSIONS:
             raise ConfigError(f"{{parameter}} must be one of {', '.join(VERSIONS)}, got {self.version!r}",
                               parameter="version")
-        if self.padding not in PADDINGS:
+        if not isinstance(self.padding, str) or self.padding not in PADDINGS:
             raise ConfigError(f"{{parameter}} must be one of {', '.join(PADDINGS)}, got {self.padding!r}",
                               parameter="padding")
-        if not isinstance(self.cnum, int) or self.cnum < 2 or self.cnum % 2:
+        if not is_int(self.cnum) or self.cnum < 2 or self.cnum % 2:
             raise ConfigError(f"{{parameter}} must be an even integer >= 2, got {self.cnum!r}",
                               parameter="cnum")
         if self.version == "v2" and self.cnum % 4:
@@ -71,7 +76,7 @@ class ModelConfig:
                               parameter="guided")
         for name in ("image_size", "local_size"):
             size = getattr(self, name)
-            if len(size) != 2 or min(size) < 16 or any(v % 16 for v in size):
+            if min(size) < 16 or any(v % 16 for v in size):
                 raise ConfigError(f"{{parameter}} must be (height, width), multiples of 16, got {size}",
                                   parameter=name)
         if any(l > i for l, i in zip(self.local_size, self.image_size)):
@@ -102,7 +107,12 @@ class ModelConfig:
 
     @classmethod
     def load(cls, directory):
-        """Reads `model_config.json` from `directory`."""
+        """Reads `model_config.json` from `directory`; every field is checked by type and value.
+
+        Raises:
+            ConfigError: the file is missing, unreadable, or a field is wrong (the message names
+                the file and the field).
+        """
         path = os.path.join(directory, CONFIG_FILE)
         if not os.path.isfile(path):
             raise ConfigError(f"{directory} has no {CONFIG_FILE}; it is not a checkpoint directory of this "
@@ -114,7 +124,12 @@ class ModelConfig:
             raise ConfigError(f"cannot read {path}: {err}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path} must hold a JSON object")
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except ConfigError as err:  # named as the file's field, not as a flag
+            raise ConfigError(f"{path}: {err}; correct it (the file of a checkpoint's folder "
+                              "describes the network its weights belong to) or use the folder the "
+                              "checkpoint came from") from None
 
 
 TRAIN_CONFIG_FILE = "train_config.json"

@@ -17,7 +17,7 @@ API (the page uses it; so can curl):
 `GET /api/health`
     JSON: `status` ("ok"), `kind` ("saved_model" or "checkpoint"), `version` ("v1", "v2", or
     null for a SavedModel exported without its config), `guided` (whether the model takes a
-    sketch), `max_pixels` and `max_upload_bytes` (the limits below), `hr` (the default
+    sketch), `max_pixels`, `max_upload_bytes` and `max_queue` (the limits below), `hr` (the default
     high-resolution mode) and `hr_modes` (the modes a request may choose).
 `POST /api/inpaint`
     multipart/form-data with the files `image` and `mask` (white = hole, read like the mask of
@@ -41,11 +41,16 @@ API (the page uses it; so can curl):
 Errors are JSON `{"error": "..."}`: 400 for a bad upload (a missing field, a file that is not an
 image, a mask of another size, an unknown hr, a mask_grow or mask_feather that is not a whole
 number of 0 up to the image's long side), 413 for a request larger than --max_upload_mb or an
-image of more than --max_pixels pixels, 500 (details in the server's log only) for anything else.
-A client that disconnects before its upload is complete gets one warning line in the log. Uploads
+image of more than --max_pixels pixels, 503 with `Retry-After` (seconds) while --max_queue requests
+wait for the model already, 500 (details in the server's log only) for anything else.
+Ctrl-C or SIGTERM stops the server after the requests it is answering, with status 0. A client that
+disconnects before its upload is complete gets one warning line in the log. Uploads
 are decoded from a private temporary folder that is deleted after each request. Decoding, the
 model and encoding run on one worker thread, one request at a time, off the event loop; other
-requests queue with their uploads still compressed, so one decoded image is in memory at a time.
+requests queue with their uploads still compressed, so one decoded image is in memory at a time,
+and at most --max_queue of them wait (being uploaded or queued), in the order they came. A queued
+request whose client has disconnected is dropped when its turn comes, before the model fills it,
+with one warning line in the log.
 """
 
 import asyncio
@@ -54,8 +59,10 @@ import concurrent.futures
 import contextlib
 import io
 import logging
+import math
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -81,10 +88,13 @@ from starlette.staticfiles import StaticFiles  # noqa: E402
 
 from inpainting import imageio
 from inpainting.errors import ImageError, InpaintingError
+from inpainting.files import describe_size
 from inpainting.inference import highres, masktools
 
 FLAGS = flags.FLAGS
 DEFAULT_MAX_UPLOAD_MB = 32
+# Requests waiting for the model: each holds its upload (up to --max_upload_mb) in memory.
+DEFAULT_MAX_QUEUE = 8
 DEFAULT_MAX_PIXELS = 8192 * 8192  # 67 megapixels; README.md has the memory measured at this size
 # Images up to this size (what the server always filled whole) are filled whole at full
 # resolution; larger ones in the request's high-resolution mode.
@@ -127,11 +137,6 @@ def _error(status, message):
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _megabytes(size):
-    """A byte count for messages: "750 KB", "32.0 MB"."""
-    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
-
-
 class ModelWorker:
     """Runs jobs on one dedicated thread, so model calls never overlap, never block the event loop,
     and only one request's decoded image is in memory at a time.
@@ -146,6 +151,63 @@ class ModelWorker:
 
     def close(self):
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ModelQueue:
+    """The requests waiting for the model thread: at most `limit`, each holding its upload, taking
+    their turns in the order they arrived.
+
+    A request is admitted (`admit`) when it arrives, before its upload is read, and leaves the
+    queue when its turn comes (`Place.turn`) or when it ends before. The model's recent time per
+    request gives the `Retry-After` of the requests refused while the queue is full.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.waiting = 0
+        self.seconds = 1.0  # a moving average of the time a request holds the model
+        self.turns = None  # asyncio.Lock, made in the event loop: first come, first served
+
+    def admit(self):
+        """A `Place` in the queue, or None when `limit` requests wait already."""
+        if self.waiting >= self.limit:
+            return None
+        self.waiting += 1
+        return Place(self)
+
+    def retry_after(self):
+        """Seconds after which a refused request may find a place: the queue's expected run time."""
+        return max(1, math.ceil(self.seconds * self.waiting))
+
+
+class Place:
+    """A request's place in a `ModelQueue`."""
+
+    def __init__(self, queue):
+        self.queue = queue
+        self.queued = True
+
+    def leave(self):
+        """Leaves the queue (once; later calls do nothing)."""
+        if self.queued:
+            self.queued = False
+            self.queue.waiting -= 1
+
+    @contextlib.asynccontextmanager
+    async def turn(self):
+        """Waits for the requests before this one, then holds the model while the block runs."""
+        if self.queue.turns is None:
+            self.queue.turns = asyncio.Lock()
+        try:
+            await self.queue.turns.acquire()
+        finally:
+            self.leave()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.queue.seconds = 0.7 * self.queue.seconds + 0.3 * (time.perf_counter() - start)
+            self.queue.turns.release()
 
 
 class RunnerInpainter:
@@ -291,7 +353,7 @@ async def _limited(stream, limit):
         received += len(chunk)
         if received > limit:
             raise RequestError(413, f"the upload is larger than this server's limit of "
-                                    f"{_megabytes(limit)} (--max_upload_mb); send a smaller or "
+                                    f"{describe_size(limit)} (--max_upload_mb); send a smaller or "
                                     "better compressed image (PNG or JPEG)")
         yield chunk
 
@@ -307,8 +369,8 @@ async def read_uploads(request, max_upload_bytes):
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
-        raise RequestError(413, f"the upload is {_megabytes(int(declared))}, more than this server's "
-                                f"limit of {_megabytes(max_upload_bytes)} (--max_upload_mb); send "
+        raise RequestError(413, f"the upload is {describe_size(int(declared))}, more than this server's "
+                                f"limit of {describe_size(max_upload_bytes)} (--max_upload_mb); send "
                                 "a smaller or better compressed image (PNG or JPEG)")
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "multipart/form-data":
@@ -346,7 +408,7 @@ async def read_uploads(request, max_upload_bytes):
 
 
 def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
-               hr=DEFAULT_HR):
+               hr=DEFAULT_HR, max_queue=DEFAULT_MAX_QUEUE):
     """The web application: the page, `/api/health`, `/api/inpaint` and `/api/progress` (see the
     module docstring).
 
@@ -355,16 +417,21 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
         max_pixels: the largest height x width accepted (413 above).
         max_upload_bytes: the largest request body accepted (413 above).
         hr: the high-resolution mode of requests that do not choose one, "crop" or "resize".
+        max_queue: the most inpaint requests waiting for the model (being received or queued);
+            more get 503 with `Retry-After`.
 
     Returns:
         A Starlette application; serve it with uvicorn.
     """
     if hr not in HR_MODES:
         raise ValueError(f"hr must be one of {', '.join(HR_MODES)}, got {hr!r}")
+    if max_queue < 1:
+        raise ValueError(f"max_queue must be positive, got {max_queue}")
     worker = ModelWorker()
+    queue = ModelQueue(max_queue)
     health = {"status": "ok", "kind": runner.kind, "version": runner.version, "guided": runner.guided,
               "max_pixels": int(max_pixels), "max_upload_bytes": int(max_upload_bytes),
-              "hr": hr, "hr_modes": list(HR_MODES)}
+              "max_queue": int(max_queue), "hr": hr, "hr_modes": list(HR_MODES)}
     jobs = {}  # job id: progress of a running request that named one
 
     async def get_health(request):
@@ -380,21 +447,26 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
         return JSONResponse(status)
 
     async def post_inpaint(request):
+        place = queue.admit()
+        if place is None:  # refused before its upload is read
+            seconds = queue.retry_after()
+            return JSONResponse({"error": f"this server is busy: {queue.limit} requests are waiting for "
+                                          f"the model already (--max_queue); retry in {seconds} s"},
+                                status_code=503, headers={"Retry-After": str(seconds)})
         try:
-            return await inpaint(request)
+            return await inpaint(request, place)
         except RequestError as err:
             return _error(err.status, err.message)
         except ClientDisconnect:
-            client = request.client
-            who = f" from {client.host}:{client.port}" if client else ""
-            logger.warning("POST /api/inpaint%s: the client disconnected before its upload was "
-                           "complete; nothing was inpainted", who)
+            _log_disconnect(request, "before its upload was complete; nothing was inpainted")
             return _error(400, "the upload was not complete")  # no one is left to read it
         except Exception:  # noqa: BLE001 -- the client gets no traceback; the log has it
             logger.exception("POST /api/inpaint failed")
             return _error(500, INTERNAL_ERROR)
+        finally:
+            place.leave()
 
-    async def inpaint(request):
+    async def inpaint(request, place):
         include = request.query_params.get("include")
         if include not in (None, "flow"):
             raise RequestError(400, f"unknown include={include!r}; use include=flow for JSON with "
@@ -424,8 +496,13 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
                 raise RequestError(400, f"{uploads['sketch'][0]}: this model is not guided (it was not "
                                         "trained with sketches); send no sketch")
             status["stage"] = "queued"
-            result, flow, size, seconds = await worker.submit(
-                process, uploads, mode, tools, include == "flow", status)
+            async with place.turn():
+                if await request.is_disconnected():
+                    _log_disconnect(request, "while its request was queued; it was dropped before the "
+                                             "model filled it")
+                    return _error(400, "the client disconnected")  # no one is left to read it
+                result, flow, size, seconds = await worker.submit(
+                    process, uploads, mode, tools, include == "flow", status)
         finally:
             jobs.pop(job, None)
         if include is None:
@@ -473,6 +550,13 @@ def create_app(runner, max_pixels=DEFAULT_MAX_PIXELS, max_upload_bytes=DEFAULT_M
     application = Starlette(routes=routes, lifespan=lifespan,
                             exception_handlers={HTTPException: http_error, Exception: server_error})
     return _with_headers(application, SECURITY_HEADERS)
+
+
+def _log_disconnect(request, what):
+    """The one log line of an inpaint request whose client went away `what` (e.g. "while ...")."""
+    client = request.client
+    who = f" from {client.host}:{client.port}" if client else ""
+    logger.warning("POST /api/inpaint%s: the client disconnected %s", who, what)
 
 
 def _with_headers(application, headers):
@@ -542,6 +626,11 @@ def define_flags():
                          "default suits a machine with 24 GiB of memory (README.md). Images above "
                          f"{NATIVE_PIXELS} pixels are inpainted in the --hr mode; up to that size a "
                          "SavedModel also refuses images larger than its own export.py --max_pixels.")
+    flags.DEFINE_integer("max_queue", DEFAULT_MAX_QUEUE, "Most inpaint requests waiting for the model "
+                         "(being uploaded or queued behind the one it fills), each holding its upload in "
+                         "memory: at most max_queue x --max_upload_mb. More are refused with 503 and "
+                         "Retry-After before their upload is read; a waiting request whose client "
+                         "disconnected is dropped before the model fills it.")
     flags.DEFINE_string("hr", DEFAULT_HR, f"How images above {NATIVE_PIXELS} pixels are inpainted "
                         "when a request does not say (its hr= parameter): crop (crops around the "
                         "holes at full resolution: for small holes in large photos) or resize (the "
@@ -563,6 +652,9 @@ def main(argv):
             raise ServeError(f"--max_pixels must be positive, got {FLAGS.max_pixels}")
         if not FLAGS.max_upload_mb > 0:
             raise ServeError(f"--max_upload_mb must be positive, got {FLAGS.max_upload_mb}")
+        if FLAGS.max_queue < 1:
+            raise ServeError(f"--max_queue must be positive (requests waiting for the model), got "
+                             f"{FLAGS.max_queue}")
         if FLAGS.hr not in HR_MODES:
             raise ServeError(f"--hr must be crop or resize, got {FLAGS.hr!r}")
         if not 0 <= FLAGS.port <= 65535:
@@ -574,12 +666,21 @@ def main(argv):
     import uvicorn
 
     warm_up(runner)
-    application = create_app(runner, FLAGS.max_pixels, int(FLAGS.max_upload_mb * 2**20), FLAGS.hr)
+    application = create_app(runner, FLAGS.max_pixels, int(FLAGS.max_upload_mb * 2**20), FLAGS.hr,
+                             FLAGS.max_queue)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {runner.kind} {runner.path} on http://{shown}:{port}/ (Ctrl+C stops)",
           file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(application, log_level="info")).run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(application, log_level="info"))
+    # uvicorn handles Ctrl-C and SIGTERM itself while it serves (it stops accepting, answers what it
+    # is answering, then returns); afterwards it raises the signal again for the handler that was
+    # there before, which for Ctrl-C is Python's KeyboardInterrupt with its traceback. This one
+    # only asks the server to stop (again), so the process ends quietly with status 0; it also
+    # covers a signal that arrives just before uvicorn takes over.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: setattr(server, "should_exit", True))
+    server.run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -120,6 +121,48 @@ def assert_user_error(result, *fragments):
         assert fragment in errors[0], errors[0]
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A function: size (tmpfs's size=, e.g. "150m") -> a folder on a new tmpfs of that size, unmounted
+    when the test ends. Skips the test where no tmpfs can be mounted (not root, no permission)."""
+    mounted = []
+
+    def mount(size):
+        if os.geteuid() != 0:
+            pytest.skip("a full disk is tested on a small tmpfs, which only root can mount")
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point)],
+                                capture_output=True, text=True, timeout=60)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs for the full-disk test: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        # Lazily where this process still holds a file there open (a summary writer the garbage
+        # collector has not closed yet): the memory is freed when it closes.
+        if subprocess.run(["umount", str(point)], capture_output=True, timeout=60).returncode:
+            subprocess.run(["umount", "--lazy", str(point)], check=True, timeout=60)
+
+
+def remount_read_only(point):
+    """Makes a `small_disk` folder read-only (for root too)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True, timeout=60)
+
+
+def fill_disk(folder):
+    """Fills the disk of `folder` with a file `filler` there, until no byte is left."""
+    chunk = b"\0" * 2**20
+    with open(os.path.join(folder, "filler"), "wb", buffering=0) as handle:
+        while chunk:
+            try:
+                handle.write(chunk)
+            except OSError:
+                chunk = chunk[:len(chunk) // 2]
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A checkpoint directory holding a randomly initialised cnum=4 v1 generator and its critics."""
@@ -139,6 +182,24 @@ def tiny_checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny") / "model"
     store.save(directory, generator, critics)
     return directory
+
+
+def with_a_deleted_checkpoint(tiny_checkpoint, directory):
+    """A copy of the tiny checkpoint folder (ckpt-0) that also holds ckpt-5 (a copy of it), whose
+    `checkpoint` state file names ckpt-20, deleted."""
+    shutil.copytree(tiny_checkpoint, directory)
+    for name in os.listdir(directory):
+        if name.startswith("ckpt-0."):
+            shutil.copy(directory / name, directory / name.replace("ckpt-0.", "ckpt-5."))
+    (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-20"\n' + "".join(
+        f'all_model_checkpoint_paths: "ckpt-{n}"\n' for n in (0, 5, 20)))
+    return directory
+
+
+# The message about the folder `with_a_deleted_checkpoint` makes (`.format(folder)`).
+DELETED_CHECKPOINT = ("{0}/checkpoint names ckpt-20, but ckpt-20's files (ckpt-20.index, ckpt-20.data-*) "
+                      "are missing; the folder holds ckpt-0, ckpt-5: to go on from one of them, set "
+                      "model_checkpoint_path in {0}/checkpoint to it (e.g. \"ckpt-5\")")
 
 
 def write_tf1_checkpoint(directory, variables, name="snap-0", state_file="checkpoint", recorded=None):

@@ -37,6 +37,38 @@ def test_load_errors(tmp_path):
         ModelConfig.load(tmp_path)
 
 
+@pytest.mark.parametrize("field,value,message", [
+    ("version", 1, "version must be one of v1, v2, got 1"),
+    ("version", None, "version must be one of v1, v2, got None"),
+    ("cnum", "32", "cnum must be an even integer >= 2, got '32'"),
+    ("cnum", 32.0, "cnum must be an even integer >= 2, got 32.0"),
+    ("cnum", True, "cnum must be an even integer >= 2, got True"),
+    ("padding", ["same"], "padding must be one of same, reflect, symmetric, got ['same']"),
+    ("image_size", 256, "image_size must be (height, width), two whole numbers that are multiples of "
+                        "16, got 256"),
+    ("image_size", "x", "image_size must be (height, width), two whole numbers that are multiples of "
+                        "16, got 'x'"),
+    ("image_size", [256.5, 256], "image_size must be (height, width), two whole numbers that are "
+                                 "multiples of 16, got [256.5, 256]"),
+    ("image_size", [256, "x"], "image_size must be (height, width), two whole numbers"),
+    ("image_size", [256, 256, 256], "image_size must be (height, width), two whole numbers"),
+    ("image_size", [250, 256], "image_size must be (height, width), multiples of 16, got (250, 256)"),
+    ("local_size", {"h": 128}, "local_size must be (height, width), two whole numbers"),
+    ("local_size", [512, 512], "local_size (512, 512) is larger than image_size (256, 256)"),
+    ("guided", "yes", "guided must be true or false, got 'yes'"),
+])
+def test_every_stored_field_is_checked_by_type_and_value(tmp_path, field, value, message):
+    values = ModelConfig().to_dict()
+    values[field] = value
+    path = tmp_path / "model_config.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(ConfigError) as excinfo:
+        ModelConfig.load(tmp_path)
+    text = str(excinfo.value)
+    assert text.startswith(f"{path}: {message}") and "\n" not in text, text
+    assert text.endswith("or use the folder the checkpoint came from"), text
+
+
 @pytest.mark.onednn_modes
 def test_v2_config_rules():
     with pytest.raises(ConfigError, match="guided .* only for version v2"):

@@ -1,7 +1,9 @@
 """Tests of the inpaint command line: single images and folders, pixels outside the hole untouched,
 and its errors (the library it runs is tested in inference/test_inpainter.py)."""
 
+import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -108,6 +110,19 @@ def test_cli_bad_checkpoint(files):
     result = run_module("inpainting.inpaint", f"--checkpoint={files / 'nothing'}", f"--image={files / 'img.png'}",
                         f"--mask={files / 'mask.png'}", f"--output={files / 'out.png'}")
     assert_user_error(result, "nothing", "no such checkpoint")
+
+
+@pytest.mark.parametrize("image_size", [256, "x"])
+def test_cli_model_config_of_a_wrong_type(files, tiny_checkpoint, image_size):
+    model = files / "model"
+    shutil.copytree(tiny_checkpoint, model)
+    values = json.loads((model / "model_config.json").read_text())
+    (model / "model_config.json").write_text(json.dumps(dict(values, image_size=image_size)))
+    result = run_module("inpainting.inpaint", f"--checkpoint={model}", f"--image={files / 'img.png'}",
+                        f"--mask={files / 'mask.png'}", f"--output={files / 'out.png'}")
+    assert_user_error(result, f"{model / 'model_config.json'}: image_size must be (height, width), two "
+                              f"whole numbers that are multiples of 16, got {image_size!r}")
+    assert not (files / "out.png").exists()
 
 
 def test_cli_flag_misuse(files, tiny_checkpoint):

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def test_health_describes_model_and_limits(client):
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "kind": "checkpoint", "version": "v1", "guided": False,
                                "max_pixels": MAX_PIXELS, "max_upload_bytes": MAX_UPLOAD_BYTES,
-                               "hr": "crop", "hr_modes": ["crop", "resize"]}
+                               "max_queue": serve.DEFAULT_MAX_QUEUE, "hr": "crop", "hr_modes": ["crop", "resize"]}
 
 
 def test_page_and_its_files_are_served(client):
@@ -363,7 +364,7 @@ def test_guided_model_follows_the_sketch(guided_runner):
         assert guided.get("/api/health").json() == {
             "status": "ok", "kind": "saved_model", "version": "v2", "guided": True,
             "max_pixels": serve.DEFAULT_MAX_PIXELS, "max_upload_bytes": serve.DEFAULT_MAX_UPLOAD_MB * 2**20,
-            "hr": "crop", "hr_modes": ["crop", "resize"]}
+            "max_queue": serve.DEFAULT_MAX_QUEUE, "hr": "crop", "hr_modes": ["crop", "resize"]}
         original = photo(32, 40, seed=3)[..., ::-1]
         mask = _hole(32, 40, 8, 8, 16, 24)
         lines = np.zeros((32, 40), np.uint8)
@@ -541,6 +542,64 @@ def test_progress_of_a_running_request(runner, big_photo):
         assert bad.status_code == 400 and "send a fresh random id" in bad.json()["error"]
 
 
+def _wait_until(condition, what, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.05)
+
+
+def _raw_request(url, files, params):
+    """The bytes of an HTTP/1.1 POST /api/inpaint request with these files, for a raw socket."""
+    request = httpx.Request("POST", f"{url}/api/inpaint", files=files, params=params)
+    head = [f"POST {request.url.raw_path.decode()} HTTP/1.1"]
+    head += [f"{key}: {value}" for key, value in request.headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + request.read()
+
+
+def test_a_full_queue_is_refused_with_503_and_a_request_whose_client_left_is_dropped(runner, caplog):
+    """--max_queue=2 with the model held: two requests wait (one from a client that then goes away),
+    the surplus gets 503 with Retry-After before its upload is read, the two others are answered,
+    and the model never fills the one whose client left."""
+    gate = Gate(runner)
+    app = serve.create_app(gate, max_pixels=MAX_PIXELS, max_upload_bytes=MAX_UPLOAD_BYTES, max_queue=2)
+    small = _files(_png(photo(16, 16)[..., ::-1]), _png(_hole(16, 16, 4, 4, 8, 8)))
+    with caplog.at_level(logging.WARNING, logger=serve.logger.name), _running(app) as url, \
+            httpx.Client(base_url=url, timeout=60) as http, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        def stage(job):
+            return http.get("/api/progress", params={"job": job}).json().get("stage")
+
+        first = pool.submit(http.post, "/api/inpaint", files=small, params={"job": "first-job"})
+        assert gate.entered.acquire(timeout=60)  # on the model thread: out of the queue
+        second = pool.submit(http.post, "/api/inpaint", files=small, params={"job": "second-job"})
+        _wait_until(lambda: stage("second-job") == "queued", "the second request's queueing")
+        leaving = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
+        try:
+            leaving.sendall(_raw_request(url, small, {"job": "third-job"}))
+            _wait_until(lambda: stage("third-job") == "queued", "the third request's queueing")
+            for _ in range(3):  # refused at once, while two wait and one is filled
+                busy = http.post("/api/inpaint", files=small)
+                assert busy.status_code == 503
+                retry = int(busy.headers["retry-after"])
+                assert retry >= 1 and busy.json() == {"error": "this server is busy: 2 requests are waiting for "
+                                                               f"the model already (--max_queue); retry in {retry} s"}
+            port = leaving.getsockname()[1]
+        finally:
+            leaving.close()  # gone while queued
+        gate.passes.release()  # the first request's fill
+        assert first.result(60).status_code == 200
+        assert gate.entered.acquire(timeout=60)  # the second's
+        gate.passes.release()
+        assert second.result(60).status_code == 200
+        _wait_until(lambda: stage("third-job") is None, "the end of the third request")  # 404: gone
+        assert not gate.entered.acquire(timeout=0.5)  # the model never started on the third
+        gate.passes.release()
+        assert http.post("/api/inpaint", files=small).status_code == 200  # the queue has room again
+    lines = [record.getMessage() for record in caplog.records if "disconnected" in record.getMessage()]
+    assert lines == [f"POST /api/inpaint from 127.0.0.1:{port}: the client disconnected while its request "
+                     "was queued; it was dropped before the model filled it"], lines
+
+
 def test_command_line_errors(tmp_path):
     assert_user_error(run_module("inpainting.serve"), "--model is required")
     assert_user_error(run_module("inpainting.serve", f"--model={tmp_path / 'missing'}"),
@@ -549,6 +608,8 @@ def test_command_line_errors(tmp_path):
                       "--max_pixels must be positive")
     assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", "--hr=native"),
                       "--hr must be crop or resize, got 'native'")
+    assert_user_error(run_module("inpainting.serve", f"--model={tmp_path}", "--max_queue=0"),
+                      "--max_queue must be positive (requests waiting for the model), got 0")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -564,24 +625,44 @@ def test_command_line_refuses_a_folder_without_a_model(tmp_path):
                       "not_a_model")
 
 
-@pytest.fixture(scope="module")
-def served(tiny_checkpoint, tmp_path_factory):
-    """`python -m inpainting.serve --hr=resize` with the tiny checkpoint on a free port; yields (host,
-    port, log path) and stops the server."""
-    log_path = tmp_path_factory.mktemp("served") / "server.log"
+@contextlib.contextmanager
+def _server_process(model, log_path, *flags):
+    """`python -m inpainting.serve --model=model --port=0 flags...` logging into `log_path`; yields
+    (the process, its port) once it serves, and stops it at the end (if the test has not)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "inpainting.serve", f"--model={tiny_checkpoint}",
-                                    "--port=0", "--hr=resize"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen([sys.executable, "-m", "inpainting.serve", f"--model={model}", "--port=0",
+                                    *flags], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 180
         while not (found := re.search(r"on http://127\.0\.0\.1:(\d+)/", log_path.read_text())):
             assert process.poll() is None, f"the server exited:\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"the server did not start:\n{log_path.read_text()}"
             time.sleep(0.2)
-        yield "127.0.0.1", int(found.group(1)), log_path
+        yield process, int(found.group(1))
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint, tmp_path_factory):
+    """`python -m inpainting.serve --hr=resize` with the tiny checkpoint on a free port; yields (host,
+    port, log path) and stops the server."""
+    log_path = tmp_path_factory.mktemp("served") / "server.log"
+    with _server_process(tiny_checkpoint, log_path, "--hr=resize") as (_, port):
+        yield "127.0.0.1", port, log_path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_the_server_quietly(tiny_checkpoint, tmp_path, signum):
+    log_path = tmp_path / "server.log"
+    with _server_process(tiny_checkpoint, log_path) as (process, port):
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).status_code == 200
+        process.send_signal(signum)
+        assert process.wait(60) == 0, log_path.read_text()
+    log = log_path.read_text()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log and "CancelledError" not in log, log
+    assert log.rstrip().endswith("Finished server process [%d]" % process.pid), log
 
 
 def test_command_line_serves_with_its_flags(served):

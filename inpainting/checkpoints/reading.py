@@ -4,6 +4,7 @@ A checkpoint is named by its prefix (`.../ckpt-4`, `.../snap-0`): the `.index` f
 `.data-*` shards beside it. A folder stands for the prefix its `checkpoint` state file names.
 """
 
+import glob
 import os
 import re
 
@@ -55,6 +56,37 @@ def resolve_prefix(path):
         raise CheckpointError(f"{path}: no *.index file; this folder holds no TF checkpoint")
     raise CheckpointError(f"{path}: several checkpoints ({', '.join(indexes)}) and no `checkpoint` "
                           "file naming one; pass the prefix of one, e.g. " + os.path.join(path, indexes[-1]))
+
+
+def complete_checkpoints(directory):
+    """The prefixes of the checkpoints in `directory` whose `.index` and `.data-*` files are both
+    there, in the order of the number ending their names (`ckpt-5` before `ckpt-20`)."""
+    prefixes = [os.path.join(directory, name[:-len(".index")]) for name in os.listdir(directory)
+                if name.endswith(".index")]
+    found = [prefix for prefix in prefixes if glob.glob(glob.escape(prefix) + ".data-*")]
+
+    def number(prefix):
+        match = re.search(r"(\d+)$", prefix)
+        return (int(match.group(1)) if match else -1, prefix)
+
+    return sorted(found, key=number)
+
+
+def missing_files(prefix):
+    """Why the checkpoint at `prefix` cannot be read because files are missing, or None.
+
+    A `checkpoint` state file can name a checkpoint whose files were deleted (by hand, or by a
+    cleaning job); TensorFlow then only reports a failed reader.
+    """
+    if os.path.isfile(prefix + ".index") and glob.glob(glob.escape(prefix) + ".data-*"):
+        return None
+    directory, name = os.path.split(prefix)
+    state = os.path.join(directory, STATE_FILES[0])
+    others = [os.path.basename(p) for p in complete_checkpoints(directory)] if os.path.isdir(directory) else []
+    held = (f"the folder holds {', '.join(others)}: to go on from one of them, set "
+            f"model_checkpoint_path in {state} to it (e.g. \"{others[-1]}\")") if others else \
+        "the folder holds no other complete checkpoint"
+    return f"{state} names {name}, but {name}'s files ({name}.index, {name}.data-*) are missing; {held}"
 
 
 # What TensorFlow raises when a checkpoint's files are shorter than its index says (an

@@ -11,7 +11,7 @@ import os
 import tensorflow as tf
 
 from inpainting.checkpoints import tf1
-from inpainting.checkpoints.reading import DAMAGED_ERRORS, damaged_error
+from inpainting.checkpoints.reading import DAMAGED_ERRORS, damaged_error, missing_files
 from inpainting.config import CONFIG_FILE, ModelConfig
 from inpainting.errors import CheckpointError
 
@@ -54,12 +54,27 @@ def our_checkpoint(path):
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILE)):
         prefix = tf.train.latest_checkpoint(path)
         if prefix is None:
+            named = _named_by_state_file(path)
+            missing = named and missing_files(named)
+            if missing:
+                raise CheckpointError(f"{path}: {missing}; or give one of them as the checkpoint prefix")
             raise CheckpointError(f"{path} has a {CONFIG_FILE} but no checkpoint yet")
         return path, prefix
     directory = os.path.dirname(path) or "."
     if os.path.isfile(path + ".index") and os.path.isfile(os.path.join(directory, CONFIG_FILE)):
         return directory, path
     return None
+
+
+def _named_by_state_file(directory):
+    """The prefix the `checkpoint` state file of `directory` names (its files may be missing), or None."""
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except Exception:  # noqa: BLE001 - an unreadable state file names nothing
+        return None
+    if state is None or not state.model_checkpoint_path:
+        return None
+    return os.path.join(directory, os.path.basename(state.model_checkpoint_path))
 
 
 def latest_prefix(directory):

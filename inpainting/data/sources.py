@@ -456,7 +456,9 @@ def file_items(paths, *, seed, start=0, training=True):
         `tf.data.Dataset` of {"position": int64, "source": path string, "sentinel": bool}.
     """
     size = len(paths)
-    table = tf.constant(list(paths), tf.string)
+    # As bytes: a file name need not be valid UTF-8 (os.listdir gives such names as str with
+    # surrogate escapes, which a string tensor cannot take).
+    table = tf.constant([os.fsencode(path) for path in paths], tf.string)
     if not training:
         files = tf.data.Dataset.range(start, size).map(
             lambda position: _item(position, tf.gather(table, position)))

@@ -47,6 +47,7 @@ def export(checkpoint, export_dir, version=None, tflite=False, tflite_size=None,
         CheckpointError, ConfigError: nothing loadable at `checkpoint`.
     """
     locks.refuse_file(export_dir, "export_dir", ExportError)
+    saved_model.check_writable(export_dir)  # before the slow load of the checkpoint
     if tflite_size is not None and not tflite:
         raise ExportError("{parameter} needs tflite=True (it sets the size of the TFLite models)",
                           parameter="tflite_size")

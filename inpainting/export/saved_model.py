@@ -21,7 +21,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from inpainting import extras, locks
+from inpainting import extras, files, locks
 from inpainting.config import DEFAULT_MAX_PIXELS
 from inpainting.errors import ExportError
 from inpainting.export.signatures import ServingModule
@@ -129,8 +129,9 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
 
     Raises:
         ExportError: the version exists already (also when another export took it while this one
-            was written), `version` is not a positive integer, `export_dir` cannot be a folder, or
-            a limit is out of range (`check_limits`).
+            was written), `version` is not a positive integer, `export_dir` cannot be a folder or
+            cannot be written (read-only), its disk is full (no temporary folder is left), or a
+            limit is out of range (`check_limits`).
     """
     export_dir = os.fspath(export_dir)
     locks.refuse_file(export_dir, "export_dir", ExportError)
@@ -144,6 +145,7 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
     if os.path.exists(final):
         raise _exists(final)
     locks.make_directory(export_dir, "export_dir", ExportError)
+    check_writable(export_dir)
     # A name of its own per export (also across hosts sharing the folder), created by the save with
     # the usual permissions.
     temp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
@@ -166,8 +168,47 @@ def export_saved_model(generator, export_dir, version=None, max_pixels=DEFAULT_M
                     raise _exists(final) from None
                 version = max(version, (versions(export_dir) or [0])[-1]) + 1
                 final = os.path.join(export_dir, str(version))
+    except (OSError, tf.errors.OpError) as err:
+        error = _write_error(err, export_dir, version, temp)
+        if error is None:
+            raise
+        raise error from None
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def check_writable(export_dir):
+    """ExportError if the existing folder `export_dir` cannot receive a new version (a read-only
+    file system, or no write permission); a missing one is created by the export."""
+    if os.path.isdir(export_dir) and not os.access(export_dir, os.W_OK | os.X_OK):
+        read_only = os.statvfs(export_dir).f_flag & os.ST_RDONLY
+        raise _unwritable(export_dir, os.strerror(errno.EROFS if read_only else errno.EACCES))
+
+
+def _write_error(err, export_dir, version, temp):
+    """The ExportError of a version that could not be written into `temp` (a full disk, a folder
+    that cannot be written), or None for other errors."""
+    if files.disk_full(err):
+        free = files.describe_size(files.free_space(export_dir) or 0)
+        return ExportError(f"{{parameter}}={export_dir}: the disk is full ({free} free); version {version} "
+                           f"needs more than the {files.describe_size(files.folder_size(temp))} it had "
+                           f"written; free some space there or choose another {{parameter}} "
+                           f"({_unchanged(export_dir)})", parameter="export_dir")
+    if isinstance(err, (PermissionError, tf.errors.PermissionDeniedError)) \
+            or getattr(err, "errno", None) == errno.EROFS:
+        text = getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)
+        return _unwritable(export_dir, text.splitlines()[0])
+    return None
+
+
+def _unwritable(export_dir, reason):
+    return ExportError(f"{{parameter}}={export_dir} cannot be written ({reason}); make it writable or "
+                       f"choose another {{parameter}} ({_unchanged(export_dir)})", parameter="export_dir")
+
+
+def _unchanged(export_dir):
+    held = versions(export_dir)
+    return f"its versions {', '.join(map(str, held))} are unchanged" if held else "nothing was added to it"
 
 
 def _exists(final):

@@ -24,8 +24,11 @@ kernel releases the lock when the process dies, SIGKILL included. Signals and ex
 """
 
 import functools
+import glob
 import math
 import os
+import re
+import shutil
 import sys
 import time
 
@@ -34,8 +37,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from inpainting import classical, locks, metrics
-from inpainting.checkpoints import store
+from inpainting import classical, files, locks, metrics
+from inpainting.checkpoints import reading, store
 from inpainting.config import CONFIG_FILE, TRAIN_CONFIG_FILE, ModelConfig, TrainConfig
 from inpainting.data import pipeline, sources
 from inpainting.errors import TrainingError, mention
@@ -118,6 +121,7 @@ class Trainer:
     def __init__(self, config, strategy=None):
         self.config = config
         self.strategy = strategy or make_strategy(config)
+        check_dilated_conv(config)
         locks.make_directory(config.model_dir, "model_dir", TrainingError)
         self.chief = distribution.is_chief(self.strategy)
         self._lock = locks.DirectoryLock(config.model_dir, "train.py run", "model_dir", name=LOCK_FILE,
@@ -224,6 +228,10 @@ class Trainer:
         """
         latest = self.manager.latest_checkpoint
         if latest:
+            missing = reading.missing_files(latest)
+            if missing:
+                raise TrainingError(f"cannot resume from {mention('model_dir')}={self.config.model_dir}: "
+                                    f"{missing}, or use a new {mention('model_dir')}")
             averaged = "trained_generator" in store.stored_objects(latest)
             if averaged and self.average is None:
                 raise TrainingError(f"{latest} holds an average of the generator's weights; resume with "
@@ -637,6 +645,45 @@ def _write_scalars(writer, step, stats, images_per_second, learning_rate):
         tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))
 
 
+def disk_full_error(model_dir, err):
+    """The TrainingError of a run that filled the disk of `model_dir` (`err` says so), after removing
+    the partial checkpoint TensorFlow leaves (`ckpt-<step>_temp/`); the complete checkpoints stay."""
+    for path in glob.glob(os.path.join(glob.escape(model_dir), f"{store.CHECKPOINT_NAME}-*_temp")):
+        shutil.rmtree(path, ignore_errors=True)
+    free = files.free_space(model_dir)
+    latest = tf.train.latest_checkpoint(model_dir)
+    saving = re.search(rf"\b({store.CHECKPOINT_NAME}-\d+)(_temp)?\b", str(err))
+    what = f" while saving checkpoint {saving.group(1)}" if saving else ""
+    if saving and latest:  # the same variables as the last complete one
+        size = sum(os.path.getsize(path) for path in glob.glob(glob.escape(latest) + ".*"))
+        what += f", which needs about {files.describe_size(size)}"
+    resume = f"it resumes from {latest}, which is complete" if latest else "no checkpoint was saved yet"
+    return TrainingError(f"{{parameter}}={model_dir}: the disk is full{what} "
+                         f"({files.describe_size(free or 0)} free); free some space there or move "
+                         f"{{parameter}} to a larger disk, then run the same command again: {resume}",
+                         parameter="model_dir")
+
+
+def check_dilated_conv(config):
+    """Refuses a run whose dilated convolutions cannot train: `INPAINTING_DILATED_CONV` set to an
+    unknown formulation, or to `native` where TensorFlow has no gradient kernel for them in the
+    run's compute dtype (CPUs without oneDNN, float16 on any CPU), which would fail at the first
+    generator update."""
+    try:
+        formulation = layers.dilated_conv_formulation()
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    dtype = keras.mixed_precision.Policy(config.precision).compute_dtype
+    if formulation == "native" and not layers.native_dilated_gradients(dtype):
+        raise TrainingError(
+            f"{layers.DILATED_CONV_VARIABLE}=native: TensorFlow has no gradient kernel for dilated "
+            f"convolutions in {dtype} here (its CPU kernels have one only with oneDNN on, for float32 "
+            "and bfloat16; oneDNN is off without AVX-512 or with TF_ENABLE_ONEDNN_OPTS=0), so the "
+            f"first generator update would fail; unset {layers.DILATED_CONV_VARIABLE} (the default, "
+            "auto, takes their gradient from the space-to-batch formulation here) or set it to "
+            "space_to_batch")
+
+
 def emulated_bfloat16(config):
     """Whether `config` asks for bfloat16 where TensorFlow only emulates it: on CPUs without oneDNN
     (no AVX-512, or TF_ENABLE_ONEDNN_OPTS=0), which also lack the dilated convolutions' gradient
@@ -667,5 +714,9 @@ def train(config):
             with distribution.chief_output(strategy):
                 result = Trainer(config, strategy).fit()
             return distribution.finish(result, strategy)
+    except (OSError, tf.errors.OpError) as err:
+        if not files.disk_full(err):
+            raise
+        raise disk_full_error(config.model_dir, err) from None
     finally:
         keras.mixed_precision.set_global_policy("float32")

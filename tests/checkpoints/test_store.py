@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, assert_user_error, box_mask, run_module, write_tf1_checkpoint
+from conftest import (DELETED_CHECKPOINT, REPO, assert_user_error, box_mask, run_module,
+                      with_a_deleted_checkpoint, write_tf1_checkpoint)
 from inpainting.checkpoints import store, tf1
 from inpainting.config import ConfigError, ModelConfig
 from inpainting.errors import CheckpointError
@@ -65,6 +66,14 @@ def test_load_errors(tmp_path):
         store.load_generator(tmp_path / "m")
     with pytest.raises(CheckpointError, match="no such checkpoint folder"):
         store.load_generator(tmp_path / "nothing")
+
+
+def test_a_state_file_naming_a_deleted_checkpoint_is_explained(tiny_checkpoint, tmp_path):
+    model = with_a_deleted_checkpoint(tiny_checkpoint, tmp_path / "model")
+    with pytest.raises(CheckpointError) as excinfo:
+        store.load_generator(model)
+    assert str(excinfo.value) == f"{model}: {DELETED_CHECKPOINT.format(model)}; or give one of them as the checkpoint prefix"
+    store.load_generator(model / "ckpt-5")  # the prefix of one it holds loads
 
 
 def test_loads_original_checkpoints_directly(official_checkpoint):

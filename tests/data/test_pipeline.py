@@ -325,6 +325,24 @@ def test_unreadable_files_are_skipped_counted_and_named(tmp_path, capfd):
     assert skipped[3] >= 6 and skipped[6] >= 12 and (np.diff(skipped) >= 0).all()
 
 
+def test_file_names_that_are_not_utf8_are_read_or_named(tmp_path, capfd):
+    """A name of bytes that are not UTF-8 (e.g. Latin-1 from an old camera): its image is read, and
+    an unreadable one is skipped with a warning naming it (its odd bytes shown as U+FFFD)."""
+    root = _folder(tmp_path / "img", [10])
+    good, bad = os.path.join(os.fsencode(root), b"caf\xe9.png"), os.path.join(os.fsencode(root), b"a\xe9t\xe9.jpg")
+    _save(os.fsdecode(good), _flat(20))
+    with open(bad, "wb") as handle:
+        handle.write(b"not an image")
+    for training, count in ((False, 2), (True, 4)):  # training: two epochs
+        elements = _read(pipeline.image_dataset(f"folder:{root}", image_size=(8, 8), training=training,
+                                                seed=1), count)
+        assert sorted(_ids(elements)) == sorted([10, 20] * (count // 2))
+        assert elements[-1]["skipped"] >= 1  # the unreadable one, before the image or its next epoch
+        # TensorFlow prints the bytes that are not UTF-8 as U+FFFD.
+        err = capfd.readouterr().err
+        assert "skipped an unreadable image: " + bad.decode("utf-8", "replace") in err, err
+
+
 def test_long_runs_of_unreadable_files_are_named_and_counted(tmp_path, capfd):
     root = _folder(tmp_path / "img", [10])
     bad = _spoil(root)

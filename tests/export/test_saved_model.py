@@ -4,6 +4,8 @@ versions, limits, and the export.py command."""
 import collections
 import io
 import os
+import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import assert_user_error, box_mask, load_reference, photo, run_module
+from conftest import assert_user_error, box_mask, load_reference, photo, remount_read_only, run_module
 from inpainting import cli, imageio
 from inpainting.checkpoints import store
 from inpainting.config import ModelConfig
@@ -227,6 +229,54 @@ def test_export_dir_that_is_a_file(tiny_checkpoint, tmp_path):
     result = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", path, cwd=REPO)
     assert_user_error(result, f"--export_dir={path} is a file, not a folder; give a folder path")
     assert path.read_text() == "my notes"
+
+
+def _copy_version(version_dir, export_dir):
+    """Copies an exported version folder into `export_dir` as its version 1; returns that folder."""
+    target = export_dir / "1"
+    shutil.copytree(version_dir, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def tiny_export_fill(tiny_export):
+    """(image, mask, the tiny export's fill of it)."""
+    rgb, mask = photo(32, 32), box_mask(32, 32, 8, 8, 16, 16)
+    return rgb, mask, runners.load(tiny_export).run(rgb, mask)[0]
+
+
+def _assert_version_one_serves(export_dir, fill):
+    """`export_dir` holds exactly version 1, nothing else (no temporary folder), and it loads and
+    fills like the export it was copied from (`fill`: `tiny_export_fill`)."""
+    assert sorted(os.listdir(export_dir)) == ["1"]
+    rgb, mask, filled = fill
+    np.testing.assert_array_equal(runners.load(export_dir).run(rgb, mask)[0], filled)
+
+
+def test_a_full_disk_keeps_the_versions_and_leaves_no_temporary_folder(tiny_checkpoint, tiny_export,
+                                                                       tiny_export_fill, small_disk):
+    export_dir = small_disk("3m")  # version 1 (2.2 MB) fits, a second does not
+    _copy_version(tiny_export, export_dir)
+    with pytest.raises(ExportError) as excinfo:
+        job.export(tiny_checkpoint, export_dir)
+    assert re.fullmatch(rf"export_dir={re.escape(str(export_dir))}: the disk is full \(\d+ KB free\); "
+                        r"version 2 needs more than the \d+(\.\d)? [KM]B it had written; free some space "
+                        r"there or choose another export_dir \(its versions 1 are unchanged\)",
+                        str(excinfo.value)), str(excinfo.value)
+    assert excinfo.value.describe(flags=True).startswith(f"--export_dir={export_dir}: the disk is full")
+    _assert_version_one_serves(export_dir, tiny_export_fill)
+
+
+def test_a_read_only_export_dir_holding_a_version_is_one_error_line(tiny_checkpoint, tiny_export,
+                                                                    tiny_export_fill, small_disk):
+    export_dir = small_disk("4m")
+    _copy_version(tiny_export, export_dir)
+    remount_read_only(export_dir)
+    result = run_module("export", "--checkpoint", tiny_checkpoint, "--export_dir", export_dir, cwd=REPO)
+    assert result.returncode == 1
+    assert_user_error(result, f"--export_dir={export_dir} cannot be written (Read-only file system); make "
+                              "it writable or choose another --export_dir (its versions 1 are unchanged)")
+    _assert_version_one_serves(export_dir, tiny_export_fill)
 
 
 def test_batch_flow_is_coloured_per_image(tiny_export):

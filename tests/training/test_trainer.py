@@ -8,6 +8,7 @@ and runs once."""
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,13 +21,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, assert_user_error
+from conftest import DELETED_CHECKPOINT, REPO, assert_user_error, fill_disk, with_a_deleted_checkpoint
 from inpainting import classical, locks, metrics
 from inpainting.checkpoints import store
 from inpainting.checkpoints.tf1 import load_official_critics, load_official_generator
 from inpainting.config import ModelConfig, TrainConfig
 from inpainting.data import masks, pipeline, sources
 from inpainting.errors import ConfigError, TrainingError
+from inpainting.model import layers
 from inpainting.model.critics import Critics
 from inpainting.model.generator import Generator
 from inpainting.training import health, stopping
@@ -353,6 +355,19 @@ def test_refuses_a_model_dir_of_another_model(tmp_path, image_folder, tiny_check
     locks.DirectoryLock(model_dir, "test", "--model_dir", name=training.LOCK_FILE).acquire().release()
 
 
+def test_resuming_where_the_state_file_names_a_deleted_checkpoint_says_so(tmp_path, image_folder,
+                                                                          tiny_checkpoint):
+    model_dir = with_a_deleted_checkpoint(tiny_checkpoint, tmp_path / "run")
+    before = sorted(os.listdir(model_dir))
+    with pytest.raises(TrainingError) as excinfo:
+        training.Trainer(tiny_config(model_dir, image_folder))
+    assert str(excinfo.value) == (f"cannot resume from model_dir={model_dir}: {DELETED_CHECKPOINT.format(model_dir)}, "
+                                  "or use a new model_dir")
+    assert excinfo.value.describe(flags=True).startswith(f"cannot resume from --model_dir={model_dir}: ")
+    assert sorted(os.listdir(model_dir)) == sorted(before + [training.LOCK_FILE])
+    store.load_generator(model_dir / "ckpt-5")
+
+
 def test_a_run_that_failed_before_its_first_checkpoint_left_no_model(tmp_path, image_folder):
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -512,6 +527,67 @@ def test_a_model_dir_that_is_a_file_is_an_error(tmp_path, image_folder):
     result = _run(path, image_folder, "--max_steps=1")
     assert_user_error(result, f"--model_dir={path} is a file, not a folder; give a folder path")
     assert path.read_text() == "my notes"
+
+
+NATIVE_REFUSED = ("INPAINTING_DILATED_CONV=native: TensorFlow has no gradient kernel for dilated convolutions "
+                  "in {} here")
+NATIVE_ADVICE = "; unset INPAINTING_DILATED_CONV (the default, auto, takes their gradient from the "
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(image_folder, small_disk):
+    disk = small_disk("150m")  # one checkpoint of the tiny model (its critics: about 81 MB), not two
+    model_dir = disk / "run"
+    with pytest.raises(TrainingError) as excinfo:
+        training.train(tiny_config(model_dir, image_folder, max_steps=2, checkpoint_every=1,
+                                   critic_steps=1, deterministic=False))
+    first = model_dir / "ckpt-1"
+    resume = (f"; free some space there or move model_dir to a larger disk, then run the same command again: "
+              f"it resumes from {first}, which is complete")
+    assert re.fullmatch(rf"model_dir={re.escape(str(model_dir))}: the disk is full while saving checkpoint "
+                        rf"ckpt-2, which needs about 8\d\.\d MB \(\d+\.\d MB free\){re.escape(resume)}",
+                        str(excinfo.value)), str(excinfo.value)
+    kept = ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "model_config.json", "train",
+            "train_config.json", "validation"]
+    assert sorted(name for name in os.listdir(model_dir) if name != training.LOCK_FILE) == kept  # no ckpt-2_temp
+    assert tf.train.latest_checkpoint(str(model_dir)) == str(first)
+    values = checkpoint_values(first)
+
+    fill_disk(disk)  # train.py on a disk that is full before it starts
+    result = _run(model_dir, image_folder, "--max_steps=3", "--checkpoint_every=1", "--cnum=4")
+    assert result.returncode == 1
+    assert_user_error(result, f"--model_dir={model_dir}: the disk is full (0 KB free)",
+                      resume.replace("move model_dir", "move --model_dir"))
+    assert sorted(name for name in os.listdir(model_dir) if name != training.LOCK_FILE) == kept
+    assert all(np.array_equal(values[key], value) for key, value in checkpoint_values(first).items())
+    assert store.load_generator(model_dir).config == ModelConfig.load(model_dir)
+    assert TrainConfig(**json.loads((model_dir / "train_config.json").read_text())).max_steps == 2
+
+
+def test_native_dilated_convolutions_are_refused_where_they_cannot_train(tmp_path, image_folder,
+                                                                          monkeypatch):
+    monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "native")
+    with pytest.raises(TrainingError) as float16:  # no CPU kernel in either oneDNN mode
+        training.Trainer(tiny_config(tmp_path / "half", image_folder, precision="mixed_float16"))
+    assert str(float16.value).startswith(NATIVE_REFUSED.format("float16")) and NATIVE_ADVICE in str(float16.value)
+    assert not (tmp_path / "half").exists()
+    if layers.native_dilated_gradients():  # oneDNN on: TensorFlow's kernels train
+        training.Trainer(tiny_config(tmp_path / "full", image_folder)).close()
+    else:
+        with pytest.raises(TrainingError, match="^" + re.escape(NATIVE_REFUSED.format("float32"))):
+            training.Trainer(tiny_config(tmp_path / "full", image_folder))
+    monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "fast")
+    with pytest.raises(TrainingError, match="INPAINTING_DILATED_CONV must be one of .*got 'fast'"):
+        training.Trainer(tiny_config(tmp_path / "fast", image_folder))
+
+
+def test_train_py_refuses_native_dilated_convolutions_without_onednn(tmp_path, image_folder):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_ENABLE_ONEDNN_OPTS="0",
+               INPAINTING_DILATED_CONV="native")
+    result = subprocess.run(_train_args(tmp_path / "run", image_folder, "--max_steps=1"), capture_output=True,
+                            text=True, cwd=REPO, timeout=600, env=env)
+    assert result.returncode == 1
+    assert_user_error(result, NATIVE_REFUSED.format("float32"), NATIVE_ADVICE)
+    assert not (tmp_path / "run" / "model_config.json").exists()
 
 
 def test_exit_status():
