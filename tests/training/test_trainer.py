@@ -563,6 +563,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(i
     assert TrainConfig(**json.loads((model_dir / "train_config.json").read_text())).max_steps == 2
 
 
+@pytest.mark.onednn_modes  # its answer depends on the mode
 def test_native_dilated_convolutions_are_refused_where_they_cannot_train(tmp_path, image_folder,
                                                                           monkeypatch):
     monkeypatch.setenv(layers.DILATED_CONV_VARIABLE, "native")
