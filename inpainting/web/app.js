@@ -34,6 +34,7 @@
     health: null, // the answer of /api/health
     file: null, // the image File, sent unchanged
     shown: null, // the Blob shown for it: the file without EXIF orientation
+    info: "", // what the page says about the image
     width: 0,
     height: 0,
     tool: "hole",
@@ -190,7 +191,8 @@
     updatePreview();
     const exif = decoded.exif ? " (EXIF orientation ignored: the pixels as stored, as the server reads them)"
       : "";
-    $("image-info").textContent = `${file.name}: ${state.width} \u00d7 ${state.height} pixels${exif}`;
+    state.info = `${file.name}: ${state.width} \u00d7 ${state.height} pixels${exif}`;
+    $("image-info").textContent = state.info;
     updateButtons();
   }
 
@@ -681,6 +683,8 @@
     pushUndo();
     maskContext.putImageData(mask, 0, 0);
     changed();
+    $("image-info").textContent =
+      `${state.info} \u00b7 hole from ${file.name} (${alpha ? "opaque" : "white"} = hole)`;
   }
 
   // The image's file name without its extension, for the names of saved files.
