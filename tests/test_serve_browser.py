@@ -11,8 +11,12 @@ copied there.
 docs/serve.png is the screenshot serve.png of `test_screenshot_for_the_docs`, taken with the demo
 model of `make demo` in place of the tiny one:
 
-    INPAINTING_TEST_SERVE_MODEL=runs/demo INPAINTING_TEST_ARTIFACTS=/tmp/shots \
-        .venv/bin/python -m pytest tests/test_serve_browser.py -k docs && cp /tmp/shots/serve.png docs/
+    export INPAINTING_TEST_SERVE_MODEL=runs/demo INPAINTING_TEST_ARTIFACTS=/tmp/shots
+    .venv/bin/python -m pytest tests/test_serve_browser.py -k docs
+    .venv/bin/python -c "from PIL import Image; Image.open('/tmp/shots/serve.png').convert('RGB').quantize(
+        256, Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save('docs/serve.png', optimize=True)"
+
+(256 colours keep the file small; the octree keeps the hole, grown and feathered colours apart.)
 """
 
 import base64
