@@ -472,6 +472,27 @@ def test_zoom_pan_paint_undo_and_redo(page, tmp_path):
     expect(page.locator("#zoom")).to_have_value("2")
     np.testing.assert_array_equal(_painted(page), stroke)  # zooming leaves the hole as it is
 
+    # Two fingers twice as far apart: 400 %, the image point between them stays between them, and
+    # the paint of the first finger is taken back.
+    touch = page.context.new_cdp_session(page)
+    cx, cy = view["x"] + 0.5 * view["width"], view["y"] + 0.85 * view["height"]  # away from the stroke
+    under = [(p - o) / 2 for p, o in zip((cx, cy), _view_origin(page))]
+
+    def fingers(kind, apart):
+        points = [{"x": cx - apart / 2, "y": cy, "id": 0}, {"x": cx + apart / 2, "y": cy, "id": 1}]
+        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": cx - 50, "y": cy, "id": 0}]})
+    fingers("touchStart", 100)
+    for apart in (150, 200):
+        fingers("touchMove", apart)
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    expect(page.locator("#zoom")).to_have_value("4")
+    x0, y0 = _view_origin(page)
+    assert abs((cx - x0) / 4 - under[0]) < 0.5 and abs((cy - y0) / 4 - under[1]) < 0.5
+    np.testing.assert_array_equal(_painted(page), stroke)
+    touch.detach()
+
 
 def test_screenshot_for_the_docs(page, tmp_path):
     """The page after a fill with Grow and Feather set: docs/serve.png (module docstring)."""

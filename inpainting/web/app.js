@@ -43,6 +43,8 @@
     redo: [], // {mask, sketch} ImageData of each change undone, the last undone last
     stroke: null, // {last: [x, y]} while the pointer paints
     pan: null, // {x, y, left, top}: the pointer's and the view's scroll position where a drag began
+    touches: new Map(), // pointerId -> [clientX, clientY] of each finger on the view
+    pinch: null, // {distance, scale, point} where two fingers came down, until all are lifted
     space: false, // whether Space is held (dragging pans)
     zoom: "fit", // "fit" or screen pixels per image pixel
     scale: 1, // screen pixels per image pixel as shown
@@ -234,15 +236,16 @@
     }
   }
 
-  // Zooms to `zoom` ("fit" or screen pixels per image pixel), keeping the image point under
-  // `anchor` ([clientX, clientY]; the middle of the view by default) where it is.
-  function setZoom(zoom, anchor) {
+  // Zooms to `zoom` ("fit" or screen pixels per image pixel) and puts the image point `point` (by
+  // default the one under `anchor`) at `anchor` ([clientX, clientY]; the middle of the view by
+  // default).
+  function setZoom(zoom, anchor, point) {
     if (!state.file) return;
     const fit = fitScale();
     const view = stage.getBoundingClientRect();
     const [x, y] = anchor || [view.left + stage.clientLeft + stage.clientWidth / 2,
                               view.top + stage.clientTop + stage.clientHeight / 2];
-    const [imageX, imageY] = toImage({ clientX: x, clientY: y });
+    const [imageX, imageY] = point || toImage({ clientX: x, clientY: y });
     state.zoom = zoom === "fit" ? "fit" : Math.min(MAX_ZOOM, Math.max(Math.min(fit, ZOOMS[0]), zoom));
     showAt(state.zoom === "fit" ? fit : state.zoom);
     const box = layers.getBoundingClientRect();
@@ -386,10 +389,40 @@
     cursor.style.top = `${y - box.top}px`;
   }
 
+  // The middle of the first two fingers on the view and their distance apart.
+  function fingers() {
+    const [a, b] = state.touches.values();
+    return [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2, Math.hypot(a[0] - b[0], a[1] - b[1])];
+  }
+
+  // Two fingers zoom and move the view together: the image point between them stays between them.
+  // A stroke the first finger began is taken back.
+  function startPinch() {
+    if (state.stroke) {
+      const before = state.undo.pop();
+      maskContext.putImageData(before.mask, 0, 0);
+      sketchContext.putImageData(before.sketch, 0, 0);
+      state.stroke = null;
+      changed();
+    }
+    state.pan = null;
+    const [x, y, distance] = fingers();
+    state.pinch = { distance, scale: state.scale, point: toImage({ clientX: x, clientY: y }) };
+  }
+
   // Dragging with the middle button, with Space held or with the Pan tool moves the view; dragging
-  // with the left button over the image paints.
+  // with the left button (or one finger) over the image paints.
   stage.addEventListener("pointerdown", (event) => {
     if (!state.file) return;
+    if (event.pointerType === "touch") {
+      state.touches.set(event.pointerId, [event.clientX, event.clientY]);
+      if (state.touches.size >= 2 || state.pinch) {
+        event.preventDefault();
+        stage.setPointerCapture(event.pointerId);
+        if (state.touches.size === 2) startPinch();
+        return;
+      }
+    }
     if (event.button === 1 || (event.button === 0 && panning())) {
       event.preventDefault();
       stage.setPointerCapture(event.pointerId);
@@ -409,6 +442,14 @@
     if (event.button === 1) event.preventDefault(); // no autoscroll: the middle button pans
   });
   stage.addEventListener("pointermove", (event) => {
+    if (state.touches.has(event.pointerId)) state.touches.set(event.pointerId, [event.clientX, event.clientY]);
+    if (state.pinch) {
+      if (state.touches.size >= 2) {
+        const [x, y, distance] = fingers();
+        setZoom(state.pinch.scale * distance / Math.max(1, state.pinch.distance), [x, y], state.pinch.point);
+      }
+      return;
+    }
     state.pointer = [event.clientX, event.clientY];
     if (state.pan) {
       stage.scrollLeft = state.pan.left - (event.clientX - state.pan.x);
@@ -422,7 +463,9 @@
     state.stroke.last = point;
   });
   for (const type of ["pointerup", "pointercancel"]) {
-    stage.addEventListener(type, () => {
+    stage.addEventListener(type, (event) => {
+      state.touches.delete(event.pointerId);
+      if (state.touches.size === 0) state.pinch = null;
       if (state.stroke) {
         state.stroke = null;
         changed();
