@@ -28,9 +28,9 @@ Shards (many workers)
     is cut before anything is read. Files: every worker lists the same files and
     draws the same epoch orders from the seed; worker k takes the positions p with
     p % N == k (so a file is read by one worker per epoch, and with fewer files
-    than workers each file still goes to one worker at a time). Its own positions
-    are numbered 0, 1, ... (`start` counts them) while the elements keep the
-    global position, from which the crop and flip are drawn. TFDS: worker k takes
+    than workers each file still goes to one worker at a time). Its own items are
+    numbered 0, 1, ... (`start` counts them) while the elements keep the global
+    position, from which the crop and flip are drawn. TFDS: worker k takes
     the record files (TFRecord shards) k, k + N, ... of the split, as TFDS's own
     `InputContext` sharding does, or, with fewer files than workers, its even
     subsplit of the records (`tfds.even_splits`); it reads them as one process
@@ -637,7 +637,7 @@ def read_items(items, load, *, empty, label, num_items, start=0, skipped_before=
     empty = tf.convert_to_tensor(empty)
     span = span or num_items
     what = (f"a whole epoch ({num_items} files)" if span == num_items else
-            f"{span // num_items} epochs' worth of this worker's share of {num_items} files")
+            f"{span // num_items} epochs (this worker's share of {num_items} files each)")
 
     def number(state, item):
         serial, names = state

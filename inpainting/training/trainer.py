@@ -8,7 +8,9 @@ its own batch, box and mask, then one generator update on a further batch. All r
 order, crops, flips, boxes, masks and the gradient-penalty weights) comes from the input pipeline,
 as a pure function of the seed and the position in the stream, so a run resumed from step k sees
 the data an uninterrupted run sees, and the update does not depend on how the batch is split
-across devices. One Adam optimizer serves the generator and the critics, as in the original, so
+across devices. On a cluster each worker reads its own shard of the stream (`sources.Shard`), so
+the stream is also a function of the number of workers; each worker's count of unreadable files is
+checkpointed ("worker_skipped_files") to resume its shard exactly. One Adam optimizer serves the generator and the critics, as in the original, so
 its bias correction counts every update; under `--precision=mixed_float16` it is wrapped in
 Keras's dynamic loss scaling, whose state checkpoints keep under "loss_scale".
 

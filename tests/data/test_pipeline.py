@@ -424,8 +424,8 @@ def test_a_shard_of_unreadable_files_ends_its_stream(tmp_path, capfd):
     stream = pipeline.image_dataset(f"folder:{tmp_path / 'bad'}", image_size=(8, 8),
                                     shard=sources.Shard(1, 2))
     assert _read(stream) == []
-    assert ("error: folder:" + str(tmp_path / "bad") + ": no image of 2 epochs' worth of this "
-            "worker's share of 5 files could be read; the stream ends") in capfd.readouterr().err
+    assert ("error: folder:" + str(tmp_path / "bad") + ": no image of 2 epochs (this worker's share "
+            "of 5 files each) could be read; the stream ends") in capfd.readouterr().err
     with pytest.raises(DataError, match="shard 2 of 2: expected 0 <= index < count"):
         sources.Shard(2, 2)
 
