@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/train.py [--version=v1] [--batch_size=4] [--size=256] [--iterations=6] [--xla]
         [--onednn=on,off] [--dilated_conv=auto,space_to_batch]
-    .venv/bin/python bench/train.py --strategy=multi_worker [--workers=1,2] [--version=v2] [--size=64]
+    .venv/bin/python bench/train.py --strategy=multi_worker [--workers=1,2,4] [--version=v2] [--size=64]
+        [--dataset=samples] [--input=sharded,whole]
 
 One training iteration is what the original's trainer does per step and what reference
 `timing.txt` measures: for v1, 5 critic updates (WGAN-GP, each re-running the generator forward on
@@ -26,13 +27,18 @@ every line says which (`onednn`, `dilated_conv`), and `train_<version>_backends`
 one's seconds over oneDNN on with the default formulation. `native` cannot train with oneDNN off
 (TensorFlow has no gradient kernel for dilated convolutions there) and is skipped with a line.
 
-`--strategy=multi_worker` starts, for each count of `--workers`, that many local worker processes
-on 127.0.0.1 (`MultiWorkerMirroredStrategy`, TF_CONFIG set by this script) training on the same
-constant batches, and prints the cluster's seconds per iteration and images/s (global batch x
-batches per iteration / seconds), then each count's speed over one worker's. All workers share this
-machine's cores, so the numbers show the cost of the multi-worker machinery (gRPC all-reduce, the
-per-step stop vote) on one computer, not the speed-up of a cluster of machines. The workers run in
-the machine's oneDNN mode with the default formulation.
+`--strategy=multi_worker` starts, for each count of `--workers` and each way of reading the input
+(`--input`: `sharded`, each worker reading and decoding only its share of `--dataset`, train.py's
+default; `whole`, each reading the whole stream and keeping its part, `--noshard_input`), that many
+local worker processes on 127.0.0.1 (`MultiWorkerMirroredStrategy`, TF_CONFIG set by this script)
+training from the real input pipeline, and prints the cluster's seconds per iteration and images/s
+(global batch x batches per iteration / seconds) beside the images each worker decoded per second
+(`decoded_per_worker_per_second`, one value per worker: its part of the batches and its unreadable
+files), then each count's speed over one worker's. All workers share this machine's cores, so the
+numbers show the cost of the multi-worker machinery (gRPC all-reduce, the per-step stop vote) and
+of the input on one computer, not the speed-up of a cluster of machines; the decoding each worker
+does is what a cluster of machines saves. The workers run in the machine's oneDNN mode with the
+default formulation.
 """
 
 import argparse
@@ -77,7 +83,12 @@ def main():
     parser.add_argument("--strategy", default="auto", choices=["auto", "multi_worker"],
                         help="multi_worker: start 1, 2, ... (--workers) local worker processes on "
                              "127.0.0.1 and report the cluster's images/s for each count")
-    parser.add_argument("--workers", default="1,2", help="worker counts for --strategy=multi_worker")
+    parser.add_argument("--workers", default="1,2,4", help="worker counts for --strategy=multi_worker")
+    parser.add_argument("--dataset", default="samples", help="--strategy=multi_worker: train.py's "
+                        "--dataset the workers read")
+    parser.add_argument("--input", default="sharded,whole",
+                        help="--strategy=multi_worker: sharded (each worker decodes its share), "
+                             "whole (each decodes the whole stream), or both")
     parser.add_argument("--scratch", default="", help=argparse.SUPPRESS)  # the workers' shared folder
     common.add_backend_flags(parser)
     args = parser.parse_args()
@@ -168,9 +179,11 @@ def launch_workers(args):
     from inpainting.training import distribution
 
     rates = {}
-    for count in [int(n) for n in args.workers.split(",")]:
+    for mode, count in [(mode, int(n)) for mode in args.input.split(",")
+                        for n in args.workers.split(",")]:
         addresses = [f"127.0.0.1:{port}" for port in distribution.free_local_ports(count)]
-        argv = [a for a in sys.argv[1:] if not a.startswith("--workers")]
+        argv = [a for a in sys.argv[1:] if not a.startswith(("--workers", "--input"))]
+        argv.append(f"--input={mode}")
         processes = []
         scratch = tempfile.TemporaryDirectory()
         argv.append(f"--scratch={scratch.name}")
@@ -194,11 +207,13 @@ def launch_workers(args):
                      f"{[p.returncode for p in processes]})")
         for line in output.splitlines():
             record = json.loads(line)
-            rates[count] = record["images_per_second"]
+            rates[mode, count] = record["images_per_second"]
             common.emit(record)
-    if 1 in rates:
-        common.emit({"bench": f"train_{args.version}_multi_worker_scaling",
-                     **{f"speedup_{n}_workers": round(rate / rates[1], 3) for n, rate in rates.items()}})
+    for mode in args.input.split(","):
+        if (mode, 1) in rates:
+            common.emit({"bench": f"train_{args.version}_multi_worker_scaling", "input": mode,
+                         **{f"speedup_{n}_workers": round(rate / rates[mode, 1], 3)
+                            for (m, n), rate in rates.items() if m == mode}})
 
 
 def multi_worker_task(args):
@@ -215,20 +230,26 @@ def multi_worker_task(args):
     # The workers share the scratch folder; nothing is saved: checkpoints are not measured.
     config = TrainConfig(model_dir=args.scratch, version=args.version, image_size=args.size,
                          box_size=args.size // 2, batch_size=args.batch_size, xla=args.xla,
-                         precision=args.precision, strategy="multi_worker")
+                         precision=args.precision, strategy="multi_worker", dataset=args.dataset,
+                         shard_input=args.input == "sharded")
     strategy = training.make_strategy(config)  # first: before other TensorFlow work
     trainer = training.Trainer(config, strategy)
-    iterator = distribution.distribute(strategy, constant_batches(config))
+    iterator = trainer.training_data()
     # No waiting for a quiet CPU: the other local workers keep it busy by design.
+    warmup = 1
     iteration = common.time_runs(lambda: trainer.train_step(iterator, 1), args.iterations,
-                                 warmup=1, wait=False)
+                                 warmup=warmup, wait=False)
     if distribution.is_chief(strategy):
         workers = strategy.cluster.num_tasks
         images = args.batch_size * config.batches_per_step
+        steps = warmup + args.iterations
+        decoded = [n / steps / iteration["median"] for n in trainer.decoded_images(steps)]
         common.emit({"bench": f"train_{args.version}_multi_worker", "workers": workers,
+                     "input": args.input, "dataset": args.dataset,
                      "global_batch": args.batch_size, "size": f"{args.size}x{args.size}",
                      "seconds_per_iteration": round(iteration["median"], 4),
                      "images_per_second": round(images / iteration["median"], 3),
+                     "decoded_per_worker_per_second": [round(rate, 3) for rate in decoded],
                      "runs": iteration["runs"], "onednn": common.onednn()})
 
 

@@ -241,6 +241,7 @@ class TrainConfig:
     strategy: str = "auto"
     cpu_devices: int = 0
     worker_timeout: float = 300.0
+    shard_input: bool = True
     precision: str = "float32"
     xla: bool = False
     attention: str = "matmul"

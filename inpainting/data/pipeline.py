@@ -94,7 +94,8 @@ def _check_size(image_size):
 
 
 def image_dataset(source, *, image_size, preprocess="crop", flip=True, seed=0, training=True,
-                  data_dir=None, download=False, start_example=0, skipped_before=0):
+                  data_dir=None, download=False, start_example=0, skipped_before=0,
+                  shard=sources.WHOLE):
     """A stream of images from a source, cropped or resized to one size.
 
     Training: endless; each epoch visits every file once in an order drawn from
@@ -103,7 +104,9 @@ def image_dataset(source, *, image_size, preprocess="crop", flip=True, seed=0, t
     aspect ratio kept) or resized ("resize": bilinear, antialiased), then flipped
     horizontally with probability 1/2 when `flip`, both drawn from (seed, p).
     Otherwise: one pass in the source's order, centre crop (after the same
-    scaling up) or resize, no flip.
+    scaling up) or resize, no flip. With a `shard` a training stream is one worker's
+    part, cut before reading (`sources.Shard`): its positions, start and counts are
+    its own, and its crops and flips those of the positions it holds.
 
     Decoding: png (8 and 16 bit), jpeg, bmp, webp; gray is replicated to RGB and
     alpha dropped. Unreadable files are skipped and counted (see the module
@@ -123,6 +126,7 @@ def image_dataset(source, *, image_size, preprocess="crop", flip=True, seed=0, t
             Positions count unreadable files too, so with skipped files they run
             ahead of element indices (see `skipped_before`).
         skipped_before: the value the cumulative `skipped` count starts from.
+        shard: the worker's `sources.Shard` of a training stream (default: the whole).
 
     Returns:
         `tf.data.Dataset` of {"image": uint8 [H, W, 3] RGB, "position": int64 scalar,
@@ -139,17 +143,18 @@ def image_dataset(source, *, image_size, preprocess="crop", flip=True, seed=0, t
         raise DataError(f"start_example and skipped_before must be >= 0, got {start_example} "
                         f"and {skipped_before}")
     found = sources.source_items(source, seed=seed, start=start_example, training=training,
-                                 data_dir=data_dir, download=download)
+                                 data_dir=data_dir, download=download, shard=shard)
 
     def load(source_value, position):
         image = sources.decode_rgb(found.encoded(source_value))
-        key = sources.stream_seed(seed, AUGMENT, position) if training else None
+        key = sources.stream_seed(found.key, AUGMENT, position) if training else None
         return preprocess_image(image, (height, width), preprocess=preprocess, key=key,
                                 flip=flip and training)
 
     return sources.read_items(found.items, load, empty=tf.zeros([height, width, 3], tf.uint8),
-                              label=found.label, num_items=found.size, start=start_example,
-                              skipped_before=skipped_before, describe=found.describe).prefetch(tf.data.AUTOTUNE)
+                              label=found.label, num_items=found.size, start=found.first,
+                              skipped_before=skipped_before, describe=found.describe,
+                              span=found.span).prefetch(tf.data.AUTOTUNE)
 
 
 # ------------------------------------------------------------------------------ batches
@@ -178,7 +183,7 @@ def _hole_options(mask_dir, free_form, strokes):
 
 def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32, 32),
                      margins=(0, 0), seed=0, start_batch=0, skipped_before=0, mask_dir=None,
-                     free_form=False, strokes=None, edges=False):
+                     free_form=False, strokes=None, edges=False, shard=sources.WHOLE):
     """Training batches: images, one hole per batch, its box and gradient-penalty weights.
 
     As in DeepFill v1, every batch has one box and one mask repeated along the batch
@@ -190,6 +195,10 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
     from `masks.mask_bbox`. Batch k's box, trim, strokes and alphas depend only on
     (seed, k), and the box, trim and alphas are the same with or without
     `free_form`.
+
+    With a `shard` (worker k of N) a batch is that worker's part of the global batch
+    k: batch_size / N images of its own image stream (which `images` must give),
+    the hole and box of global batch k, and its part of the alphas.
 
     Args:
         images: the image stream: a function called as
@@ -204,7 +213,7 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
         margins: distance of the box from the image edges.
         seed: user seed (int).
         start_batch: index of the first batch, to resume: a function's image
-            stream starts at position start_batch * B + skipped_before.
+            stream starts at its item start_batch * B / N + skipped_before.
         skipped_before: the largest `skipped` of the last batch consumed before
             stopping (0 if no file was skipped): with it the resumed stream is
             exactly the uninterrupted one even when files were skipped.
@@ -214,6 +223,8 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
             the defaults); used only with `free_form`.
         edges: add "edge", the `canny_edges` of the images (unmasked), the input of
             guided (sketch) models.
+        shard: this worker's `sources.Shard`; `batch_size` stays the global batch and
+            must divide by its count.
 
     Returns:
         `tf.data.Dataset` of {"image": uint8 [B, H, W, 3], "mask": float32 [B, H, W, 1]
@@ -230,9 +241,12 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
     if batch_size < 1 or start_batch < 0 or skipped_before < 0:
         raise DataError(f"batch_size must be >= 1 and start_batch, skipped_before >= 0, got "
                         f"{batch_size}, {start_batch}, {skipped_before}")
+    if batch_size % shard.count:
+        raise DataError(f"batch_size {batch_size} cannot be split evenly over {shard.count} workers")
     strokes = _hole_options(mask_dir, free_form, strokes)
-    stream = _stream(images, start_batch * batch_size, skipped_before)
-    parts = [stream.batch(batch_size, drop_remainder=True),
+    part = batch_size // shard.count
+    stream = _stream(images, start_batch * part, skipped_before)
+    parts = [stream.batch(part, drop_remainder=True),
              tf.data.Dataset.range(start_batch, sources.ENDLESS)]
     if mask_dir is not None:
         parts.append(masks.mask_folder_dataset(mask_dir, image_size, seed, start=start_batch))
@@ -247,14 +261,15 @@ def training_batches(images, *, batch_size, image_size, box_size, max_delta=(32,
                     image_size, sources.stream_seed(key, 4), strokes))
         else:
             bbox = masks.mask_bbox(mask, box_size, image_size)
+        own = slice(shard.index * part, (shard.index + 1) * part)
         out = {
             "image": batch["image"],
-            "mask": tf.tile(mask[None], [batch_size, 1, 1, 1]),
-            "bbox": tf.tile(bbox[None], [batch_size, 1]),
+            "mask": tf.tile(mask[None], [part, 1, 1, 1]),
+            "bbox": tf.tile(bbox[None], [part, 1]),
             "alpha_local": tf.random.stateless_uniform([batch_size, 1],
-                                                       sources.stream_seed(key, 2)),
+                                                       sources.stream_seed(key, 2))[own],
             "alpha_global": tf.random.stateless_uniform([batch_size, 1],
-                                                        sources.stream_seed(key, 3)),
+                                                        sources.stream_seed(key, 3))[own],
             "skipped": batch["skipped"],
         }
         if edges:

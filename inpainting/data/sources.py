@@ -23,6 +23,20 @@ Positions
     `start_example=p` reproduces the stream from position p on, skipping the
     earlier positions before anything is read or decoded.
 
+Shards (many workers)
+    A `Shard` (index k of N workers) is one worker's part of a training stream; it
+    is cut before anything is read. Files: every worker lists the same files and
+    draws the same epoch orders from the seed; worker k takes the positions p with
+    p % N == k (so a file is read by one worker per epoch, and with fewer files
+    than workers each file still goes to one worker at a time). Its own items are
+    numbered 0, 1, ... (`start` counts them) while the elements keep the global
+    position, from which the crop and flip are drawn. TFDS: worker k takes
+    the record files (TFRecord shards) k, k + N, ... of the split, as TFDS's own
+    `InputContext` sharding does, or, with fewer files than workers, its even
+    subsplit of the records (`tfds.even_splits`); it reads them as one process
+    reads a split, with its own positions and a seed that folds in (N, k). N = 1
+    is the unsharded stream. Validation streams are never sharded.
+
 Unreadable files
     A file (or record) that is missing, empty, not an image or corrupt is skipped:
     its decoding error is logged by `tf.data` and a warning naming it is printed to
@@ -80,6 +94,7 @@ TFDS_WINDOW = 256
 # Parts folded into the user seed so that the streams drawn from one seed are independent.
 FILE_ORDER = 1
 RECORD_WINDOW = 4
+SHARD = 6
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The last position of an endless stream.
 ENDLESS = tf.int64.max
@@ -107,6 +122,34 @@ class DataSource:
         if self.kind == "tfds":
             return f"tfds:{self.name}" + (f":{self.split}" if self.split else "")
         return self.kind
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One worker's part of a training stream: worker `index` of `count` (see the module docstring).
+
+    Attributes:
+        index: this worker, 0 <= index < count.
+        count: the number of workers; 1 is the whole stream.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.index < self.count:
+            raise DataError(f"shard {self.index} of {self.count}: expected 0 <= index < count")
+
+    @property
+    def whole(self):
+        return self.count == 1
+
+    def key(self, seed):
+        """The seed of this shard's own draws: `seed` itself for the whole stream."""
+        return seed if self.whole else stream_seed(seed, SHARD, self.count, self.index)
+
+
+WHOLE = Shard()
 
 
 def parse_dataset(spec):
@@ -246,8 +289,8 @@ def _one_line(text):
     return " ".join(str(text).split())
 
 
-def _tfds_records(source, training, data_dir, download):
-    """Looks up a TFDS split; prepares it only when `download`."""
+def _tfds_records(source, training, data_dir, download, shard=WHOLE):
+    """Looks up a TFDS split (`shard`'s part of it); prepares it only when `download`."""
     label = str(source)
     try:
         import tensorflow_datasets as tfds
@@ -308,14 +351,24 @@ def _tfds_records(source, training, data_dir, download):
     instructions = [inst for inst in instructions if inst.take > 0]
     if not instructions:
         raise DataError(f"{label}: split {split!r} holds no examples; choose another split")
+    if not shard.whole:
+        # By file, as TFDS shards for an `InputContext`; by record where there are fewer files.
+        if len(instructions) >= shard.count:
+            instructions = instructions[shard.index::shard.count]
+        else:
+            part = tfds.even_splits(split, shard.count)[shard.index]
+            instructions = [inst for inst in info.splits[part].file_instructions if inst.take > 0]
+            if not instructions:
+                raise DataError(f"{label}: split {split!r} has fewer examples than the "
+                                f"{shard.count} workers; choose a larger split")
     return _Records(files=tuple(os.fspath(inst.filename) for inst in instructions),
                     skips=tuple(int(inst.skip) for inst in instructions),
                     takes=tuple(int(inst.take) for inst in instructions),
                     key=images[0], label=f"tfds:{source.name}:{split}")
 
 
-def _resolve(source, training, data_dir=None, download=False):
-    """The files (a list of paths) or TFDS records (`_Records`) a source stands for."""
+def _resolve(source, training, data_dir=None, download=False, shard=WHOLE):
+    """The files (a list of paths) or TFDS records (`_Records`, `shard`'s) a source stands for."""
     source = parse_dataset(source)
     if source.kind == "flist":
         return read_file_list(source.path)
@@ -323,7 +376,7 @@ def _resolve(source, training, data_dir=None, download=False):
         return list_image_files(source.path)
     if source.kind == "samples":
         return sample_paths(held_out=not training)
-    return _tfds_records(source, training, data_dir, download)
+    return _tfds_records(source, training, data_dir, download, shard)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,6 +389,10 @@ class SourceItems:
         size: the number of files or records.
         encoded: item value -> the encoded image (bytes).
         describe: item -> a description for messages (None: the value is a file path).
+        key: the seed the random draws of a position (crop, flip) are taken from.
+        first: the position of the first item.
+        span: positions without a readable image that end a training stream (one epoch's
+            worth of this stream's own items).
     """
 
     items: tf.data.Dataset
@@ -343,11 +400,17 @@ class SourceItems:
     size: int
     encoded: object
     describe: object
+    key: object = 0
+    first: int = 0
+    span: int = 0
 
 
-def source_items(source, *, seed, start=0, training=True, data_dir=None, download=False):
-    """The items of `source` (a `parse_dataset` spec or a `DataSource`) from position `start` on."""
-    resolved = _resolve(source, training, data_dir, download)
+def source_items(source, *, seed, start=0, training=True, data_dir=None, download=False,
+                 shard=WHOLE):
+    """The items of `source` (a `parse_dataset` spec or a `DataSource`) from item `start` on:
+    `shard`'s part of a training stream (validation: the whole)."""
+    shard = shard if training else WHOLE
+    resolved = _resolve(source, training, data_dir, download, shard)
     if isinstance(resolved, _Records):
         key = resolved.key
 
@@ -358,10 +421,14 @@ def source_items(source, *, seed, start=0, training=True, data_dir=None, downloa
         def describe(item):
             return tf.strings.format("record at position {}", item["position"])
 
-        return SourceItems(_record_items(resolved, seed=seed, start=start, training=training),
-                           resolved.label, resolved.size, encoded, describe)
-    return SourceItems(file_items(resolved, seed=seed, start=start, training=training),
-                       str(parse_dataset(source)), len(resolved), tf.io.read_file, None)
+        own_seed = shard.key(seed)
+        return SourceItems(_record_items(resolved, seed=own_seed, start=start, training=training),
+                           resolved.label, resolved.size, encoded, describe, key=own_seed, first=start,
+                           span=resolved.size)
+    size = len(resolved)
+    return SourceItems(file_items(resolved, seed=seed, start=start, training=training, shard=shard),
+                       str(parse_dataset(source)), size, tf.io.read_file, None, key=seed,
+                       first=start * shard.count + shard.index, span=size * shard.count)
 
 
 def num_examples(source, *, training=True, data_dir=None, download=False):
@@ -443,14 +510,15 @@ def _end_marker(position):
     return tf.data.Dataset.from_tensors(_item(position, tf.constant(""), sentinel=True))
 
 
-def file_items(paths, *, seed, start=0, training=True):
+def file_items(paths, *, seed, start=0, training=True, shard=WHOLE):
     """The stream of file positions and paths, before anything is read.
 
     Training: endless; epoch e holds positions e * n .. e * n + n - 1 with the files
     in a permutation drawn from (seed, e), followed by one end-of-epoch marker (an
-    item with `sentinel` True at position (e + 1) * n). Otherwise: positions
-    0 .. n - 1 in the given order and an end marker at position n. Positions before
-    `start` are dropped without reading anything.
+    item with `sentinel` True at position (e + 1) * n); of them `shard` k of N keeps
+    the positions p with p % N == k, its item i at position i * N + k. Otherwise:
+    positions 0 .. n - 1 in the given order and an end marker at position n. Items
+    before item `start` are dropped without reading anything.
 
     Returns:
         `tf.data.Dataset` of {"position": int64, "source": path string, "sentinel": bool}.
@@ -463,14 +531,19 @@ def file_items(paths, *, seed, start=0, training=True):
         files = tf.data.Dataset.range(start, size).map(
             lambda position: _item(position, tf.gather(table, position)))
         return files.concatenate(_end_marker(size))
-    first_epoch, offset = divmod(int(start), size)
+    stride = shard.count
+    first_epoch, offset = divmod(int(start) * stride + shard.index, size)
 
     def epoch_items(epoch):
         order = _permutation(size, stream_seed(seed, FILE_ORDER, epoch))
         base = epoch * size
-        files = tf.data.Dataset.from_tensor_slices(order).enumerate()
-        files = files.skip(tf.where(epoch == first_epoch, tf.constant(offset, tf.int64), 0))
-        files = files.map(lambda index, file: _item(base + index, tf.gather(table, file)))
+        # This shard's first index in the epoch, and its items before `offset` in the first one.
+        first = (shard.index - base) % stride
+        before = tf.maximum((offset - first + stride - 1) // stride, 0)
+        files = tf.data.Dataset.from_tensor_slices(order[first::stride]).enumerate()
+        files = files.skip(tf.where(epoch == first_epoch, before, 0))
+        files = files.map(lambda index, file: _item(base + first + index * stride,
+                                                    tf.gather(table, file)))
         return files.concatenate(_end_marker(base + size))
 
     return tf.data.Dataset.range(first_epoch, ENDLESS).flat_map(epoch_items)
@@ -533,7 +606,7 @@ def _record_items(records, *, seed, start=0, training=True):
 
 
 def read_items(items, load, *, empty, label, num_items, start=0, skipped_before=0,
-               describe=None, remembered=16):
+               describe=None, remembered=16, span=None):
     """Loads every item of a position stream, skipping and counting the ones that fail.
 
     Items are loaded with `load(source, position)` by a parallel map in
@@ -544,7 +617,8 @@ def read_items(items, load, *, empty, label, num_items, start=0, skipped_before=
     before it, adds them to the cumulative count and prints a warning naming them to
     stderr (up to `remembered` names per gap). At an end-of-epoch marker, when no
     item of the whole epoch (one that started at or after `start`) loaded, an error
-    is printed and the stream ends.
+    is printed and the stream ends; a shard's stream ends when none of the last
+    `span` positions (one epoch's worth of its own items) loaded.
 
     Args:
         items: dataset of {"position", "source", "sentinel"} (see `file_items`).
@@ -556,12 +630,16 @@ def read_items(items, load, *, empty, label, num_items, start=0, skipped_before=
         skipped_before: the count the cumulative skipped count starts from.
         describe: function item -> string tensor naming it in messages.
         remembered: how many names of preceding items each item carries.
+        span: positions without a loaded item that end the stream (default `num_items`).
 
     Returns:
         `tf.data.Dataset` of {"image": like `empty`, "position": int64, "skipped": int64}.
     """
     describe = describe or (lambda item: item["source"])
     empty = tf.convert_to_tensor(empty)
+    span = span or num_items
+    what = (f"a whole epoch ({num_items} files)" if span == num_items else
+            f"{span // num_items} epochs (this worker's share of {num_items} files each)")
 
     def number(state, item):
         serial, names = state
@@ -581,12 +659,11 @@ def read_items(items, load, *, empty, label, num_items, start=0, skipped_before=
         loaded = tf.logical_not(element["sentinel"])
         last_loaded = tf.where(loaded, element["position"], last_loaded)
         # A marker at position (e + 1) * n closes epoch e; stop when nothing of it loaded.
-        stop = element["sentinel"] & (last_loaded < element["position"] - num_items)
+        stop = element["sentinel"] & (last_loaded < element["position"] - span)
         warn = tf.cond(dropped > 0, lambda: _warn_dropped(label, element["before"], dropped),
                        lambda: tf.constant(False))
-        halt = tf.cond(stop, lambda: _print(f"error: {label}: no image of a whole epoch "
-                                            f"({num_items} files) could be read; the stream "
-                                            f"ends"), lambda: tf.constant(False))
+        halt = tf.cond(stop, lambda: _print(f"error: {label}: no image of {what} could be "
+                                            f"read; the stream ends"), lambda: tf.constant(False))
         with tf.control_dependencies([warn, halt]):
             out = {"image": element["image"], "position": element["position"],
                    "skipped": tf.identity(skipped), "keep": loaded, "stop": stop}

@@ -11,6 +11,11 @@ TensorFlow. At start-up each task publishes a hash of its `TrainConfig` through 
 service and compares it with every other task's, so workers started with different flags stop
 with an error naming the flags that differ.
 
+Input: each worker reads and decodes only its share of the training files (`--shard_input`, the
+default): `distribute_shards` builds each worker's own part of every global batch from its
+`sources.Shard` of the stream. With `--noshard_input` every worker reads the whole single-process
+stream and keeps its part of every global batch (`distribute`).
+
 Roles: every task trains its part of each global batch and takes part in every checkpoint save
 (saving may all-reduce), but only the chief writes into `--model_dir`; the others write into
 `<model_dir>/worker-temp-<task>` folders that are removed right after each save. Logs, summaries,
@@ -38,6 +43,7 @@ import sys
 
 import tensorflow as tf
 
+from inpainting.data import sources
 from inpainting.errors import TrainingError, mention
 
 ENV = "TF_CONFIG"
@@ -298,6 +304,38 @@ def distribute(strategy, dataset):
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = dataset.with_options(options)
     return iter(strategy.experimental_distribute_dataset(dataset))
+
+
+def shards_input(config, strategy):
+    """Whether each worker of `strategy`'s cluster reads only its share of the input."""
+    return cluster_of(strategy) is not None and config.shard_input
+
+
+def num_workers(strategy):
+    """The number of tasks (worker processes) of `strategy`: 1 for one process."""
+    cluster = cluster_of(strategy)
+    return 1 if cluster is None else cluster.num_tasks
+
+
+def distribute_shards(strategy, make, batch_size):
+    """The per-replica iterator of every worker's own batches.
+
+    Args:
+        strategy: a strategy of `make_strategy`.
+        make: function `sources.Shard` -> the dataset of that worker's part of every global
+            batch (called once on each worker, with its input pipeline's index).
+        batch_size: the global batch.
+
+    A worker with several replicas splits its part of each batch over them in order.
+    """
+    def worker_dataset(context):
+        dataset = make(sources.Shard(context.input_pipeline_id, context.num_input_pipelines))
+        if context.num_replicas_in_sync > context.num_input_pipelines:
+            dataset = dataset.rebatch(context.get_per_replica_batch_size(batch_size),
+                                      drop_remainder=True)
+        return dataset
+
+    return iter(strategy.distribute_datasets_from_function(worker_dataset))
 
 
 def is_chief(strategy):

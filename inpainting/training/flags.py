@@ -135,6 +135,12 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_float("worker_timeout", _D.worker_timeout, "Multi-worker training: seconds a worker "
                        "waits for the others (start-up, each collective, heartbeats) before it stops "
                        "with an error saying one was lost.", flag_values=flag_values)
+    flags.DEFINE_bool("shard_input", _D.shard_input, "Multi-worker training: each worker reads and "
+                      "decodes only its share of the files (a different, equally random stream "
+                      "than one process's); --noshard_input: each reads the whole single-process "
+                      "stream and keeps its part of every global batch (the batches one process "
+                      "trains on; input costs as much on every worker as on one process).",
+                      flag_values=flag_values)
     flags.DEFINE_integer("cpu_devices", _D.cpu_devices, "Split the CPU into N logical devices (0: one); "
                          "with --strategy=mirrored this trains data-parallel on a CPU.", flag_values=flag_values)
     flags.DEFINE_enum("precision", _D.precision, list(PRECISIONS), "float32; mixed_bfloat16 (16-bit "

@@ -8,7 +8,9 @@ its own batch, box and mask, then one generator update on a further batch. All r
 order, crops, flips, boxes, masks and the gradient-penalty weights) comes from the input pipeline,
 as a pure function of the seed and the position in the stream, so a run resumed from step k sees
 the data an uninterrupted run sees, and the update does not depend on how the batch is split
-across devices. One Adam optimizer serves the generator and the critics, as in the original, so
+across devices. On a cluster each worker reads its own shard of the stream (`sources.Shard`), so
+the stream is also a function of the number of workers; each worker's count of unreadable files is
+checkpointed ("worker_skipped_files") to resume its shard exactly. One Adam optimizer serves the generator and the critics, as in the original, so
 its bias correction counts every update; under `--precision=mixed_float16` it is wrapped in
 Keras's dynamic loss scaling, whose state checkpoints keep under "loss_scale".
 
@@ -175,6 +177,15 @@ class Trainer:
         self.skipped_files = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_files")
         state = dict(critics=self.critics, optimizer=self.optimizer, step=self.step,
                      skipped_files=self.skipped_files)
+        # A cluster whose workers read their own shards: each worker's count fixes where its
+        # stream resumes (skipped_files is their sum).
+        self.workers = distribution.num_workers(self.strategy)
+        self.sharded = distribution.shards_input(config, self.strategy)
+        self.worker_skipped_files = None
+        if self.sharded:
+            self.worker_skipped_files = tf.Variable(tf.zeros([self.workers], tf.int64),
+                                                    trainable=False, name="worker_skipped_files")
+            state["worker_skipped_files"] = self.worker_skipped_files
         if self.scaler is not None:
             state["loss_scale"] = tf.train.Checkpoint(scale=self.scaler.dynamic_scale,
                                                       good_steps=self.scaler.step_counter)
@@ -237,18 +248,23 @@ class Trainer:
                 raise TrainingError(f"{latest} holds an average of the generator's weights; resume with "
                                     f"{{parameter}} above 0 (e.g. that run's, in {TRAIN_CONFIG_FILE}), or "
                                     f"use a new {mention('model_dir')}", parameter="ema_decay")
+            state, shards_note = self._worker_counts_stored(latest, state)
             # A checkpoint without an average holds the trained weights as "generator".
-            checkpoint = self.checkpoint if averaged or self.average is None else \
-                tf.train.Checkpoint(generator=self.generator, **state)
+            average_starts = not averaged and self.average is not None
+            networks = {"generator": self.generator} if average_starts else self._networks()
+            checkpoint = self.checkpoint if not (average_starts or shards_note) else \
+                tf.train.Checkpoint(**networks, **state)
             try:
                 checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as err:
                 raise TrainingError(f"cannot resume from {latest}: {str(err).splitlines()[0]}; "
                                     "use a new {parameter}", parameter="model_dir") from None
-            what = f"resumed from {latest} at step {int(self.step.numpy())}"
+            what = f"resumed from {latest} at step {int(self.step.numpy())}{shards_note}"
             if checkpoint is self.checkpoint:
                 return what
             self.checkpoint.save_counter.assign(checkpoint.save_counter)
+            if not average_starts:
+                return what
             what += " (the average of the generator's weights starts there)"
         elif self.config.init_checkpoint:
             what = self._initialise_from(self.config.init_checkpoint)
@@ -257,6 +273,22 @@ class Trainer:
         if self.average is not None:
             self.average.set_weights(self.generator.get_weights())
         return what
+
+    def _worker_counts_stored(self, latest, state):
+        """(the state to restore, a note) for the per-worker counts of unreadable files: a
+        checkpoint of the same number of sharded workers restores them; one without them (one
+        process, --noshard_input) or of another number of workers starts every worker's shard of
+        the stream afresh from the restored step, counting from 0."""
+        if self.worker_skipped_files is None:
+            return state, ""
+        key = "worker_skipped_files/.ATTRIBUTES/VARIABLE_VALUE"
+        shapes = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+        if shapes.get(key) == [self.workers]:
+            return state, ""
+        state = {name: value for name, value in state.items() if name != "worker_skipped_files"}
+        before = f"{shapes[key][0]} workers" if key in shapes else "one stream"
+        return state, (f" (its input was read as {before}; each of the {self.workers} workers' "
+                       f"shards starts there)")
 
     def _initialise_from(self, path):
         generator, critics = store.load_networks(path)
@@ -374,7 +406,11 @@ class Trainer:
         per_replica = self.strategy.run(update, args=(next(iterator),))
         stats = {}
         for key, value in per_replica.items():
-            if key == "skipped_files":  # cumulative along the global batch: its largest is the total
+            if key == "skipped_files" and self.sharded:  # each worker's stream counts its own
+                counts = tf.reshape(self.strategy.gather(value, axis=0), [self.workers, -1])
+                self.worker_skipped_files.assign(tf.reduce_max(counts, axis=1))
+                stats[key] = tf.reduce_sum(self.worker_skipped_files)
+            elif key == "skipped_files":  # cumulative along the global batch: its largest is the total
                 stats[key] = tf.reduce_max(self.strategy.gather(value, axis=0))
             elif key in SAME_ON_EVERY_REPLICA or key.endswith("grad_norm"):
                 stats[key] = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
@@ -391,19 +427,40 @@ class Trainer:
     # ---- data ----------------------------------------------------------------------------------
 
     def training_data(self):
-        """The distributed training batches, from the position of the restored step on."""
+        """The distributed training batches, from the position of the restored step on: on a
+        cluster with sharded input each worker's own part of them."""
+        if self.sharded:
+            counts = self.worker_skipped_files.numpy()
+            return distribution.distribute_shards(
+                self.strategy, lambda shard: self.batches(shard, int(counts[shard.index])),
+                self.config.batch_size)
+        return distribution.distribute(self.strategy, self.batches())
+
+    def batches(self, shard=sources.WHOLE, skipped_before=None):
+        """The training batches (`shard`'s part of them) from the restored step on, after
+        `skipped_before` unreadable files (default: the restored count)."""
         c = self.config
         images = functools.partial(
             pipeline.image_dataset, sources.parse_dataset(c.dataset), image_size=c.image_size,
             preprocess=c.preprocess, flip=c.flip, seed=c.seed, training=True,
-            data_dir=c.data_dir or None, download=c.download)
-        batches = pipeline.training_batches(
+            data_dir=c.data_dir or None, download=c.download, shard=shard)
+        return pipeline.training_batches(
             images, batch_size=c.batch_size, image_size=c.image_size, box_size=c.box_size,
             max_delta=c.max_delta, margins=c.margins, seed=c.seed, mask_dir=c.mask_dir or None,
             free_form=c.free_form_masks, strokes=self._strokes(), edges=c.guided,
             start_batch=int(self.step.numpy()) * c.batches_per_step,
-            skipped_before=int(self.skipped_files.numpy()))
-        return distribution.distribute(self.strategy, batches)
+            skipped_before=int(self.skipped_files.numpy()) if skipped_before is None
+            else skipped_before, shard=shard)
+
+    def decoded_images(self, step):
+        """The images each worker has decoded for the batches of `step` steps: its part of them
+        and the unreadable files it met (with unsharded input every worker decodes them all)."""
+        c = self.config
+        if not self.sharded:
+            return [step * c.batches_per_step * c.batch_size + int(self.skipped_files.numpy())] \
+                * self.workers
+        part = step * c.batches_per_step * c.batch_size // self.workers
+        return [part + int(count) for count in self.worker_skipped_files.numpy()]
 
     def _strokes(self):
         """The brush strokes' widths of this run, as the data pipeline takes them."""
@@ -554,7 +611,7 @@ class Trainer:
                     progress.update(step, stats)
                     if step % c.summary_every == 0 or step == c.max_steps:
                         _write_scalars(train_writer, step, stats, progress.images_per_second,
-                                       self.optimizer.learning_rate)
+                                       self.optimizer.learning_rate, self._decoded_scalars(step))
                     if step % c.validation_every == 0 or step == c.max_steps:
                         self.validate(validation, validation_writer, step)
         except KeyboardInterrupt:
@@ -563,9 +620,20 @@ class Trainer:
             saved = self.manager.save(checkpoint_number=step)
         train_writer.flush()
         validation_writer.flush()
+        if self.workers > 1:
+            decoded = self.decoded_images(step)
+            logging.info("images decoded by each worker: %s", decoded)
+            print("images decoded by each worker (its part of the batches and its unreadable files): "
+                  + ", ".join(f"worker {k} {n}" for k, n in enumerate(decoded)), flush=True)
         print(f"{status} at step {step}; checkpoint {saved}; TensorBoard logs in {c.model_dir} "
               f"(tensorboard --logdir {c.model_dir})", flush=True)
         return {"step": step, "status": status, "checkpoint": saved, "signal": stopped_by}
+
+    def _decoded_scalars(self, step):
+        """TensorBoard's `decoded_images/worker_<k>` of a cluster (none for one process)."""
+        if self.workers == 1:
+            return {}
+        return {f"decoded_images/worker_{k}": n for k, n in enumerate(self.decoded_images(step))}
 
     def train_step(self, iterator, step):
         """One training step on batches of `iterator`: `critic_steps` critic updates, then the
@@ -637,9 +705,9 @@ def heldout_metrics(filled, originals, holes):
     return {name: metrics.mean_of(row[name] for row in rows) for name in HELDOUT_METRICS}
 
 
-def _write_scalars(writer, step, stats, images_per_second, learning_rate):
+def _write_scalars(writer, step, stats, images_per_second, learning_rate, extra=None):
     with writer.as_default(step=step):
-        for key, value in stats.items():
+        for key, value in {**stats, **(extra or {})}.items():
             tf.summary.scalar(key, value)
         tf.summary.scalar("images_per_second", images_per_second)
         tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(learning_rate)))

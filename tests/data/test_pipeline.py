@@ -402,6 +402,70 @@ def test_validation_stream_start_example(tmp_path):
     assert _ids(_read(stream)) == [4, 5]
 
 
+# ------------------------------------------------------------------------------ shards
+
+@pytest.mark.parametrize("count", [2, 3, 9])  # 9: more workers than the 7 files
+def test_shards_split_the_stream_before_reading_and_resume_on_their_own(tmp_path, count):
+    root = _folder(tmp_path / "img", range(10, 50, 10), (12, 10))
+    _spoil(tmp_path / "img")  # 4 readable, 5 unreadable files
+    make = functools.partial(pipeline.image_dataset, f"folder:{root}", image_size=(8, 8), seed=5)
+    whole = {int(e["position"]): e for e in _read(make(), 40)}
+    shards = [_read(make(shard=sources.Shard(k, count)), 40 // count + 4) for k in range(count)]
+    seen = []
+    for k, elements in enumerate(shards):
+        positions = [int(e["position"]) for e in elements]
+        assert all(p % count == k for p in positions)  # only its own files are read
+        seen += positions
+        for element in elements:  # an image of a position is the one the whole stream has there
+            if element["position"] in whole:
+                np.testing.assert_array_equal(element["image"], whole[element["position"]]["image"])
+        # Its item i (read or skipped) is position i * count + k: the skipped count gives i.
+        items = (np.array(positions) - k) // count
+        np.testing.assert_array_equal(items - np.arange(len(items)),
+                                      [e["skipped"] for e in elements])
+        for consumed in (1, 4):
+            skipped = int(elements[consumed - 1]["skipped"])
+            resumed = _read(make(shard=sources.Shard(k, count), start_example=consumed + skipped,
+                                 skipped_before=skipped), 3)
+            assert [(e["position"], e["skipped"]) for e in resumed] == [
+                (e["position"], e["skipped"]) for e in elements[consumed:consumed + 3]]
+    last = min(max(whole), *(e[-1]["position"] for e in shards))
+    assert sorted(p for p in seen if p <= last) == [p for p in sorted(whole) if p <= last]
+    assert last > 30  # together they are the whole stream, here over 3 epochs of 9 files
+    # Validation is never sharded.
+    assert len(_read(pipeline.image_dataset(f"folder:{root}", image_size=(8, 8), training=False,
+                                            shard=sources.Shard(1, count)))) == 4
+
+
+def test_a_shard_of_unreadable_files_ends_its_stream(tmp_path, capfd):
+    _spoil(tmp_path / "bad")
+    stream = pipeline.image_dataset(f"folder:{tmp_path / 'bad'}", image_size=(8, 8),
+                                    shard=sources.Shard(1, 2))
+    assert _read(stream) == []
+    assert ("error: folder:" + str(tmp_path / "bad") + ": no image of 2 epochs (this worker's share "
+            "of 5 files each) could be read; the stream ends") in capfd.readouterr().err
+    with pytest.raises(DataError, match="shard 2 of 2: expected 0 <= index < count"):
+        sources.Shard(2, 2)
+
+
+def test_a_shard_of_training_batches_is_its_part_of_the_global_batch(tmp_path):
+    root = _folder(tmp_path / "img", range(1, 9), (40, 40))
+    make = functools.partial(pipeline.training_batches, batch_size=4, image_size=(32, 32),
+                             box_size=(16, 16), seed=3)
+    whole = _read(make(_images(f"folder:{root}", seed=3)), 3)
+    for k in (0, 1):
+        shard = sources.Shard(k, 2)
+        part = _read(make(_images(f"folder:{root}", seed=3, shard=shard), shard=shard), 3)
+        for mine, batch in zip(part, whole):
+            assert mine["image"].shape == (2, 32, 32, 3)
+            np.testing.assert_array_equal(mine["mask"], batch["mask"][:2])
+            np.testing.assert_array_equal(mine["bbox"], batch["bbox"][:2])
+            for key in ("alpha_local", "alpha_global"):
+                np.testing.assert_array_equal(mine[key], batch[key][2 * k:2 * k + 2])
+    with pytest.raises(DataError, match="batch_size 3 cannot be split evenly over 2 workers"):
+        make(_images(f"folder:{root}"), batch_size=3, shard=sources.Shard(0, 2))
+
+
 # ------------------------------------------------------------------------------ batches
 
 def _images(folder, **kwargs):
@@ -737,3 +801,22 @@ def test_tfds_splits(tiny_tfds):
     with pytest.raises(DataError) as excinfo:
         make("tfds:inpainting_test_pictures:valid")
     _message(excinfo, "bad split 'valid'", "test, train")
+
+
+@pytest.mark.parametrize("count", [2, 4])  # 3 record files: by file for 2 workers, by record for 4
+def test_tfds_shards_read_their_own_records(tiny_tfds, count):
+    make = functools.partial(pipeline.image_dataset, "tfds:inpainting_test_pictures",
+                             image_size=(6, 8), data_dir=tiny_tfds, seed=4)
+    epochs = []
+    for k in range(count):
+        shard = sources.Shard(k, count)
+        size = sources.source_items("tfds:inpainting_test_pictures", seed=4, data_dir=tiny_tfds,
+                                    shard=shard).size
+        ids = _ids(_read(make(shard=shard), 2 * size))
+        assert sorted(ids[size:]) == sorted(ids[:size]) and len(set(ids)) == size  # its epochs
+        epochs.append(ids[:size])
+        assert _ids(_read(make(shard=shard, start_example=5), 10)) == ids[5:15]
+    assert sorted(sum(epochs, [])) == list(range(100, 140))  # every record on one worker
+    if count == 4:
+        assert sorted(len(e) for e in epochs) == [10, 10, 10, 10]
+

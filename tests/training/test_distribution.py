@@ -1,9 +1,9 @@
 """Training on many machines: TF_CONFIG, the multi-worker strategy, roles, stops and lost workers.
 
 The cluster tests start `train.py` worker processes on 127.0.0.1 free ports with a cnum=4 model on
-64x64 images and stop every process they start. They run in the default oneDNN mode only: the
-cluster's machinery (all-reduce, votes, stops) is above the kernels, whose numbers in both modes
-the one-process training tests check.
+64x64 images (32x32 for the input-sharding tests) and stop every process they start. They run
+in the default oneDNN mode only: the cluster's machinery (sharding, all-reduce, votes, stops) is
+above the kernels, whose numbers in both modes the one-process training tests check.
 """
 
 import json
@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,7 +22,7 @@ from conftest import REPO, assert_user_error
 from inpainting.config import TrainConfig
 from inpainting.errors import ConfigError, TrainingError
 from inpainting.training import distribution, trainer
-from test_trainer import TINY, checkpoint_values, image_folder  # noqa: F401 (a fixture)
+from test_trainer import TINY, checkpoint_values, image_folder, read_events  # noqa: F401 (a fixture)
 
 EXAMPLE = distribution.EXAMPLE
 # Adam's epsilon 1e-3 keeps an update proportional to its gradient (see test_trainer's mirrored
@@ -85,7 +86,7 @@ class Workers:
                 return
             if any(p.poll() is not None for p in self.processes):
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         self.stop()
         raise AssertionError(f"{text!r} not printed by task {index}:\n{self.output(index)[-3000:]}")
 
@@ -269,7 +270,7 @@ def test_two_workers_train_like_one_process(tmp_path, image_folder, workers):
     # amplifies that rounding in a few near-zero components.
     model_dir = tmp_path / "cluster"
     workers.start(model_dir, image_folder, "--batch_size=4", "--max_steps=3", "--checkpoint_every=1",
-                  "--strategy=multi_worker", "--ema_decay=0.5")
+                  "--strategy=multi_worker", "--ema_decay=0.5", "--noshard_input")
     assert workers.wait() == [0, 0], workers.output(0) + workers.output(1)
     chief, worker = workers.output(0), workers.output(1)
     assert f"finished at step 3; checkpoint {model_dir / 'ckpt-3'}" in chief
@@ -297,7 +298,7 @@ def test_chief_and_two_workers_train_v2_guided_like_one_process(tmp_path, image_
     model_dir = tmp_path / "cluster"
     v2 = ("--version=v2", "--guided", "--cnum=4")
     workers.start(model_dir, image_folder, *v2, "--batch_size=3", "--max_steps=2",
-                  "--checkpoint_every=1", count=3, chief=True)
+                  "--checkpoint_every=1", "--noshard_input", count=3, chief=True)
     assert workers.wait() == [0, 0, 0], "".join(workers.output(i) for i in range(3))
     assert [workers.output(i).splitlines()[-1] for i in (1, 2)] == [
         "worker 0: finished at step 2", "worker 1: finished at step 2"]
@@ -410,6 +411,104 @@ def test_a_lost_chief_or_a_frozen_worker_is_reported_within_the_timeout(tmp_path
     assert len(errors) == 1 and "Traceback" not in output, output
     assert errors[0].startswith(f"error: worker {1 - victim}: lost contact with another worker of "
                                 "the cluster (no answer within --worker_timeout=20 s: ")
+
+
+# ---- input sharding -------------------------------------------------------------------------------
+
+# A global batch of 4, 32x32 crops of 8x8 pictures; validation only at the last step.
+SHARDED = ("--image_size=32", "--box_size=16", "--batch_size=4", "--validation_every=1000",
+           "--worker_timeout=60")
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory):
+    """296 tiny noise PNGs and 24 unreadable files among them: enough that no worker's stream,
+    read ahead by its prefetching, reaches the second epoch (where the files change workers)."""
+    folder = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(1)
+    for i in range(296):
+        cv2.imwrite(str(folder / f"p{i:03d}.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    for i in range(24):
+        (folder / f"p{i * 12 + 6:03d}x.png").write_bytes(b"not an image" * i)
+    return folder
+
+
+def decoded_counts(chief_output):
+    """The chief's count of the images each worker decoded, from its last line saying so."""
+    line = [line for line in chief_output.splitlines()
+            if line.startswith("images decoded by each worker")][-1]
+    return [int(part.split()[-1]) for part in line.split(": ", 1)[1].split(", ")]
+
+
+def named_unreadable(output):
+    return {line.split("skipped an unreadable image: ", 1)[1] for line in output.splitlines()
+            if "skipped an unreadable image: " in line}
+
+
+def assert_each_worker_read_its_share(workers, model_dir, count, steps):
+    """Each worker decoded its 1/count of the images trained on (4 per step: one critic and one
+    generator batch of 2 ... 1 per worker) and the unreadable files it met, named by it alone."""
+    consumed = steps * 2 * 4
+    decoded = decoded_counts(workers.output(0))
+    assert len(decoded) == count
+    named = [named_unreadable(workers.output(k)) for k in range(count)]
+    skipped = [n - consumed // count for n in decoded]
+    for k in range(count):
+        # Its unreadable files (the prefetched ones included) are its own: no other worker
+        # opened them, as every worker would if each read the whole stream.
+        assert 0 <= skipped[k] <= len(named[k]), (k, decoded, named)
+        assert all(named[k].isdisjoint(named[j]) for j in range(count) if j != k), named
+    assert sum(skipped) >= 1  # the counts were put to the test
+    events = read_events(model_dir / "train")
+    assert events["skipped_files"][steps] == sum(skipped)  # the cluster's total
+    assert [events[f"decoded_images/worker_{k}"][steps] for k in range(count)] == decoded
+    return decoded
+
+
+def test_two_workers_read_their_shards_and_resume_exactly_after_sigkill_and_sigterm(
+        tmp_path, many_images, workers):
+    flags = (*SHARDED, "--max_steps=8", "--checkpoint_every=3")
+    full = tmp_path / "uninterrupted"
+    workers.start(full, many_images, *flags)
+    assert workers.wait() == [0, 0], workers.output(0)
+    decoded = assert_each_worker_read_its_share(workers, full, count=2, steps=8)
+
+    # SIGKILL on every worker at step 4: the restarted cluster resumes from ckpt-3...
+    run = tmp_path / "run"
+    workers.start(run, many_images, *flags)
+    workers.wait_for(0, "step 4/8 [")
+    workers.stop()
+    assert tf.train.latest_checkpoint(str(run)) == str(run / "ckpt-3")
+    # ... and SIGTERM on worker 1 after its step 4 stops it at a step it saves ...
+    workers.start(run, many_images, *flags)
+    workers.wait_for(0, "step 4/8 [")
+    workers.processes[1].send_signal(signal.SIGTERM)
+    assert workers.wait() == [distribution.PREEMPTED_EXIT_STATUS] * 2
+    assert f"resumed from {run / 'ckpt-3'} at step 3" in workers.output(0)
+    step = int(tf.train.latest_checkpoint(str(run)).rsplit("-", 1)[1])
+    assert 4 <= step < 8
+    # ... from which the same command finishes as the uninterrupted cluster did.
+    workers.start(run, many_images, *flags)
+    assert workers.wait() == [0, 0]
+    assert f"resumed from {run / f'ckpt-{step}'} at step {step}" in workers.output(0)
+    assert decoded_counts(workers.output(0)) == decoded
+    got, expected = (checkpoint_values(d / "ckpt-8") for d in (run, full))
+    assert got.pop("worker_skipped_files/.ATTRIBUTES/VARIABLE_VALUE").tolist() == [
+        n - 32 for n in decoded]
+    for values in (got, expected):  # the saves counted differ
+        values.pop("save_counter/.ATTRIBUTES/VARIABLE_VALUE")
+    expected.pop("worker_skipped_files/.ATTRIBUTES/VARIABLE_VALUE")
+    assert_close(got, expected, atol=1e-6)
+
+
+def test_four_workers_read_a_quarter_each_and_train_alike_twice(tmp_path, many_images, workers):
+    flags = (*SHARDED, "--max_steps=3", "--checkpoint_every=100")
+    for name in ("first", "second"):
+        workers.start(tmp_path / name, many_images, *flags, count=4)
+        assert workers.wait() == [0] * 4, workers.output(0)
+        assert_each_worker_read_its_share(workers, tmp_path / name, count=4, steps=3)
+    got, expected = (checkpoint_values(tmp_path / name / "ckpt-3") for name in ("second", "first"))
+    assert_close(got, expected, atol=1e-6)
 
 
 # ---- launch recipes -------------------------------------------------------------------------------
