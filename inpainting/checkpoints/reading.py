@@ -58,12 +58,17 @@ def resolve_prefix(path):
                           "file naming one; pass the prefix of one, e.g. " + os.path.join(path, indexes[-1]))
 
 
+def has_files(prefix):
+    """Whether the checkpoint at `prefix` has both its `.index` and its `.data-*` files."""
+    return os.path.isfile(prefix + ".index") and bool(glob.glob(glob.escape(prefix) + ".data-*"))
+
+
 def complete_checkpoints(directory):
     """The prefixes of the checkpoints in `directory` whose `.index` and `.data-*` files are both
-    there, in the order of the number ending their names (`ckpt-5` before `ckpt-20`)."""
+    there (`has_files`), in the order of the number ending their names (`ckpt-5` before `ckpt-20`)."""
     prefixes = [os.path.join(directory, name[:-len(".index")]) for name in os.listdir(directory)
                 if name.endswith(".index")]
-    found = [prefix for prefix in prefixes if glob.glob(glob.escape(prefix) + ".data-*")]
+    found = [prefix for prefix in prefixes if has_files(prefix)]
 
     def number(prefix):
         match = re.search(r"(\d+)$", prefix)
@@ -78,7 +83,7 @@ def missing_files(prefix):
     A `checkpoint` state file can name a checkpoint whose files were deleted (by hand, or by a
     cleaning job); TensorFlow then only reports a failed reader.
     """
-    if os.path.isfile(prefix + ".index") and glob.glob(glob.escape(prefix) + ".data-*"):
+    if has_files(prefix):
         return None
     directory, name = os.path.split(prefix)
     state = os.path.join(directory, STATE_FILES[0])
